@@ -1,0 +1,245 @@
+"""The ragtune.yaml schema: one pydantic model per section, typos fail loudly.
+
+Every model forbids unknown keys, so a misspelled key is an error naming its path
+instead of a silently ignored setting. `load_config` reports every problem at once.
+
+Example:
+    >>> cfg = load_config_dict({"sources": [{"name": "docs", "type": "files", "path": "."}]})
+    >>> cfg.router.default_mode
+    'rag'
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ModeName = Literal["prompt_only", "rag", "finetuned", "combined", "auto"]
+Precision = Literal["auto", "bf16", "fp32"]
+
+
+class ConfigError(ValueError):
+    """A config problem; the message lists every offending key path."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FilesSource(_Section):
+    """A folder tree of txt, md, html, pdf and docx files."""
+
+    type: Literal["files"]
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    path: str
+    include: list[str] = ["**/*"]
+    exclude: list[str] = []
+    acl: list[str] = []
+    public: bool = False
+    max_file_mb: float = Field(default=50.0, gt=0)
+
+
+SourceConfig = Annotated[Union[FilesSource], Field(discriminator="type")]
+
+
+class IndexConfig(_Section):
+    embedder: str = "bundled"
+    batch_size: int = Field(default=64, ge=1)
+    chunk_size: int | None = Field(default=None, ge=16)
+    chunk_overlap: int = Field(default=16, ge=0)
+    path: str | None = None
+    url: str | None = None
+    collection: str = Field(default="ragtune", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]$")
+    top_k: int = Field(default=3, ge=1, le=50)
+
+
+class GeneratorConfig(_Section):
+    model: str = "bundled"
+    max_new_tokens: int = Field(default=64, ge=1, le=4096)
+    batch_size: int = Field(default=8, ge=1)
+    repetition_penalty: float = Field(default=1.1, ge=1.0)
+
+
+class RaftConfig(_Section):
+    fraction: float = Field(default=0.3, ge=0.0, le=1.0)
+    oracle_probability: float = Field(default=0.8, ge=0.0, le=1.0)
+    context_chunks: int = Field(default=3, ge=1, le=10)
+
+
+class DatasetConfig(_Section):
+    name: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    generator: Literal["extractive", "llm"] = "extractive"
+    max_questions_per_chunk: int = Field(default=12, ge=1)
+    eval_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
+    min_question_chars: int = Field(default=12, ge=1)
+    max_question_chars: int = Field(default=300, ge=1)
+    max_answer_chars: int = Field(default=400, ge=1)
+    near_duplicate_threshold: float = Field(default=0.9, gt=0.0, le=1.0)
+    audience: list[str] = []
+    min_examples: int = Field(default=20, ge=1)
+    raft: RaftConfig = RaftConfig()
+    seed: int = 0
+
+
+class FinetuneConfig(_Section):
+    adapter: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    rank: int = Field(default=16, ge=1)
+    alpha: int = Field(default=32, ge=1)
+    dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    learning_rate: float = Field(default=1e-3, gt=0)
+    epochs: float = Field(default=3.0, gt=0)
+    max_steps: int = Field(default=-1, ge=-1)
+    batch_size: int = Field(default=8, ge=1)
+    gradient_accumulation: int = Field(default=1, ge=1)
+    max_length: int = Field(default=512, ge=16)
+    warmup_ratio: float = Field(default=0.05, ge=0.0, lt=1.0)
+    seed: int = 0
+
+
+class RouterConfig(_Section):
+    default_mode: ModeName = "rag"
+    groups: dict[str, ModeName] = {}
+    adapter: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    auto_min_score: float = Field(default=0.35, ge=-1.0, le=1.0)
+
+
+class Config(_Section):
+    workspace: str = ".ragtune"
+    precision: Precision = "auto"
+    sources: list[SourceConfig] = []
+    index: IndexConfig = IndexConfig()
+    generator: GeneratorConfig = GeneratorConfig()
+    dataset: DatasetConfig = DatasetConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+    router: RouterConfig = RouterConfig()
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_source_names(cls, sources: list) -> list:
+        names = [s.name for s in sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique; repeated: {', '.join(dupes)}")
+        return sources
+
+    def workspace_path(self) -> Path:
+        return Path(self.workspace).expanduser()
+
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(value: Any, path: str, errors: list[str]) -> Any:
+    """Replace ${VAR} and ${VAR:-default} in every string, so secrets stay out of YAML."""
+    if isinstance(value, dict):
+        return {k: _interpolate(v, f"{path}.{k}" if path else str(k), errors) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, f"{path}.{i}", errors) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def repl(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        errors.append(f"{path}: environment variable {name} is not set (use ${{{name}:-default}} for a fallback)")
+        return match.group(0)
+
+    return _ENV.sub(repl, value)
+
+
+def _format_errors(err: ValidationError) -> list[str]:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling; see docs/configuration.md)"
+        elif e["type"] == "union_tag_invalid":
+            msg = f"unknown source type {e['input'].get('type')!r}; allowed: {e['ctx']['expected_tags']}"
+        lines.append(f"{loc or '<root>'}: {msg}")
+    return lines
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split 'a.b.0.c=value' into a key path and a YAML-parsed value."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.path=value")
+    key, raw = text.split("=", 1)
+    if not key.strip():
+        raise ConfigError(f"override {text!r} has an empty key")
+    return key.strip().split("."), yaml.safe_load(raw) if raw.strip() else ""
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Set each `key.path=value` in a nested dict (list items by index)."""
+    for text in overrides:
+        keys, value = parse_override(text)
+        node: Any = data
+        for i, key in enumerate(keys):
+            last = i == len(keys) - 1
+            if isinstance(node, list):
+                if not key.isdigit() or int(key) >= len(node):
+                    raise ConfigError(f"override {text!r}: {'.'.join(keys[:i + 1])} is not an item of the list")
+                key = int(key)
+            elif not isinstance(node, dict):
+                raise ConfigError(f"override {text!r}: {'.'.join(keys[:i])} is not a section")
+            if last:
+                node[key] = value
+            else:
+                if isinstance(node, dict) and key not in node:
+                    node[key] = {}
+                node = node[key]
+    return data
+
+
+def load_config_dict(data: dict | None, overrides: list[str] = (), base_dir: Path | None = None) -> Config:
+    """Validate a config dict (after overrides and ${ENV} interpolation), all errors at once."""
+    data = apply_overrides(dict(data or {}), list(overrides))
+    errors: list[str] = []
+    data = _interpolate(data, "", errors)
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as err:
+        errors.extend(_format_errors(err))
+        cfg = None
+    if errors:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+    if base_dir is not None:
+        cfg = _resolve_paths(cfg, base_dir)
+    return cfg
+
+
+def _resolve_paths(cfg: Config, base: Path) -> Config:
+    """Relative paths in a config file are relative to that file, not to the caller's cwd."""
+
+    def rel(p: str | None) -> str | None:
+        if p is None or Path(p).expanduser().is_absolute():
+            return p
+        return str(base / p)
+
+    sources = [s.model_copy(update={"path": rel(s.path)}) for s in cfg.sources]
+    index = cfg.index.model_copy(update={"path": rel(cfg.index.path)})
+    return cfg.model_copy(update={"workspace": rel(cfg.workspace), "sources": sources, "index": index})
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
+    """Read and validate a ragtune.yaml file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found; create one with `ragtune init`")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections, got {type(data).__name__}")
+    return load_config_dict(data, overrides, base_dir=path.resolve().parent)

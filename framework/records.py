@@ -1,0 +1,106 @@
+"""Records that flow between the stages; frozen so a stage cannot edit another's output.
+
+Example:
+    >>> doc = Document(id="files:a.md", text="Hello", source="files", uri="file:///a.md",
+    ...                title="a", content_hash="abc", acl=("public",))
+    >>> doc.title
+    'a'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Mode = Literal["prompt_only", "rag", "finetuned", "combined", "auto"]
+MODES: tuple[str, ...] = ("prompt_only", "rag", "finetuned", "combined", "auto")
+PUBLIC_GROUP = "public"
+
+
+@dataclass(frozen=True)
+class Document:
+    """One source document, already parsed to text.
+
+    `acl` lists the groups that may read it; `("public",)` means everyone. An empty
+    `acl` means nobody: a document is only visible when its connector says who may read it.
+    """
+
+    id: str
+    text: str
+    source: str
+    uri: str
+    title: str
+    content_hash: str
+    acl: tuple[str, ...] = ()
+    updated_at: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a document sized for the embedder; `id` is stable across runs."""
+
+    id: str
+    doc_id: str
+    position: int
+    text: str
+    title: str
+    uri: str
+    source: str
+    doc_hash: str
+    acl: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: retrieval only returns chunks whose ACL shares a group with them.
+
+    Every principal may read public documents.
+    """
+
+    user: str = "anonymous"
+    groups: tuple[str, ...] = ()
+
+    @property
+    def readable_groups(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((PUBLIC_GROUP, *self.groups)))
+
+
+@dataclass(frozen=True)
+class Source:
+    """A retrieved chunk as the answer cites it."""
+
+    chunk_id: str
+    doc_id: str
+    title: str
+    uri: str
+    score: float
+    text: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What `Project.ask` returns: the text and everything needed to audit it."""
+
+    text: str
+    question: str
+    mode: str
+    prompt: str
+    sources: tuple[Source, ...] = ()
+    adapter: str | None = None
+    latency_s: float = 0.0
+    reason: str = ""
+    arm: str | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "text": self.text,
+            "question": self.question,
+            "mode": self.mode,
+            "arm": self.arm,
+            "reason": self.reason,
+            "adapter": self.adapter,
+            "latency_s": round(self.latency_s, 4),
+            "prompt": self.prompt,
+            "sources": [s.__dict__ for s in self.sources],
+        }
