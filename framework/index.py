@@ -1,0 +1,122 @@
+"""The Chroma vector index: upsert by chunk id, delete stale ids, search within an ACL.
+
+chromadb is used directly (not through LlamaIndex's store) because ingest needs
+`upsert` and ACL lists in metadata. Collections are created in cosine space with the
+embedding function disabled, so Chroma never downloads its default model; the
+embedder's name is recorded on the collection and a mismatch is refused, since vectors
+from two embedders cannot be compared.
+
+Example:
+    >>> idx = ChromaIndex.open(path=".ragtune/chroma", collection="docs", embedder_name="hashing-256")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from framework.records import Chunk, Principal, Source
+
+
+class IndexError_(RuntimeError):
+    """The index cannot be used as configured."""
+
+
+def _client(path: str | None, url: str | None):
+    import chromadb
+    from chromadb.config import Settings
+
+    settings = Settings(anonymized_telemetry=False)
+    if url:
+        from urllib.parse import urlparse
+
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise IndexError_(f"index.url: {url!r} is not an http(s) URL like http://127.0.0.1:8000")
+        return chromadb.HttpClient(host=parsed.hostname, port=parsed.port or (443 if parsed.scheme == "https" else 80),
+                                   ssl=parsed.scheme == "https", settings=settings)
+    return chromadb.PersistentClient(path=path, settings=settings)
+
+
+class ChromaIndex:
+    def __init__(self, collection) -> None:
+        self.collection = collection
+
+    @classmethod
+    def open(cls, *, path: str | None, url: str | None = None, collection: str, embedder_name: str) -> "ChromaIndex":
+        client = _client(path, url)
+        col = client.get_or_create_collection(
+            collection, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None,
+            metadata={"embedder": embedder_name},
+        )
+        space = (col.configuration or {}).get("hnsw", {}) or {}
+        if space.get("space", "cosine") != "cosine":
+            raise IndexError_(f"index.collection: {collection!r} uses {space.get('space')} distance, not cosine; "
+                              "choose another collection name or delete the workspace's chroma folder")
+        recorded = (col.metadata or {}).get("embedder")
+        if recorded and recorded != embedder_name:
+            raise IndexError_(
+                f"index.collection: {collection!r} was built with embedder {recorded!r}, config now says "
+                f"{embedder_name!r}; vectors from different embedders cannot be mixed. Use a new "
+                "index.collection name or re-ingest into an empty workspace."
+            )
+        return cls(col)
+
+    def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        if not chunks:
+            return
+        self.collection.upsert(
+            ids=[c.id for c in chunks],
+            embeddings=vectors.tolist(),
+            documents=[c.text for c in chunks],
+            metadatas=[_metadata(c) for c in chunks],
+        )
+
+    def delete(self, ids: Sequence[str]) -> None:
+        if ids:
+            self.collection.delete(ids=list(ids))
+
+    def count(self) -> int:
+        return self.collection.count()
+
+    def ids(self) -> set[str]:
+        return set(self.collection.get(include=[])["ids"])
+
+    def get(self, ids: Sequence[str]) -> list[Source]:
+        if not ids:
+            return []
+        res = self.collection.get(ids=list(ids), include=["documents", "metadatas"])
+        by_id = {i: _source(i, d, m, 1.0) for i, d, m in zip(res["ids"], res["documents"], res["metadatas"])}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def search(self, vector: np.ndarray, *, principal: Principal, k: int,
+               exclude_docs: Sequence[str] = ()) -> list[Source]:
+        """Nearest chunks the principal may read; score is cosine similarity."""
+        if principal is None:
+            raise PermissionError("search needs a Principal; ACL filtering is never skipped")
+        where = _acl_filter(principal)
+        if exclude_docs:
+            where = {"$and": [where, {"doc_id": {"$nin": list(exclude_docs)}}]}
+        n = self.collection.count()
+        if n == 0:
+            return []
+        res = self.collection.query(query_embeddings=[vector.tolist()], n_results=min(k, n), where=where,
+                                    include=["documents", "metadatas", "distances"])
+        return [_source(i, d, m, 1.0 - dist) for i, d, m, dist in
+                zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0])]
+
+
+def _acl_filter(principal: Principal) -> dict:
+    clauses = [{"acl": {"$contains": g}} for g in principal.readable_groups]
+    return clauses[0] if len(clauses) == 1 else {"$or": clauses}
+
+
+def _metadata(c: Chunk) -> dict:
+    return {"doc_id": c.doc_id, "position": c.position, "title": c.title, "uri": c.uri, "source": c.source,
+            "doc_hash": c.doc_hash, "acl": list(c.acl) if c.acl else ["__nobody__"]}
+
+
+def _source(chunk_id: str, text: str, meta: dict, score: float) -> Source:
+    return Source(chunk_id=chunk_id, doc_id=meta["doc_id"], title=meta.get("title", ""), uri=meta.get("uri", ""),
+                  score=round(float(score), 4), text=text)

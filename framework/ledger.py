@@ -1,0 +1,91 @@
+"""The ingest ledger: which documents are indexed, at which version, with which chunks.
+
+SQLite in WAL mode. Each document row holds its content hash and the chunk ids in
+the index. A document's new chunk ids are written as `pending` before the index is
+touched and committed after, so a run killed at any point is finished by the next
+one: the document still looks changed, and the stale ids of both versions are known.
+
+Example:
+    >>> led = Ledger(":memory:")
+    >>> led.state("files:a.md", "h1")
+    'new'
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    doc_id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    uri TEXT NOT NULL,
+    content_hash TEXT,
+    chunk_ids TEXT NOT NULL DEFAULT '[]',
+    pending_ids TEXT,
+    indexed_at TEXT
+);
+"""
+
+
+class Ledger:
+    def __init__(self, path: str | Path) -> None:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path), timeout=30, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def state(self, doc_id: str, content_hash: str) -> str:
+        """new | changed | unchanged; a document with pending ids is changed."""
+        row = self.db.execute("SELECT content_hash, pending_ids FROM documents WHERE doc_id=?", (doc_id,)).fetchone()
+        if row is None or row[0] is None:
+            return "new"
+        if row[1] is not None or row[0] != content_hash:
+            return "changed"
+        return "unchanged"
+
+    def chunk_ids(self, doc_id: str) -> list[str]:
+        row = self.db.execute("SELECT chunk_ids FROM documents WHERE doc_id=?", (doc_id,)).fetchone()
+        return json.loads(row[0]) if row else []
+
+    def known_ids(self, doc_id: str) -> set[str]:
+        """Committed and pending chunk ids: everything this document may have in the index."""
+        row = self.db.execute("SELECT chunk_ids, pending_ids FROM documents WHERE doc_id=?", (doc_id,)).fetchone()
+        if row is None:
+            return set()
+        return set(json.loads(row[0])) | set(json.loads(row[1] or "[]"))
+
+    def begin(self, doc_id: str, source: str, uri: str, new_ids: list[str]) -> None:
+        row = self.db.execute("SELECT pending_ids FROM documents WHERE doc_id=?", (doc_id,)).fetchone()
+        pending = sorted(set(json.loads(row[0] or "[]") if row else ()) | set(new_ids))
+        self.db.execute(
+            "INSERT INTO documents (doc_id, source, uri, pending_ids) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(doc_id) DO UPDATE SET pending_ids=excluded.pending_ids, uri=excluded.uri",
+            (doc_id, source, uri, json.dumps(pending)),
+        )
+
+    def commit(self, doc_id: str, content_hash: str, new_ids: list[str]) -> None:
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.db.execute(
+            "UPDATE documents SET content_hash=?, chunk_ids=?, pending_ids=NULL, indexed_at=? WHERE doc_id=?",
+            (content_hash, json.dumps(new_ids), now, doc_id),
+        )
+
+    def forget(self, doc_id: str) -> None:
+        self.db.execute("DELETE FROM documents WHERE doc_id=?", (doc_id,))
+
+    def doc_ids(self, source: str) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT doc_id FROM documents WHERE source=?", (source,))}
+
+    def documents(self) -> dict[str, str]:
+        """doc_id -> content hash of every committed document (the lineage adapters record)."""
+        rows = self.db.execute("SELECT doc_id, content_hash FROM documents WHERE content_hash IS NOT NULL")
+        return dict(rows.fetchall())
