@@ -1,0 +1,82 @@
+"""Score answers against reference answers, per mode, on held-out questions.
+
+Metrics (all in [0, 1] except latency):
+- token F1: SQuAD-style overlap of normalised answer and reference tokens.
+- answer recall: share of the reference's content tokens found in the answer; high
+  when the fact is present even in a longer answer.
+- retrieval hit rate: share of questions whose gold document (`document`, a file name,
+  or `doc_id`, as the eval split writes) is among the sources, for modes that retrieve.
+- latency: seconds per question (generation runs in batches; total time / questions).
+
+Example:
+    >>> round(token_f1("28 days of leave", "Employees get 28 days of leave."), 2)
+    0.8
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from collections import Counter
+from pathlib import Path
+
+_STOP = set("a an the of to in on at for and or is are be by with from as that this it its do does i my we our "
+            "you your can what how which when who".split())
+
+
+def _tokens(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+(?:[.,:][0-9]+)*", text.lower())
+
+
+def token_f1(answer: str, reference: str) -> float:
+    a, r = _tokens(answer), _tokens(reference)
+    common = sum((Counter(a) & Counter(r)).values())
+    if not a or not r or common == 0:
+        return 0.0
+    p, rec = common / len(a), common / len(r)
+    return 2 * p * rec / (p + rec)
+
+
+def answer_recall(answer: str, reference: str) -> float:
+    ref = {t for t in _tokens(reference) if t not in _STOP}
+    return len(ref & set(_tokens(answer))) / len(ref) if ref else 0.0
+
+
+def load_questions(path: Path) -> list[dict]:
+    """Read a JSONL file of {"question", "answer", optional "document"}; errors name the line."""
+    rows = []
+    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{n}: not valid JSON ({err.msg})") from None
+        if not isinstance(row, dict) or not row.get("question") or not row.get("answer"):
+            raise ValueError(f"{path}:{n}: each line needs non-empty 'question' and 'answer' fields")
+        rows.append(row)
+    if not rows:
+        raise ValueError(f"{path}: no questions found")
+    return rows
+
+
+def _hit(answer, document: str | None) -> bool | None:
+    if not document or not answer.sources:
+        return None if not document else False
+    return any(s.doc_id.endswith(document) or s.uri.endswith(document) for s in answer.sources)
+
+
+def score(answers: list, questions: list[dict], seconds: float) -> dict:
+    f1 = [token_f1(a.text, q["answer"]) for a, q in zip(answers, questions)]
+    rec = [answer_recall(a.text, q["answer"]) for a, q in zip(answers, questions)]
+    hits = [h for a, q in zip(answers, questions)
+            if (h := _hit(a, q.get("document") or q.get("doc_id"))) is not None]
+    retrieves = any(a.sources for a in answers) or any(a.mode in ("rag", "combined") for a in answers)
+    return {
+        "questions": len(questions),
+        "token_f1": round(statistics.fmean(f1), 4),
+        "answer_recall": round(statistics.fmean(rec), 4),
+        "retrieval_hit_rate": round(statistics.fmean(hits), 4) if hits and retrieves else None,
+        "latency_s": round(seconds / max(1, len(questions)), 3),
+    }

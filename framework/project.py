@@ -1,0 +1,263 @@
+"""Project: the Python API over one ragtune.yaml and its workspace.
+
+Components (embedder, index, generator) are built on first use and kept, so an app
+that only asks questions never loads what ingest needs, and the base model is loaded
+once for all four modes.
+
+Example:
+    >>> import framework
+    >>> project = framework.load("ragtune.yaml")          # doctest: +SKIP
+    >>> project.ingest()                                  # doctest: +SKIP
+    >>> project.ask("How many leave days?", mode="rag")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import random
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from framework import dataset as ds
+from framework import prompts
+from framework.adapters import AdapterRegistry, base_fingerprint
+from framework.config import Config, load_config
+from framework.embedder import Embedder, build_embedder
+from framework.evaluation import load_questions, score
+from framework.index import ChromaIndex
+from framework.ingest import IngestReport, ingest, workspace_lock
+from framework.ledger import Ledger
+from framework.precision import resolve_dtype
+from framework.records import Answer, Principal, Source
+from framework.router import MODE_TABLE, check_mode, choose_mode, resolve_auto
+
+log = logging.getLogger(__name__)
+
+
+class Project:
+    def __init__(self, config: Config, *, show_progress: bool = True, embedder: Embedder | None = None) -> None:
+        self.config = config
+        self.workspace = config.workspace_path()
+        self.show_progress = show_progress
+        self._embedder = embedder
+
+    # -- components -------------------------------------------------------------------------
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            c = self.config
+            self._embedder = build_embedder(c.index.embedder, precision=c.precision, batch_size=c.index.batch_size)
+        return self._embedder
+
+    @functools.cached_property
+    def index(self) -> ChromaIndex:
+        idx = self.config.index
+        path = idx.path or str(self.workspace / "chroma")
+        return ChromaIndex.open(path=None if idx.url else path, url=idx.url, collection=idx.collection,
+                                embedder_name=self.embedder.name)
+
+    @functools.cached_property
+    def base_model_dir(self) -> Path:
+        from framework.models import resolve_generator
+
+        return resolve_generator(self.config.generator.model, workspace=self.workspace)
+
+    @functools.cached_property
+    def generator(self):
+        from framework.generator import HFGenerator
+
+        g = self.config.generator
+        return HFGenerator(self.base_model_dir, dtype=resolve_dtype(self.config.precision), batch_size=g.batch_size,
+                           repetition_penalty=g.repetition_penalty)
+
+    @property
+    def adapters(self) -> AdapterRegistry:
+        return AdapterRegistry(self.workspace / "adapters")
+
+    def dataset_dir(self) -> Path:
+        return self.workspace / "datasets" / self.config.dataset.name
+
+    # -- ingest ----------------------------------------------------------------------------------
+    def ingest(self) -> IngestReport:
+        """Bring the index up to date with every configured source."""
+        from connectors import build_connector
+
+        if not self.config.sources:
+            raise ValueError("config has no sources; add one under `sources:` (see docs/configuration.md)")
+        with workspace_lock(self.workspace):
+            ledger = Ledger(self.workspace / "ledger.sqlite")
+            try:
+                c = self.config.index
+                return ingest([build_connector(s) for s in self.config.sources], embedder=self.embedder,
+                              index=self.index, ledger=ledger, chunk_size=c.chunk_size,
+                              chunk_overlap=c.chunk_overlap, batch_size=c.batch_size,
+                              show_progress=self.show_progress)
+            finally:
+                ledger.close()
+
+    # -- retrieval ---------------------------------------------------------------------------------
+    def retrieve(self, question: str, *, principal: Principal, k: int | None = None) -> list[Source]:
+        vector = self.embedder.embed([question])[0]
+        return self.index.search(vector, principal=principal, k=k or self.config.index.top_k)
+
+    # -- synthesis -------------------------------------------------------------------------------
+    def synthesize(self) -> dict:
+        """Generate, filter, split and write the Q/A finetuning set; returns its card."""
+        from framework.progress import track
+        from framework.synth import extractive_pairs, llm_pairs
+
+        cfg = self.config.dataset
+        rows = self.index.collection.get(include=["documents", "metadatas"])
+        chunks = [{"id": i, "text": t, **m} for i, t, m in zip(rows["ids"], rows["documents"], rows["metadatas"])]
+        if not chunks:
+            raise ValueError("the index is empty; run `ragtune ingest` first")
+        eligible = [c for c in chunks if ds.readable_by_audience(c["acl"], cfg.audience)]
+        pairs: list = []
+        unparseable = 0
+        if cfg.generator == "extractive":
+            for c in track(eligible, "synthesize (extractive)", enabled=self.show_progress):
+                pairs.extend((c, p) for p in extractive_pairs(c["text"])[: cfg.max_questions_per_chunk])
+        else:
+            per_chunk, unparseable = llm_pairs(self.generator, [c["text"] for c in eligible])
+            pairs = [(c, p) for c, ps in zip(eligible, per_chunk) for p in ps]
+        kept, dropped = ds.filter_pairs(pairs, cfg)
+        if unparseable:
+            dropped["unparseable_reply"] += unparseable
+        train_pairs, eval_pairs = ds.split_pairs(kept, cfg.eval_fraction, cfg.seed)
+        ds.check_size(len(train_pairs), dropped, len(pairs), cfg.min_examples)
+        audience = Principal(user="dataset", groups=tuple(cfg.audience))
+        eligible_ids = {c["id"] for c in eligible}
+
+        def retrieve(q: str, k: int) -> list[Source]:
+            return [s for s in self.retrieve(q, principal=audience, k=k) if s.chunk_id in eligible_ids]
+
+        rng = random.Random(cfg.seed)
+        train = ds.format_examples(train_pairs, generator=cfg.generator, raft=cfg.raft, retrieve=retrieve, rng=rng)
+        evals = ds.format_examples(eval_pairs, generator=cfg.generator, raft=cfg.raft.model_copy(
+            update={"fraction": 0.0}), retrieve=retrieve, rng=rng)
+        docs = sorted({(c["doc_id"], c["doc_hash"]) for c, _ in kept})
+        card = {
+            "name": cfg.name,
+            "generator": cfg.generator,
+            "audience": list(cfg.audience),
+            "chunks": {"total": len(chunks), "eligible": len(eligible)},
+            "generated": len(pairs) + unparseable,
+            "dropped": dict(dropped),
+            "kept": len(kept),
+            "split": {"train": len(train), "eval": len(evals),
+                      "train_by_mode": {m: sum(r["mode"] == m for r in train) for m in ("finetuned", "combined")}},
+            "documents": {d: h for d, h in docs},
+            "config": cfg.model_dump(),
+        }
+        return ds.write_dataset(self.dataset_dir(), train, evals, card)
+
+    # -- finetuning ------------------------------------------------------------------------------
+    def finetune(self) -> dict:
+        """Train a LoRA adapter on the dataset; returns the new adapter's manifest."""
+        from datetime import datetime, timezone
+
+        from framework.finetune import train_lora
+
+        folder = self.dataset_dir()
+        if not (folder / "card.json").is_file():
+            raise FileNotFoundError(f"no dataset at {folder}; run `ragtune synth` first")
+        card = json.loads((folder / "card.json").read_text())
+        train = [json.loads(x) for x in (folder / "train.jsonl").read_text().splitlines() if x.strip()]
+        evals = [json.loads(x) for x in (folder / "eval.jsonl").read_text().splitlines() if x.strip()]
+        cfg = self.config.finetune
+        bf16 = resolve_dtype(self.config.precision) == torch.bfloat16
+        out = self.adapters.next_version_dir(cfg.adapter)
+        metrics = train_lora(self.base_model_dir, train, evals, cfg, out, bf16=bf16, show_progress=self.show_progress)
+        manifest = {
+            "name": cfg.adapter,
+            "version": out.name,
+            "base_model": self.config.generator.model,
+            "base_fingerprint": base_fingerprint(self.base_model_dir),
+            "dataset": {"name": card["name"], "hash": card["hash"], "examples": card["split"]},
+            "documents": card["documents"],
+            "audience": card["audience"],
+            "hyperparameters": cfg.model_dump(),
+            "precision": "bf16" if bf16 else "fp32",
+            "metrics": metrics,
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        return manifest
+
+    # -- answering -------------------------------------------------------------------------------
+    def _adapter_key(self, required: bool) -> str | None:
+        name = self.config.router.adapter
+        if not required and self.adapters.latest(name) is None:
+            return None
+        ref = self.adapters.require(name, self.base_model_dir)
+        self.generator.load_adapter(ref.key, ref.path)
+        return ref.key
+
+    def ask(self, question: str, *, mode: str | None = None, user: str = "anonymous",
+            groups: Sequence[str] = ()) -> Answer:
+        """Answer one question in the routed mode; the Answer carries prompt, sources and timing."""
+        return self.ask_many([question], mode=mode, principal=Principal(user=user, groups=tuple(groups)))[0]
+
+    def ask_many(self, questions: Sequence[str], *, mode: str | None = None,
+                 principal: Principal = Principal()) -> list[Answer]:
+        """Answer several questions in one batch of generation (same mode for all)."""
+        if not all(isinstance(q, str) and q.strip() for q in questions):
+            raise ValueError("every question must be a non-empty string")
+        requested, reason = choose_mode(mode, principal, self.config.router)
+        start = time.perf_counter()
+        plans = [self._plan(q, requested, reason, principal) for q in questions]
+        texts: list[str] = [""] * len(plans)
+        by_adapter: dict[str | None, list[int]] = {}
+        for i, p in enumerate(plans):
+            by_adapter.setdefault(p["adapter"], []).append(i)
+        for adapter, idx in by_adapter.items():
+            outs = self.generator.generate([plans[i]["conversation"] for i in idx], adapter=adapter,
+                                           max_new_tokens=self.config.generator.max_new_tokens)
+            for i, text in zip(idx, outs):
+                texts[i] = text
+        per_question = (time.perf_counter() - start) / max(1, len(questions))
+        return [Answer(text=t, question=q, mode=p["mode"], prompt=self.generator.render(p["conversation"]),
+                       sources=tuple(p["sources"]), adapter=p["adapter"], latency_s=per_question,
+                       reason=p["reason"]) for q, p, t in zip(questions, plans, texts)]
+
+    def _plan(self, question: str, mode: str, reason: str, principal: Principal) -> dict:
+        sources: list[Source] = []
+        if mode == "auto":
+            sources = self.retrieve(question, principal=principal)
+            has_adapter = self.adapters.latest(self.config.router.adapter) is not None
+            mode, reason = resolve_auto(sources[0].score if sources else None, has_adapter,
+                                        self.config.router.auto_min_score)
+        retrieve, use_adapter = MODE_TABLE[check_mode(mode)]
+        if retrieve and not sources:
+            sources = self.retrieve(question, principal=principal)
+        if not retrieve:
+            sources = []
+        adapter = self._adapter_key(required=True) if use_adapter else None
+        conversation = prompts.with_context(question, sources) if retrieve else prompts.closed_book(question)
+        return {"mode": mode, "reason": reason, "sources": sources, "adapter": adapter, "conversation": conversation}
+
+    # -- evaluation ------------------------------------------------------------------------------
+    def evaluate(self, questions: Path | list[dict] | None = None, *,
+                 modes: Sequence[str] = ("prompt_only", "rag", "finetuned", "combined"),
+                 principal: Principal = Principal()) -> dict:
+        """Score each mode on the same questions; default questions: the dataset's eval split."""
+        if questions is None:
+            questions = self.dataset_dir() / "eval.jsonl"
+        rows = load_questions(questions) if isinstance(questions, (str, Path)) else list(questions)
+        results: dict = {}
+        for mode in modes:
+            start = time.perf_counter()
+            answers = self.ask_many([r["question"] for r in rows], mode=mode, principal=principal)
+            results[mode] = {**score(answers, rows, time.perf_counter() - start),
+                             "answers": [a.to_dict() for a in answers]}
+        return results
+
+
+def load(path: str | Path = "ragtune.yaml", overrides: Sequence[str] = (), **kwargs) -> Project:
+    """Load a project from its config file; `overrides` are `key.path=value` strings."""
+    return Project(load_config(path, overrides), **kwargs)

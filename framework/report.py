@@ -1,0 +1,32 @@
+"""Comparison reports: a table of the modes on the same questions, as markdown and JSON."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+COLUMNS = ("token_f1", "answer_recall", "retrieval_hit_rate", "latency_s")
+
+
+def markdown_table(results: dict) -> str:
+    lines = ["| mode | " + " | ".join(COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for mode, r in results.items():
+        cells = ["n/a" if r.get(c) is None else f"{r[c]:.3f}" for c in COLUMNS]
+        lines.append(f"| {mode} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_report(workspace: Path, title: str, results: dict, extra: dict | None = None) -> tuple[Path, Path]:
+    """Write reports/<timestamp>.md and .json; returns both paths."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    folder = workspace / "reports"
+    folder.mkdir(parents=True, exist_ok=True)
+    md, js = folder / f"{stamp}.md", folder / f"{stamp}.json"
+    body = [f"# {title}", "", f"created {stamp}", "", markdown_table(results), ""]
+    for key, value in (extra or {}).items():
+        body += [f"## {key}", "", "```", json.dumps(value, indent=2, ensure_ascii=False), "```", ""]
+    md.write_text("\n".join(body))
+    js.write_text(json.dumps({"title": title, "created": stamp, "results": results, **(extra or {})}, indent=2,
+                             ensure_ascii=False))
+    return md, js
