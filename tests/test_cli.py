@@ -1,0 +1,97 @@
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from framework.cli import app
+from framework.config import load_config
+
+from conftest import project_config
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def config_file(tmp_path, corpus, tiny_model):
+    path = tmp_path / "ragtune.yaml"
+    path.write_text(yaml.safe_dump(project_config(tmp_path, corpus, tiny_model)))
+    return path
+
+
+def _invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_init_writes_a_valid_commented_config(tmp_path):
+    target = tmp_path / "ragtune.yaml"
+    result = _invoke("init", target)
+    assert result.exit_code == 0, result.output
+    assert "# " in target.read_text()
+    load_config(target)
+    assert _invoke("init", target).exit_code == 1
+
+
+def test_ingest_json_and_reingest_reports_zero_embedded(config_file):
+    first = _invoke("ingest", "-c", config_file, "--json")
+    assert first.exit_code == 0, first.output
+    report = json.loads(first.stdout)
+    assert report["documents"]["new"] == 5 and report["chunks_embedded"] > 0
+    second = json.loads(_invoke("ingest", "-c", config_file, "--json").stdout)
+    assert second["chunks_embedded"] == 0 and second["documents"]["unchanged"] == 5
+    assert set(second["seconds"]) >= {"scan"}
+
+
+def test_ask_rag_json_points_at_real_chunks(config_file):
+    _invoke("ingest", "-c", config_file, "--json")
+    result = _invoke("ask", "what is the meal limit ?", "--mode", "rag", "-c", config_file, "--json")
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.stdout)
+    assert answer["mode"] == "rag" and answer["sources"]
+    from framework.project import Project
+
+    ids = Project(load_config(config_file), show_progress=False).index.ids()
+    assert all(s["chunk_id"] in ids and s["uri"].startswith("file://") for s in answer["sources"])
+    assert answer["sources"][0]["text"] in answer["prompt"]
+
+
+def test_finetuned_without_adapter_explains_how_to_train(config_file):
+    _invoke("ingest", "-c", config_file, "--json")
+    result = _invoke("ask", "what is the meal limit ?", "--mode", "finetuned", "-c", config_file)
+    assert result.exit_code == 3
+    assert "ragtune finetune" in result.output
+
+
+def test_config_errors_exit_2_with_key_path(config_file):
+    result = _invoke("ask", "q?", "-c", config_file, "--set", "router.defualt_mode=rag")
+    assert result.exit_code == 2 and "router.defualt_mode: unknown key" in result.output
+    result = _invoke("ask", "q?", "-c", config_file, "--mode", "finetunned")
+    assert result.exit_code == 2 and "allowed: prompt_only, rag, finetuned, combined, auto" in result.output
+    result = _invoke("ask", "q?", "-c", config_file, "--set", "router.default_mode=ragg")
+    assert result.exit_code == 2 and "router.default_mode" in result.output
+
+
+def test_missing_config_and_empty_index_are_clear(tmp_path, config_file):
+    result = _invoke("ingest", "-c", tmp_path / "nope.yaml")
+    assert result.exit_code == 2 and "ragtune init" in result.output
+    result = _invoke("synth", "-c", config_file)
+    assert result.exit_code == 1 and "ragtune ingest" in result.output
+
+
+def test_full_cycle_then_compare_and_eval(config_file, tmp_path):
+    assert _invoke("ingest", "-c", config_file, "--json").exit_code == 0
+    assert _invoke("synth", "-c", config_file, "--json").exit_code == 0
+    assert _invoke("finetune", "-c", config_file, "--json").exit_code == 0
+    result = _invoke("compare", "how many days of annual leave ?", "-c", config_file)
+    assert result.exit_code == 0, result.output
+    for mode in ("prompt_only", "rag", "finetuned", "combined"):
+        assert mode in result.output
+    result = _invoke("eval", "-c", config_file, "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert set(out["results"]) == {"prompt_only", "rag", "finetuned", "combined"}
+    for row in out["results"].values():
+        assert 0 <= row["token_f1"] <= 1 and row["latency_s"] > 0
+    assert 0 <= out["results"]["rag"]["retrieval_hit_rate"] <= 1
+    assert out["results"]["prompt_only"]["retrieval_hit_rate"] is None
+    assert (tmp_path / "ws" / "reports").is_dir()

@@ -1,0 +1,25 @@
+import pytest
+
+from framework.evaluation import answer_recall, load_questions, token_f1
+
+
+def test_token_f1_and_recall():
+    assert token_f1("28 days", "28 days") == 1.0
+    assert token_f1("no idea", "28 days") == 0.0
+    assert 0 < token_f1("You get 28 days of leave", "Employees receive 28 days of annual leave.") < 1
+    assert answer_recall("It is 45 EUR per day, I think.", "The meal limit is 45 EUR per day.") == pytest.approx(4 / 6)  # meal, limit missing
+
+
+def test_numbers_keep_their_decimals():
+    assert token_f1("0.30 EUR", "0.30 EUR") == 1.0
+    assert token_f1("0 30 EUR", "0.30 EUR") < 1.0
+
+
+def test_question_file_errors_name_the_line(tmp_path):
+    f = tmp_path / "q.jsonl"
+    f.write_text('{"question": "a?", "answer": "b"}\n{"question": "c?"}\n')
+    with pytest.raises(ValueError, match=r"q.jsonl:2: each line needs"):
+        load_questions(f)
+    f.write_text("{not json\n")
+    with pytest.raises(ValueError, match=r"q.jsonl:1: not valid JSON"):
+        load_questions(f)

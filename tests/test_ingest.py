@@ -1,0 +1,108 @@
+import pytest
+
+from framework.config import load_config_dict
+from framework.ingest import WorkspaceBusyError, workspace_lock
+from framework.ledger import Ledger
+from framework.project import Project
+from framework.records import Principal
+
+from conftest import project_config
+
+
+def _project(tmp_path, corpus, **sections):
+    return Project(load_config_dict(project_config(tmp_path, corpus, **sections)), show_progress=False)
+
+
+def test_ingest_indexes_every_document_and_search_finds_it(tmp_path, corpus):
+    project = _project(tmp_path, corpus)
+    report = project.ingest().to_dict()
+    assert report["documents"]["new"] == 5 and report["documents"]["failed"] == 0
+    assert report["chunks_embedded"] == project.index.count() >= 5
+    hits = project.retrieve("VPN client called Tunnelwise", principal=Principal())
+    assert hits[0].doc_id == "docs:policies/security.html"
+    assert 0 < hits[0].score <= 1
+
+
+def test_reingest_unchanged_embeds_nothing(tmp_path, corpus):
+    project = _project(tmp_path, corpus)
+    project.ingest()
+    ids = project.index.ids()
+    report = project.ingest().to_dict()
+    assert report["chunks_embedded"] == 0
+    assert report["documents"]["unchanged"] == 5
+    assert project.index.ids() == ids
+
+
+def test_changed_and_deleted_documents_replace_and_leave_the_index(tmp_path, corpus):
+    project = _project(tmp_path, corpus)
+    project.ingest()
+    before = project.index.ids()
+    (corpus / "handbook.md").write_text("# Employee Handbook\n\nEvery employee receives 30 days of annual leave.\n")
+    (corpus / "travel.docx").unlink()
+    report = project.ingest().to_dict()
+    assert report["documents"]["changed"] == 1 and report["documents"]["deleted"] == 1
+    after = project.index.ids()
+    assert project.index.count() == len(after)
+    texts = " ".join(s.text for s in project.index.get(sorted(after)))
+    assert "30 days" in texts and "28 days" not in texts and "team lead" not in texts
+    assert before != after
+
+
+def test_bad_file_is_reported_and_good_ones_indexed(tmp_path, corpus):
+    (corpus / "junk.md").write_bytes(b"\x00\xff" * 100)
+    (corpus / "empty.txt").write_bytes(b"")
+    report = _project(tmp_path, corpus).ingest().to_dict()
+    assert report["documents"]["new"] == 5 and report["documents"]["failed"] == 2
+    reasons = {f["uri"].rsplit("/", 1)[1]: f["reason"] for f in report["failures"]}
+    assert "binary" in reasons["junk.md"] and reasons["empty.txt"] == "empty file"
+
+
+def test_acl_hides_documents_from_outsiders(tmp_path, corpus):
+    project = _project(tmp_path, corpus, sources=[{"name": "docs", "type": "files", "path": str(corpus),
+                                                    "acl": ["finance"]}])
+    project.ingest()
+    assert project.retrieve("meal limit EUR", principal=Principal(user="eve", groups=("sales",))) == []
+    assert project.retrieve("meal limit EUR", principal=Principal()) == []
+    hits = project.retrieve("meal limit EUR", principal=Principal(user="fay", groups=("finance",)))
+    assert hits and all(h.doc_id.startswith("docs:") for h in hits)
+    with pytest.raises(PermissionError):
+        project.index.search(project.embedder.embed(["x"])[0], principal=None, k=2)
+
+
+def test_document_without_acl_is_visible_to_nobody(tmp_path, corpus):
+    project = _project(tmp_path, corpus, sources=[{"name": "docs", "type": "files", "path": str(corpus)}])
+    project.ingest()
+    assert project.retrieve("meal limit", principal=Principal(groups=("finance", "admins"))) == []
+
+
+def test_second_ingest_on_same_workspace_fails_fast(tmp_path):
+    with workspace_lock(tmp_path):
+        with pytest.raises(WorkspaceBusyError, match="another ingest is running"):
+            with workspace_lock(tmp_path):
+                pass
+
+
+def test_interrupted_write_is_finished_without_duplicates(tmp_path, corpus):
+    """A run killed between upsert and commit leaves pending ids; the next run cleans them."""
+    clean = _project(tmp_path / "clean", corpus)
+    clean.ingest()
+    project = _project(tmp_path, corpus)
+    project.ingest()
+    (corpus / "handbook.md").write_text("# Employee Handbook\n\nLeave is 31 days.\n")
+    led = Ledger(project.workspace / "ledger.sqlite")
+    led.begin("docs:handbook.md", "docs", "uri", ["orphan-chunk-from-killed-run"])
+    led.close()
+    project.index.collection.upsert(ids=["orphan-chunk-from-killed-run"], embeddings=[[0.1] * 256],
+                                    metadatas=[{"doc_id": "docs:handbook.md", "acl": ["public"]}],
+                                    documents=["stale"])
+    project.ingest()
+    clean.ingest()
+    assert project.index.ids() == clean.index.ids()
+
+
+def test_embedder_mismatch_is_refused(tmp_path, corpus):
+    project = _project(tmp_path, corpus)
+    project.ingest()
+    other = _project(tmp_path, corpus, index={"embedder": "hashing:128"})
+    with pytest.raises(RuntimeError, match="built with embedder 'hashing-256'"):
+        other.index

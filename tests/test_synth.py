@@ -1,0 +1,102 @@
+import json
+from collections import Counter
+
+import pytest
+
+from framework.config import DatasetConfig, load_config_dict
+from framework.dataset import DatasetTooSmallError, filter_pairs, split_pairs
+from framework.project import Project
+from framework.synth import QAPair, extractive_pairs, parse_llm_reply, sentences
+
+from conftest import project_config
+
+
+def test_extractive_questions_come_with_copied_answers():
+    text = ("## Expenses\nThe meal limit is 45 EUR per day. Employees must submit receipts within 30 days.\n"
+            "The expense tool is called Coinbasket. The all-hands meeting is held every Monday.")
+    pairs = extractive_pairs(text)
+    questions = {p.question for p in pairs}
+    assert "What is the expense tool called?" in questions
+    assert "Must employees submit receipts within 30 days?" in questions
+    assert "The meal limit is how much per day?" in questions
+    assert "Employees must submit receipts within how many days?" in questions
+    assert any("on which day" in q for q in questions)
+    assert all(p.answer in text or p.answer.rstrip(".") in text for p in pairs)
+
+
+def test_sentences_skip_headings_and_split_bullets():
+    assert sentences("# Title\n- The VPN is called Tunnelwise.\n- Passwords must be 16 characters long.") == [
+        "The VPN is called Tunnelwise.", "Passwords must be 16 characters long."]
+
+
+def test_filters_count_every_drop():
+    chunk = {"text": "The meal limit is 45 EUR per day."}
+    pairs = [(chunk, QAPair("What is the meal limit?", "The meal limit is 45 EUR per day.", "d", "f1")),
+             (chunk, QAPair("What is the meal limit?", "The meal limit is 45 EUR per day.", "d", "f1")),
+             (chunk, QAPair("What is the meal limit ?!", "The meal limit is 45 EUR per day.", "d", "f1")),
+             (chunk, QAPair("Why?", "The meal limit is 45 EUR per day.", "d", "f1")),
+             (chunk, QAPair("What is the travel class?", "Trains are always first class.", "d", "f2"))]
+    kept, dropped = filter_pairs(pairs, DatasetConfig())
+    assert len(kept) == 1
+    assert dropped == Counter(duplicate=2, too_short=1, unsupported_answer=1)
+
+
+def test_split_holds_out_a_phrasing_and_keeps_the_fact_trained():
+    chunk = {"text": "x"}
+    pairs = [(chunk, QAPair(f"q{f}-{i}", "a", "k", f"fact{f}")) for f in range(20) for i in range(3)]
+    train, evals = split_pairs(pairs, 0.25, seed=1)
+    assert len(evals) == 5 and len(train) == 55
+    train_q = {p.question for _, p in train}
+    for _, p in evals:
+        assert p.question not in train_q
+        assert any(t.fact == p.fact for _, t in train)
+
+
+def test_parse_llm_reply():
+    assert parse_llm_reply("Question: How many days?\nAnswer: 28 days.\nextra") == ("How many days?", "28 days.")
+    assert parse_llm_reply("I cannot help with that") is None
+
+
+def _project(tmp_path, corpus, **sections):
+    return Project(load_config_dict(project_config(tmp_path, corpus, **sections)), show_progress=False)
+
+
+def test_synthesize_writes_chat_jsonl_with_lineage(tmp_path, corpus):
+    project = _project(tmp_path, corpus, dataset={"raft": {"fraction": 1.0, "context_chunks": 2}})
+    project.ingest()
+    card = project.synthesize()
+    folder = project.dataset_dir()
+    train = [json.loads(x) for x in (folder / "train.jsonl").read_text().splitlines()]
+    evals = [json.loads(x) for x in (folder / "eval.jsonl").read_text().splitlines()]
+    assert card["split"]["train"] == len(train) and card["split"]["eval"] == len(evals) > 0
+    chunk_ids = project.index.ids()
+    for row in train + evals:
+        assert [m["role"] for m in row["messages"]][-1] == "assistant"
+        assert row["chunk_id"] in chunk_ids and row["doc_hash"] and row["doc_id"].startswith("docs:")
+    combined = [r for r in train if r["mode"] == "combined"]
+    assert combined and all("Question:" in r["messages"][0]["content"] for r in combined)
+    assert {r["question"] for r in evals}.isdisjoint({r["question"] for r in train})
+    assert json.loads((folder / "card.json").read_text())["hash"] == card["hash"]
+
+
+def test_audience_keeps_restricted_documents_out(tmp_path, corpus):
+    restricted = tmp_path / "restricted"
+    restricted.mkdir()
+    (restricted / "salaries.md").write_text("The CEO salary is 250000 EUR per year. " * 3)
+    sources = [{"name": "docs", "type": "files", "path": str(corpus), "public": True},
+               {"name": "hr", "type": "files", "path": str(restricted), "acl": ["hr"]}]
+    project = _project(tmp_path, corpus, sources=sources, dataset={"audience": ["hr", "sales"]})
+    project.ingest()
+    project.synthesize()
+    text = (project.dataset_dir() / "train.jsonl").read_text() + (project.dataset_dir() / "eval.jsonl").read_text()
+    assert "salary" not in text and "hr:salaries.md" not in text
+
+
+def test_thin_dataset_is_refused_loudly(tmp_path):
+    docs = tmp_path / "d"
+    docs.mkdir()
+    (docs / "a.md").write_text("Hello there, this is a short note without facts in it at all.")
+    project = _project(tmp_path, docs)
+    project.ingest()
+    with pytest.raises(DatasetTooSmallError, match="only 0 training examples left"):
+        project.synthesize()
