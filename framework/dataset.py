@@ -146,6 +146,24 @@ def write_dataset(out_dir: Path, train: list[dict], evals: list[dict], card: dic
     return card
 
 
+def build_card(cfg, *, chunks: int, eligible: int, generated: int, dropped: Counter, kept: list,
+               train: list[dict], evals: list[dict]) -> dict:
+    """What card.json says: counts per filter, split and mode, the documents used, the config."""
+    return {
+        "name": cfg.name,
+        "generator": cfg.generator,
+        "audience": list(cfg.audience),
+        "chunks": {"total": chunks, "eligible": eligible},
+        "generated": generated,
+        "dropped": dict(dropped),
+        "kept": len(kept),
+        "split": {"train": len(train), "eval": len(evals),
+                  "train_by_mode": {m: sum(r["mode"] == m for r in train) for m in ("finetuned", "combined")}},
+        "documents": dict(sorted({(c["doc_id"], c["doc_hash"]) for c, _ in kept})),
+        "config": cfg.model_dump(),
+    }
+
+
 def check_size(n_train: int, dropped: Counter, generated: int, minimum: int) -> None:
     if n_train < minimum:
         raise DatasetTooSmallError(

@@ -108,8 +108,7 @@ class Project:
     # -- synthesis -------------------------------------------------------------------------------
     def synthesize(self) -> dict:
         """Generate, filter, split and write the Q/A finetuning set; returns its card."""
-        from framework.progress import track
-        from framework.synth import extractive_pairs, llm_pairs
+        from framework.synth import generate_pairs
 
         cfg = self.config.dataset
         rows = self.index.collection.get(include=["documents", "metadatas"])
@@ -117,14 +116,7 @@ class Project:
         if not chunks:
             raise ValueError("the index is empty; run `ragtune ingest` first")
         eligible = [c for c in chunks if ds.readable_by_audience(c["acl"], cfg.audience)]
-        pairs: list = []
-        unparseable = 0
-        if cfg.generator == "extractive":
-            for c in track(eligible, "synthesize (extractive)", enabled=self.show_progress):
-                pairs.extend((c, p) for p in extractive_pairs(c["text"])[: cfg.max_questions_per_chunk])
-        else:
-            per_chunk, unparseable = llm_pairs(self.generator, [c["text"] for c in eligible])
-            pairs = [(c, p) for c, ps in zip(eligible, per_chunk) for p in ps]
+        pairs, unparseable = generate_pairs(eligible, cfg, lambda: self.generator, show_progress=self.show_progress)
         kept, dropped = ds.filter_pairs(pairs, cfg)
         if unparseable:
             dropped["unparseable_reply"] += unparseable
@@ -140,20 +132,8 @@ class Project:
         train = ds.format_examples(train_pairs, generator=cfg.generator, raft=cfg.raft, retrieve=retrieve, rng=rng)
         evals = ds.format_examples(eval_pairs, generator=cfg.generator, raft=cfg.raft.model_copy(
             update={"fraction": 0.0}), retrieve=retrieve, rng=rng)
-        docs = sorted({(c["doc_id"], c["doc_hash"]) for c, _ in kept})
-        card = {
-            "name": cfg.name,
-            "generator": cfg.generator,
-            "audience": list(cfg.audience),
-            "chunks": {"total": len(chunks), "eligible": len(eligible)},
-            "generated": len(pairs) + unparseable,
-            "dropped": dict(dropped),
-            "kept": len(kept),
-            "split": {"train": len(train), "eval": len(evals),
-                      "train_by_mode": {m: sum(r["mode"] == m for r in train) for m in ("finetuned", "combined")}},
-            "documents": {d: h for d, h in docs},
-            "config": cfg.model_dump(),
-        }
+        card = ds.build_card(cfg, chunks=len(chunks), eligible=len(eligible), generated=len(pairs) + unparseable,
+                             dropped=dropped, kept=kept, train=train, evals=evals)
         return ds.write_dataset(self.dataset_dir(), train, evals, card)
 
     # -- finetuning ------------------------------------------------------------------------------
@@ -190,10 +170,12 @@ class Project:
         return manifest
 
     # -- answering -------------------------------------------------------------------------------
-    def _adapter_key(self, required: bool) -> str | None:
+    def _adapter_key(self) -> str:
+        """Load the router's adapter (latest version) once; checks it fits the base model."""
         name = self.config.router.adapter
-        if not required and self.adapters.latest(name) is None:
-            return None
+        latest = self.adapters.latest(name)
+        if latest is not None and self.generator.has_adapter(latest.key):
+            return latest.key
         ref = self.adapters.require(name, self.base_model_dir)
         self.generator.load_adapter(ref.key, ref.path)
         return ref.key
@@ -237,7 +219,7 @@ class Project:
             sources = self.retrieve(question, principal=principal)
         if not retrieve:
             sources = []
-        adapter = self._adapter_key(required=True) if use_adapter else None
+        adapter = self._adapter_key() if use_adapter else None
         conversation = prompts.with_context(question, sources) if retrieve else prompts.closed_book(question)
         return {"mode": mode, "reason": reason, "sources": sources, "adapter": adapter, "conversation": conversation}
 

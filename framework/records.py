@@ -90,14 +90,12 @@ class Answer:
     adapter: str | None = None
     latency_s: float = 0.0
     reason: str = ""
-    arm: str | None = None
 
     def to_dict(self) -> dict:
         return {
             "text": self.text,
             "question": self.question,
             "mode": self.mode,
-            "arm": self.arm,
             "reason": self.reason,
             "adapter": self.adapter,
             "latency_s": round(self.latency_s, 4),

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from framework import prompts
 
@@ -134,3 +134,18 @@ def llm_pairs(generator, chunk_texts: Sequence[str], *, max_new_tokens: int = 96
         q, a = parsed
         out.append([QAPair(q, a, "llm", hashlib.sha256(q.encode()).hexdigest()[:12])])
     return out, failed
+
+
+def generate_pairs(chunks: list[dict], cfg, generator: Callable, *, show_progress: bool = True):
+    """Run the configured generator over chunks; returns ([(chunk, QAPair)], unparseable replies).
+
+    `generator` is called only by the `llm` generator, so the extractive one never loads a model.
+    """
+    from framework.progress import track
+
+    if cfg.generator == "extractive":
+        pairs = [(c, p) for c in track(chunks, "synthesize (extractive)", enabled=show_progress)
+                 for p in extractive_pairs(c["text"])[: cfg.max_questions_per_chunk]]
+        return pairs, 0
+    per_chunk, unparseable = llm_pairs(generator(), [c["text"] for c in chunks])
+    return [(c, p) for c, ps in zip(chunks, per_chunk) for p in ps[: cfg.max_questions_per_chunk]], unparseable

@@ -37,7 +37,7 @@ def block_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
-def build_tiny_model(folder: Path) -> Path:
+def build_tiny_model(folder: Path, seed: int = 0) -> Path:
     """A Llama with a few thousand parameters and a word-level tokenizer with a chat template."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
@@ -54,7 +54,7 @@ def build_tiny_model(folder: Path) -> Path:
         "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>' + '\n' }}"
         "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
     )
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     cfg = LlamaConfig(vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=2,
                       num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024,
                       pad_token_id=vocab["<pad>"], eos_token_id=vocab["<|im_end|>"], bos_token_id=vocab["<|im_start|>"])

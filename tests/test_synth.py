@@ -100,3 +100,33 @@ def test_thin_dataset_is_refused_loudly(tmp_path):
     project.ingest()
     with pytest.raises(DatasetTooSmallError, match="only 0 training examples left"):
         project.synthesize()
+
+
+class _ScriptedGenerator:
+    """Stands in for a teacher model whose replies we know, to test parsing and counting."""
+
+    def __init__(self, replies):
+        self.replies = replies
+        self.prompts = []
+
+    def generate(self, conversations, *, adapter=None, max_new_tokens=64):
+        self.prompts.extend(c[0]["content"] for c in conversations)
+        return self.replies[: len(conversations)]
+
+
+def test_llm_pairs_parse_good_replies_and_count_bad_ones():
+    from framework.synth import llm_pairs
+
+    gen = _ScriptedGenerator(["Question: What is the meal limit?\nAnswer: 45 EUR per day.", "garbage output"])
+    pairs, failed = llm_pairs(gen, ["The meal limit is 45 EUR per day.", "Train travel is second class."])
+    assert failed == 1 and pairs[1] == []
+    assert pairs[0][0].question == "What is the meal limit?" and pairs[0][0].answer == "45 EUR per day."
+    assert "The meal limit is 45 EUR per day." in gen.prompts[0]
+
+
+def test_llm_generator_with_a_real_model_counts_unparseable_replies(tmp_path, corpus, tiny_model):
+    project = _project(tmp_path, corpus, generator={"model": str(tiny_model), "max_new_tokens": 8},
+                       dataset={"generator": "llm"})
+    project.ingest()
+    with pytest.raises(DatasetTooSmallError, match="unparseable_reply"):
+        project.synthesize()
