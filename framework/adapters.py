@@ -70,19 +70,24 @@ class AdapterRegistry:
         existing = [int(m.group(1)) for d in (self.root / name).glob("v*") if (m := re.fullmatch(r"v(\d+)", d.name))]
         return self.root / name / f"v{max(existing, default=0) + 1:04d}"
 
-    def require(self, name: str, base_dir: Path) -> AdapterRef:
+    def require(self, name: str) -> AdapterRef:
+        """The latest version of `name`, or an error that says how to train one."""
         ref = self.latest(name)
         if ref is None:
             raise AdapterError(
                 f"no trained adapter named {name!r} in {self.root}; train one with `ragtune synth` then "
                 "`ragtune finetune` (or choose mode prompt_only or rag)"
             )
-        expected = ref.manifest.get("base_fingerprint")
-        actual = base_fingerprint(base_dir)
-        if expected != actual:
-            raise AdapterError(
-                f"adapter {ref.key} was trained on base model {ref.manifest.get('base_model')!r} "
-                f"(fingerprint {expected}), but generator.model is {str(base_dir)!r} (fingerprint {actual}); "
-                "retrain the adapter on this base or set generator.model back"
-            )
         return ref
+
+
+def check_base(ref: AdapterRef, base_dir: Path) -> None:
+    """Refuse an adapter trained on other base weights: its deltas would be meaningless there."""
+    expected = ref.manifest.get("base_fingerprint")
+    actual = base_fingerprint(base_dir)
+    if expected != actual:
+        raise AdapterError(
+            f"adapter {ref.key} was trained on base model {ref.manifest.get('base_model')!r} "
+            f"(fingerprint {expected}), but generator.model is {str(base_dir)!r} (fingerprint {actual}); "
+            "retrain the adapter on this base or set generator.model back"
+        )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
+import warnings
 from pathlib import Path
 from typing import Callable, List, Optional
 
@@ -34,9 +34,18 @@ SetOpt = typer.Option(None, "--set", "-s", help="Override a config key: key.path
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
 
 
+def _quiet_libraries() -> None:
+    """Keep the terminal for ragtune's own progress: no per-load bars, no upstream deprecation notes."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+
+
 def _run(fn: Callable):
     """Turn the errors users can fix into one clear line and a scriptable exit code."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    _quiet_libraries()
     try:
         return fn()
     except (ConfigError, UnknownModeError) as e:
@@ -172,7 +181,3 @@ def demo(workspace: Path = typer.Option(Path(".ragtune-demo"), "--workspace"),
         out.print(_compare_table(project, q, Principal()))
     out.print(f"timings (s): {result['timings']}")
     out.print(f"report: {md}")
-
-
-def main() -> None:  # pragma: no cover
-    sys.exit(app())

@@ -19,7 +19,7 @@ import numpy as np
 from framework.records import Chunk, Principal, Source
 
 
-class IndexError_(RuntimeError):
+class IndexConfigError(RuntimeError):
     """The index cannot be used as configured."""
 
 
@@ -33,7 +33,7 @@ def _client(path: str | None, url: str | None):
 
         parsed = urlparse(url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise IndexError_(f"index.url: {url!r} is not an http(s) URL like http://127.0.0.1:8000")
+            raise IndexConfigError(f"index.url: {url!r} is not an http(s) URL like http://127.0.0.1:8000")
         return chromadb.HttpClient(host=parsed.hostname, port=parsed.port or (443 if parsed.scheme == "https" else 80),
                                    ssl=parsed.scheme == "https", settings=settings)
     return chromadb.PersistentClient(path=path, settings=settings)
@@ -52,11 +52,11 @@ class ChromaIndex:
         )
         space = (col.configuration or {}).get("hnsw", {}) or {}
         if space.get("space", "cosine") != "cosine":
-            raise IndexError_(f"index.collection: {collection!r} uses {space.get('space')} distance, not cosine; "
+            raise IndexConfigError(f"index.collection: {collection!r} uses {space.get('space')} distance, not cosine; "
                               "choose another collection name or delete the workspace's chroma folder")
         recorded = (col.metadata or {}).get("embedder")
         if recorded and recorded != embedder_name:
-            raise IndexError_(
+            raise IndexConfigError(
                 f"index.collection: {collection!r} was built with embedder {recorded!r}, config now says "
                 f"{embedder_name!r}; vectors from different embedders cannot be mixed. Use a new "
                 "index.collection name or re-ingest into an empty workspace."

@@ -84,8 +84,3 @@ class Ledger:
 
     def doc_ids(self, source: str) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT doc_id FROM documents WHERE source=?", (source,))}
-
-    def documents(self) -> dict[str, str]:
-        """doc_id -> content hash of every committed document (the lineage adapters record)."""
-        rows = self.db.execute("SELECT doc_id, content_hash FROM documents WHERE content_hash IS NOT NULL")
-        return dict(rows.fetchall())

@@ -41,7 +41,3 @@ def resolve_dtype(precision: str) -> torch.dtype:
     if precision == "auto":
         return torch.bfloat16 if bf16_available() else torch.float32
     raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
-
-
-def device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -25,7 +25,7 @@ import torch
 
 from framework import dataset as ds
 from framework import prompts
-from framework.adapters import AdapterRegistry, base_fingerprint
+from framework.adapters import AdapterRegistry, base_fingerprint, check_base
 from framework.config import Config, load_config
 from framework.embedder import Embedder, build_embedder
 from framework.evaluation import load_questions, score
@@ -172,11 +172,10 @@ class Project:
     # -- answering -------------------------------------------------------------------------------
     def _adapter_key(self) -> str:
         """Load the router's adapter (latest version) once; checks it fits the base model."""
-        name = self.config.router.adapter
-        latest = self.adapters.latest(name)
-        if latest is not None and self.generator.has_adapter(latest.key):
-            return latest.key
-        ref = self.adapters.require(name, self.base_model_dir)
+        ref = self.adapters.require(self.config.router.adapter)
+        if self.generator.has_adapter(ref.key):
+            return ref.key
+        check_base(ref, self.base_model_dir)
         self.generator.load_adapter(ref.key, ref.path)
         return ref.key
 
