@@ -149,10 +149,19 @@ def compare(question: str, user: str = typer.Option("anonymous", "--user"),
 @app.command("eval")
 def eval_(questions: Optional[Path] = typer.Option(None, "--questions", "-q",
                                                     help="JSONL of question/answer[/document]; default: eval split"),
-          modes: str = typer.Option(",".join(MODES), "--modes"), config: Path = ConfigOpt,
-          set_: Optional[List[str]] = SetOpt, as_json: bool = JsonOpt):
+          modes: str = typer.Option(",".join(MODES), "--modes"),
+          retrieval_only: bool = typer.Option(False, "--retrieval-only",
+                                              help="Score retrieval only (hit@k, MRR); no generation."),
+          config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json: bool = JsonOpt):
     """Score the modes on the same held-out questions and write a report."""
     project = _run(lambda: _project(config, set_, as_json))
+    if retrieval_only:
+        metrics = _run(lambda: project.evaluate_retrieval(questions))
+        if as_json:
+            print(json.dumps(metrics, indent=2))
+        else:
+            out.print(" ".join(f"{k}={v}" for k, v in metrics.items()))
+        return
     wanted = [m.strip() for m in modes.split(",") if m.strip()]
     results = _run(lambda: project.evaluate(questions, modes=wanted))
     md, js = write_report(project.workspace, "ragtune eval", results)

@@ -56,6 +56,11 @@ class IndexConfig(_Section):
     url: str | None = None
     collection: str = Field(default="ragtune", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]$")
     top_k: int = Field(default=3, ge=1, le=50)
+    retrieval: Literal["hybrid", "dense", "lexical"] = "hybrid"
+    dense_weight: float = Field(default=1.0, ge=0.0)
+    lexical_weight: float = Field(default=1.0, ge=0.0)
+    rrf_k: int = Field(default=60, ge=1)
+    candidates: int = Field(default=20, ge=1, le=500)
 
 
 class GeneratorConfig(_Section):

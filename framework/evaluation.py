@@ -61,10 +61,24 @@ def load_questions(path: Path) -> list[dict]:
     return rows
 
 
+def _matches(source, document: str) -> bool:
+    return source.doc_id == document or source.doc_id.endswith(document) or source.uri.endswith(document)
+
+
+def retrieval_metrics(retrieved: list[list], gold: list[str], ks: tuple[int, ...] = (1, 3, 5, 10)) -> dict:
+    """hit@k (a chunk of the gold document in the top k) and MRR of the first such chunk."""
+    ranks = [next((r for r, s in enumerate(sources, 1) if _matches(s, g)), None) for sources, g in zip(retrieved, gold)]
+    out: dict = {"questions": len(gold)}
+    for k in ks:
+        out[f"hit@{k}"] = round(statistics.fmean(r is not None and r <= k for r in ranks), 4) if ranks else 0.0
+    out["mrr"] = round(statistics.fmean(1 / r if r else 0.0 for r in ranks), 4) if ranks else 0.0
+    return out
+
+
 def _hit(answer, document: str | None) -> bool | None:
     if not document or not answer.sources:
         return None if not document else False
-    return any(s.doc_id.endswith(document) or s.uri.endswith(document) for s in answer.sources)
+    return any(_matches(s, document) for s in answer.sources)
 
 
 def score(answers: list, questions: list[dict], seconds: float) -> dict:

@@ -83,21 +83,28 @@ class ChromaIndex:
     def ids(self) -> set[str]:
         return set(self.collection.get(include=[])["ids"])
 
-    def get(self, ids: Sequence[str]) -> list[Source]:
+    def get(self, ids: Sequence[str], *, query_vector: np.ndarray | None = None) -> list[Source]:
+        """Chunks by id, in the given order; with a query vector, scored by cosine similarity."""
         if not ids:
             return []
-        res = self.collection.get(ids=list(ids), include=["documents", "metadatas"])
-        by_id = {i: _source(i, d, m, 1.0) for i, d, m in zip(res["ids"], res["documents"], res["metadatas"])}
+        res = self.collection.get(ids=list(ids), include=["documents", "metadatas", "embeddings"])
+        by_id = {}
+        for i, d, m, e in zip(res["ids"], res["documents"], res["metadatas"], res["embeddings"]):
+            score = float(np.dot(query_vector, np.asarray(e))) if query_vector is not None else 1.0
+            by_id[i] = _source(i, d, m, score)
         return [by_id[i] for i in ids if i in by_id]
 
-    def search(self, vector: np.ndarray, *, principal: Principal, k: int,
-               exclude_docs: Sequence[str] = ()) -> list[Source]:
+    def all_chunks(self) -> tuple[list[str], list[str], list[list[str]]]:
+        """(ids, embedded texts, ACL lists) of every chunk: what the lexical index is built from."""
+        res = self.collection.get(include=["documents", "metadatas"])
+        texts = [f"{m.get('title', '')}\n{d}" for d, m in zip(res["documents"], res["metadatas"])]
+        return res["ids"], texts, [list(m.get("acl") or []) for m in res["metadatas"]]
+
+    def search(self, vector: np.ndarray, *, principal: Principal, k: int) -> list[Source]:
         """Nearest chunks the principal may read; score is cosine similarity."""
         if principal is None:
             raise PermissionError("search needs a Principal; ACL filtering is never skipped")
         where = _acl_filter(principal)
-        if exclude_docs:
-            where = {"$and": [where, {"doc_id": {"$nin": list(exclude_docs)}}]}
         n = self.collection.count()
         if n == 0:
             return []

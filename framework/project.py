@@ -28,12 +28,13 @@ from framework import prompts
 from framework.adapters import AdapterRegistry, base_fingerprint, check_base
 from framework.config import Config, load_config
 from framework.embedder import Embedder, build_embedder
-from framework.evaluation import load_questions, score
+from framework.evaluation import load_questions, retrieval_metrics, score
 from framework.index import ChromaIndex
 from framework.ingest import IngestReport, ingest, workspace_lock
 from framework.ledger import Ledger
 from framework.precision import resolve_dtype
 from framework.records import Answer, Principal, Source
+from framework.retrieval import Retriever
 from framework.router import MODE_TABLE, check_mode, choose_mode, resolve_auto
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,11 @@ class Project:
         path = idx.path or str(self.workspace / "chroma")
         return ChromaIndex.open(path=None if idx.url else path, url=idx.url, collection=idx.collection,
                                 embedder_name=self.embedder.name)
+
+    @functools.cached_property
+    def retriever(self) -> Retriever:
+        lexical_dir = self.workspace / "lexical" / self.config.index.collection
+        return Retriever(self.index, self.embedder, lexical_dir, self.config.index)
 
     @functools.cached_property
     def base_model_dir(self) -> Path:
@@ -93,17 +99,23 @@ class Project:
             ledger = Ledger(self.workspace / "ledger.sqlite")
             try:
                 c = self.config.index
-                return ingest([build_connector(s) for s in self.config.sources], embedder=self.embedder,
-                              index=self.index, ledger=ledger, chunk_size=c.chunk_size,
-                              chunk_overlap=c.chunk_overlap, batch_size=c.batch_size,
-                              show_progress=self.show_progress)
+                report = ingest([build_connector(s) for s in self.config.sources], embedder=self.embedder,
+                                index=self.index, ledger=ledger, chunk_size=c.chunk_size,
+                                chunk_overlap=c.chunk_overlap, batch_size=c.batch_size,
+                                show_progress=self.show_progress)
             finally:
                 ledger.close()
+            if self.config.index.retrieval != "dense":
+                start = time.perf_counter()
+                self.retriever.refresh()
+                self.retriever.lexical  # noqa: B018 - rebuild now, inside the lock, not on the first question
+                report.seconds["lexical"] += time.perf_counter() - start
+            return report
 
     # -- retrieval ---------------------------------------------------------------------------------
     def retrieve(self, question: str, *, principal: Principal, k: int | None = None) -> list[Source]:
-        vector = self.embedder.embed([question])[0]
-        return self.index.search(vector, principal=principal, k=k or self.config.index.top_k)
+        """The top-k chunks the principal may read (dense, lexical or hybrid, as configured)."""
+        return self.retriever.retrieve(question, principal=principal, k=k)
 
     # -- synthesis -------------------------------------------------------------------------------
     def synthesize(self) -> dict:
@@ -223,13 +235,19 @@ class Project:
         return {"mode": mode, "reason": reason, "sources": sources, "adapter": adapter, "conversation": conversation}
 
     # -- evaluation ------------------------------------------------------------------------------
+    def _question_rows(self, questions: Path | list[dict] | None) -> list[dict]:
+        """A question file, a list of rows, or (None) the dataset's eval split."""
+        if questions is None:
+            questions = self.dataset_dir() / "eval.jsonl"
+            if not questions.is_file():
+                raise FileNotFoundError(f"no eval split at {questions}; run `ragtune synth` or pass --questions")
+        return load_questions(questions) if isinstance(questions, (str, Path)) else list(questions)
+
     def evaluate(self, questions: Path | list[dict] | None = None, *,
                  modes: Sequence[str] = ("prompt_only", "rag", "finetuned", "combined"),
                  principal: Principal = Principal()) -> dict:
         """Score each mode on the same questions; default questions: the dataset's eval split."""
-        if questions is None:
-            questions = self.dataset_dir() / "eval.jsonl"
-        rows = load_questions(questions) if isinstance(questions, (str, Path)) else list(questions)
+        rows = self._question_rows(questions)
         results: dict = {}
         for mode in modes:
             start = time.perf_counter()
@@ -237,6 +255,22 @@ class Project:
             results[mode] = {**score(answers, rows, time.perf_counter() - start),
                              "answers": [a.to_dict() for a in answers]}
         return results
+
+    def evaluate_retrieval(self, questions: Path | list[dict] | None = None, *, ks: tuple[int, ...] = (1, 3, 5, 10),
+                           principal: Principal = Principal()) -> dict:
+        """hit@k and MRR of the configured retrieval against each question's gold document, no generation."""
+        rows = [r for r in self._question_rows(questions) if _gold_document(r)]
+        if not rows:
+            raise ValueError("no question names its gold document ('document' or 'doc_id'); nothing to score")
+        start = time.perf_counter()
+        retrieved = [self.retrieve(r["question"], principal=principal, k=max(ks)) for r in rows]
+        seconds = time.perf_counter() - start
+        metrics = retrieval_metrics(retrieved, [_gold_document(r) for r in rows], ks)
+        return {**metrics, "retrieval": self.config.index.retrieval, "ms_per_query": round(1000 * seconds / len(rows), 2)}
+
+
+def _gold_document(row: dict) -> str | None:
+    return row.get("document") or row.get("doc_id")
 
 
 def load(path: str | Path = "ragtune.yaml", overrides: Sequence[str] = (), **kwargs) -> Project:
