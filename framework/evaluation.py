@@ -65,9 +65,13 @@ def _matches(source, document: str) -> bool:
     return source.doc_id == document or source.doc_id.endswith(document) or source.uri.endswith(document)
 
 
-def retrieval_metrics(retrieved: list[list], gold: list[str], ks: tuple[int, ...] = (1, 3, 5, 10)) -> dict:
-    """hit@k (a chunk of the gold document in the top k) and MRR of the first such chunk."""
-    ranks = [next((r for r, s in enumerate(sources, 1) if _matches(s, g)), None) for sources, g in zip(retrieved, gold)]
+def retrieval_metrics(retrieved: list[list], gold: list, ks: tuple[int, ...] = (1, 3, 5, 10)) -> dict:
+    """hit@k (a chunk of a gold document in the top k) and MRR of the first such chunk.
+
+    Each gold entry is one document name or a list of them (any one counts)."""
+    golds = [[g] if isinstance(g, str) else list(g) for g in gold]
+    ranks = [next((r for r, s in enumerate(sources, 1) if any(_matches(s, d) for d in g)), None)
+             for sources, g in zip(retrieved, golds)]
     out: dict = {"questions": len(gold)}
     for k in ks:
         out[f"hit@{k}"] = round(statistics.fmean(r is not None and r <= k for r in ranks), 4) if ranks else 0.0

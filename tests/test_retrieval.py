@@ -81,6 +81,7 @@ def test_retrieval_metrics():
 
     m = retrieval_metrics([[src("a.md"), src("b.md")], [src("c.md")]], ["b.md", "z.md"], ks=(1, 2))
     assert m == {"questions": 2, "hit@1": 0.0, "hit@2": 0.5, "mrr": 0.25}
+    assert retrieval_metrics([[src("a.md")]], [["z.md", "a.md"]], ks=(1,))["hit@1"] == 1.0
 
 
 def test_cli_retrieval_only_eval(tmp_path, corpus):
