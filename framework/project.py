@@ -33,6 +33,7 @@ from framework.index import ChromaIndex
 from framework.ingest import IngestReport, ingest, workspace_lock
 from framework.ledger import Ledger
 from framework.precision import resolve_dtype
+from framework.progress import track
 from framework.records import Answer, Principal, Source
 from framework.retrieval import Retriever
 from framework.router import MODE_TABLE, check_mode, choose_mode, resolve_auto
@@ -249,7 +250,7 @@ class Project:
         """Score each mode on the same questions; default questions: the dataset's eval split."""
         rows = self._question_rows(questions)
         results: dict = {}
-        for mode in modes:
+        for mode in track(list(modes), f"evaluate {len(rows)} questions", enabled=self.show_progress):
             start = time.perf_counter()
             answers = self.ask_many([r["question"] for r in rows], mode=mode, principal=principal)
             results[mode] = {**score(answers, rows, time.perf_counter() - start),

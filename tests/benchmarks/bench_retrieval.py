@@ -39,7 +39,8 @@ def test_bench_retrieval_anthropic_docs(tmp_path):
     cfg = {"workspace": str(tmp_path / "ws"),
            "sources": [{"name": "anthropic", "type": "files", "path": str(docs), "public": True}]}
     project = Project(load_config_dict(cfg), show_progress=False)
-    project.ingest()
+    report = project.ingest()
+    print(f"\ningest seconds per stage: {report.to_dict()['seconds']}")
     # A hit: a retrieved chunk comes from any of the question's gold pages.
     per_question = [{"question": q["question"], "answer": q["correct_answer"],
                      "document": [_slug(link) for link in q["correct_chunks"]]} for q in questions]
