@@ -92,7 +92,7 @@ class FilesConnector:
             return Document(id=f"{self.name}:{rel}", text=text, source=self.name, uri=uri, title=title,
                             content_hash=digest, acl=self.acl, updated_at=mtime, metadata={"path": rel})
 
-        yield SourceItem(doc_id=f"{self.name}:{rel}", uri=uri, content_hash=digest, read=read)
+        yield SourceItem(doc_id=f"{self.name}:{rel}", uri=uri, content_hash=digest, read=read, acl=self.acl)
 
 
 def parse_file(path: Path, raw: bytes) -> tuple[str, str]:

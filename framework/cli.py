@@ -54,7 +54,7 @@ def _run(fn: Callable):
     except (AdapterError, PermissionError) as e:
         err.print(f"[red]refused:[/red] {e}", highlight=False)
         raise typer.Exit(3)
-    except (ModelNotFoundError, FileNotFoundError, ValueError, RuntimeError) as e:
+    except (ModelNotFoundError, OSError, ValueError, RuntimeError) as e:
         err.print(f"[red]error:[/red] {e}", highlight=False)
         raise typer.Exit(1)
 

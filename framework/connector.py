@@ -26,6 +26,12 @@ class SourceItem:
     uri: str
     content_hash: str
     read: Callable[[], Document]
+    acl: tuple[str, ...] = ()
+
+    @property
+    def version(self) -> str:
+        """What the ledger compares: the content and who may read it (an ACL change re-indexes)."""
+        return f"{self.content_hash}:{','.join(sorted(self.acl))}"
 
 
 @dataclass(frozen=True)

@@ -77,14 +77,22 @@ def filter_pairs(pairs: list[tuple[dict, QAPair]], cfg) -> tuple[list[tuple[dict
 
 
 def split_pairs(pairs: list[tuple[dict, QAPair]], eval_fraction: float, seed: int):
-    """Hold out one phrasing of a fraction of the facts that have at least two."""
+    """Hold out one phrasing of a fraction of the facts that have at least two.
+
+    When no fact has two phrasings (e.g. the llm generator's one pair per chunk), whole
+    facts are held out instead: eval then asks about facts the adapter never saw.
+    """
     by_fact: dict[str, list[int]] = defaultdict(list)
     for i, (_, p) in enumerate(pairs):
         by_fact[p.fact].append(i)
     candidates = sorted(f for f, idx in by_fact.items() if len(idx) >= 2)
     rng = random.Random(seed)
     n_eval = round(eval_fraction * len(by_fact))
-    held = {rng.choice(by_fact[f]) for f in rng.sample(candidates, min(n_eval, len(candidates)))}
+    if not candidates and n_eval:
+        log.warning("no fact has two phrasings; holding out %d whole facts for evaluation", n_eval)
+        held = {i for f in rng.sample(sorted(by_fact), n_eval) for i in by_fact[f]}
+    else:
+        held = {rng.choice(by_fact[f]) for f in rng.sample(candidates, min(n_eval, len(candidates)))}
     train = [x for i, x in enumerate(pairs) if i not in held]
     evals = [x for i, x in enumerate(pairs) if i in held]
     return train, evals

@@ -45,8 +45,11 @@ def answer_recall(answer: str, reference: str) -> float:
 
 def load_questions(path: Path) -> list[dict]:
     """Read a JSONL file of {"question", "answer", optional "document"}; errors name the line."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"questions file {path} not found (expected a JSONL file)")
     rows = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -55,6 +58,10 @@ def load_questions(path: Path) -> list[dict]:
             raise ValueError(f"{path}:{n}: not valid JSON ({err.msg})") from None
         if not isinstance(row, dict) or not row.get("question") or not row.get("answer"):
             raise ValueError(f"{path}:{n}: each line needs non-empty 'question' and 'answer' fields")
+        gold = row.get("document", row.get("doc_id"))
+        if gold is not None and not (isinstance(gold, str) or
+                                     (isinstance(gold, list) and all(isinstance(g, str) for g in gold))):
+            raise ValueError(f"{path}:{n}: 'document' must be a file name or a list of file names")
         rows.append(row)
     if not rows:
         raise ValueError(f"{path}: no questions found")
@@ -62,14 +69,20 @@ def load_questions(path: Path) -> list[dict]:
 
 
 def _matches(source, document: str) -> bool:
-    return source.doc_id == document or source.doc_id.endswith(document) or source.uri.endswith(document)
+    """A document name matches a whole path component: 'a.md' matches 'docs:x/a.md', not 'data.md'."""
+    return source.doc_id == document or any(
+        x.endswith(sep + document) for x in (source.doc_id, source.uri) for sep in (":", "/"))
+
+
+def _gold_list(document) -> list[str]:
+    return [document] if isinstance(document, str) else list(document or [])
 
 
 def retrieval_metrics(retrieved: list[list], gold: list, ks: tuple[int, ...] = (1, 3, 5, 10)) -> dict:
     """hit@k (a chunk of a gold document in the top k) and MRR of the first such chunk.
 
     Each gold entry is one document name or a list of them (any one counts)."""
-    golds = [[g] if isinstance(g, str) else list(g) for g in gold]
+    golds = [_gold_list(g) for g in gold]
     ranks = [next((r for r, s in enumerate(sources, 1) if any(_matches(s, d) for d in g)), None)
              for sources, g in zip(retrieved, golds)]
     out: dict = {"questions": len(gold)}
@@ -79,10 +92,11 @@ def retrieval_metrics(retrieved: list[list], gold: list, ks: tuple[int, ...] = (
     return out
 
 
-def _hit(answer, document: str | None) -> bool | None:
-    if not document or not answer.sources:
-        return None if not document else False
-    return any(_matches(s, document) for s in answer.sources)
+def _hit(answer, document) -> bool | None:
+    golds = _gold_list(document)
+    if not golds:
+        return None
+    return any(_matches(s, d) for s in answer.sources for d in golds)
 
 
 def score(answers: list, questions: list[dict], seconds: float) -> dict:

@@ -83,11 +83,19 @@ class ChromaIndex:
     def ids(self) -> set[str]:
         return set(self.collection.get(include=[])["ids"])
 
-    def get(self, ids: Sequence[str], *, query_vector: np.ndarray | None = None) -> list[Source]:
-        """Chunks by id, in the given order; with a query vector, scored by cosine similarity."""
+    def acl_fingerprint(self) -> str:
+        """Fingerprint of (chunk id, ACL) pairs, to tell whether the lexical index is current."""
+        from framework.lexical import chunks_fingerprint
+
+        res = self.collection.get(include=["metadatas"])
+        return chunks_fingerprint(res["ids"], [list(m.get("acl") or []) for m in res["metadatas"]])
+
+    def get(self, ids: Sequence[str], *, principal: Principal, query_vector: np.ndarray | None = None) -> list[Source]:
+        """Chunks by id that the principal may read, in the given order; scored by cosine with a query vector."""
         if not ids:
             return []
-        res = self.collection.get(ids=list(ids), include=["documents", "metadatas", "embeddings"])
+        res = self.collection.get(ids=list(ids), where=_acl_filter(principal),
+                                  include=["documents", "metadatas", "embeddings"])
         by_id = {}
         for i, d, m, e in zip(res["ids"], res["documents"], res["metadatas"], res["embeddings"]):
             score = float(np.dot(query_vector, np.asarray(e))) if query_vector is not None else 1.0

@@ -90,7 +90,7 @@ def ingest(connectors: Sequence[Connector], *, embedder: Embedder, index: Chroma
         with _timed(report, "scan"):
             found = list(connector.scan())
         seen: set[str] = set()
-        pending: list[tuple[Document, list[Chunk]]] = []
+        pending: list[tuple[Document, list[Chunk], str]] = []
         for item in track(found, f"ingest {connector.name}", enabled=show_progress):
             if isinstance(item, LoadFailure):
                 _fail(report, item.uri, item.reason)
@@ -98,7 +98,7 @@ def ingest(connectors: Sequence[Connector], *, embedder: Embedder, index: Chroma
                     seen.add(item.doc_id)
                 continue
             seen.add(item.doc_id)
-            state = ledger.state(item.doc_id, item.content_hash)
+            state = ledger.state(item.doc_id, item.version)
             if state == "unchanged":
                 report.counts["unchanged"] += 1
                 continue
@@ -108,12 +108,16 @@ def ingest(connectors: Sequence[Connector], *, embedder: Embedder, index: Chroma
             with _timed(report, "chunk"):
                 chunks = chunk_document(doc, splitter)
             report.counts[state] += 1
-            pending.append((doc, chunks))
-            if sum(len(c) for _, c in pending) >= batch_size * 4:
+            pending.append((doc, chunks, item.version))
+            if sum(len(c) for _, c, _ in pending) >= batch_size * 4:
                 _write(pending, embedder, index, ledger, report)
                 pending = []
         _write(pending, embedder, index, ledger, report)
         _remove_deleted(ledger.doc_ids(connector.name) - seen, index, ledger, report)
+    # A source removed from (or renamed in) the config takes its documents out of the index.
+    for gone in sorted(ledger.sources() - {c.name for c in connectors}):
+        log.warning("source %r is no longer configured; removing its documents from the index", gone)
+        _remove_deleted(ledger.doc_ids(gone), index, ledger, report)
     return report
 
 
@@ -132,24 +136,24 @@ def _fail(report: IngestReport, uri: str, reason: str) -> None:
     log.warning("skipped %s: %s", uri, reason)
 
 
-def _write(batch: list[tuple[Document, list[Chunk]]], embedder: Embedder, index: ChromaIndex, ledger: Ledger,
+def _write(batch: list[tuple[Document, list[Chunk], str]], embedder: Embedder, index: ChromaIndex, ledger: Ledger,
            report: IngestReport) -> None:
     """Embed and upsert a batch of documents, then delete their stale chunks and commit."""
     if not batch:
         return
-    for doc, chunks in batch:
+    for doc, chunks, _ in batch:
         ledger.begin(doc.id, doc.source, doc.uri, [c.id for c in chunks])
-    chunks = [c for _, cs in batch for c in cs]
+    chunks = [c for _, cs, _ in batch for c in cs]
     with _timed(report, "embed"):
         vectors = embedder.embed([embedding_text(c) for c in chunks]) if chunks else None
     with _timed(report, "write"):
         index.upsert(chunks, vectors)
-        for doc, cs in batch:
+        for doc, cs, version in batch:
             new_ids = [c.id for c in cs]
             stale = sorted(ledger.known_ids(doc.id) - set(new_ids))
             index.delete(stale)
             report.chunks_deleted += len(stale)
-            ledger.commit(doc.id, doc.content_hash, new_ids)
+            ledger.commit(doc.id, version, new_ids)
     report.chunks_embedded += len(chunks)
 
 

@@ -1,6 +1,6 @@
 """The ingest ledger: which documents are indexed, at which version, with which chunks.
 
-SQLite in WAL mode. Each document row holds its content hash and the chunk ids in
+SQLite in WAL mode. Each document row holds its version (content hash + ACL) and the chunk ids in
 the index. A document's new chunk ids are written as `pending` before the index is
 touched and committed after, so a run killed at any point is finished by the next
 one: the document still looks changed, and the stale ids of both versions are known.
@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS documents (
     doc_id TEXT PRIMARY KEY,
     source TEXT NOT NULL,
     uri TEXT NOT NULL,
-    content_hash TEXT,
+    version TEXT,
     chunk_ids TEXT NOT NULL DEFAULT '[]',
     pending_ids TEXT,
     indexed_at TEXT
@@ -43,12 +43,14 @@ class Ledger:
     def close(self) -> None:
         self.db.close()
 
-    def state(self, doc_id: str, content_hash: str) -> str:
-        """new | changed | unchanged; a document with pending ids is changed."""
-        row = self.db.execute("SELECT content_hash, pending_ids FROM documents WHERE doc_id=?", (doc_id,)).fetchone()
+    def state(self, doc_id: str, version: str) -> str:
+        """new | changed | unchanged; a document with pending ids is changed.
+
+        `version` is the connector's SourceItem.version: content hash plus ACL."""
+        row = self.db.execute("SELECT version, pending_ids FROM documents WHERE doc_id=?", (doc_id,)).fetchone()
         if row is None or row[0] is None:
             return "new"
-        if row[1] is not None or row[0] != content_hash:
+        if row[1] is not None or row[0] != version:
             return "changed"
         return "unchanged"
 
@@ -72,15 +74,18 @@ class Ledger:
             (doc_id, source, uri, json.dumps(pending)),
         )
 
-    def commit(self, doc_id: str, content_hash: str, new_ids: list[str]) -> None:
+    def commit(self, doc_id: str, version: str, new_ids: list[str]) -> None:
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self.db.execute(
-            "UPDATE documents SET content_hash=?, chunk_ids=?, pending_ids=NULL, indexed_at=? WHERE doc_id=?",
-            (content_hash, json.dumps(new_ids), now, doc_id),
+            "UPDATE documents SET version=?, chunk_ids=?, pending_ids=NULL, indexed_at=? WHERE doc_id=?",
+            (version, json.dumps(new_ids), now, doc_id),
         )
 
     def forget(self, doc_id: str) -> None:
         self.db.execute("DELETE FROM documents WHERE doc_id=?", (doc_id,))
+
+    def sources(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT DISTINCT source FROM documents")}
 
     def doc_ids(self, source: str) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT doc_id FROM documents WHERE source=?", (source,))}

@@ -2,9 +2,9 @@
 
 Dense retrieval with a small embedder misses exact names, codes and numbers that BM25
 matches directly; fusing both rankings (reciprocal rank fusion) recovers them. The
-BM25 index is rebuilt from the Chroma collection whenever the set of chunk ids
-differs from the one it was built on, so it has the same chunks, the same deletes
-and the same ACLs as the vector index, even after a killed ingest. ACLs are applied
+BM25 index is rebuilt from the Chroma collection whenever the chunk ids or their
+ACLs differ from the ones it was built on, so it has the same chunks, the same
+deletes and the same ACLs as the vector index, even after a killed ingest. ACLs are applied
 inside the BM25 search (a weight mask), so a principal always gets k readable chunks.
 
 Example:
@@ -26,8 +26,10 @@ from typing import Sequence
 import numpy as np
 
 
-def ids_fingerprint(ids: Sequence[str]) -> str:
-    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:16]
+def chunks_fingerprint(ids: Sequence[str], acls: Sequence[Sequence[str]]) -> str:
+    """Changes when a chunk is added, deleted, or its ACL changes."""
+    rows = sorted(f"{i}\t{','.join(sorted(a))}" for i, a in zip(ids, acls))
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
 
 
 def _tokenize(texts: list[str]):
@@ -41,7 +43,7 @@ class LexicalIndex:
         self.bm25 = bm25
         self.ids = ids
         self.acls = acls
-        self.fingerprint = ids_fingerprint(ids)
+        self.fingerprint = chunks_fingerprint(ids, acls)
 
     @classmethod
     def build(cls, *, ids: list[str], texts: list[str], acls: list[list[str]]) -> "LexicalIndex":
@@ -60,8 +62,11 @@ class LexicalIndex:
             self.bm25.save(str(tmp), show_progress=False)
         (tmp / "chunks.json").write_text(json.dumps({"ids": self.ids, "acls": self.acls}))
         if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
+            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            tmp.rename(folder)
+        except OSError:  # another process saved the same index first; theirs is as good
+            shutil.rmtree(tmp, ignore_errors=True)
 
     @classmethod
     def load(cls, folder: Path) -> "LexicalIndex | None":

@@ -183,9 +183,16 @@ class Project:
         return manifest
 
     # -- answering -------------------------------------------------------------------------------
-    def _adapter_key(self) -> str:
-        """Load the router's adapter (latest version) once; checks it fits the base model."""
+    def _adapter_key(self, principal: Principal) -> str:
+        """Load the router's adapter (latest version) once; checks its base and its audience."""
         ref = self.adapters.require(self.config.router.adapter)
+        if not _in_audience(ref, principal):
+            audience = sorted(ref.manifest["audience"])
+            raise PermissionError(
+                f"adapter {ref.key} learned documents restricted to {audience}; user {principal.user!r} "
+                f"(groups {list(principal.groups)}) is not in that audience. Use mode rag or prompt_only, or an "
+                "adapter trained for this user's groups."
+            )
         if self.generator.has_adapter(ref.key):
             return ref.key
         check_base(ref, self.base_model_dir)
@@ -223,7 +230,8 @@ class Project:
         sources: list[Source] = []
         if mode == "auto":
             sources = self.retrieve(question, principal=principal)
-            has_adapter = self.adapters.latest(self.config.router.adapter) is not None
+            latest = self.adapters.latest(self.config.router.adapter)
+            has_adapter = latest is not None and _in_audience(latest, principal)
             mode, reason = resolve_auto(sources[0].score if sources else None, has_adapter,
                                         self.config.router.auto_min_score)
         retrieve, use_adapter = MODE_TABLE[check_mode(mode)]
@@ -231,7 +239,7 @@ class Project:
             sources = self.retrieve(question, principal=principal)
         if not retrieve:
             sources = []
-        adapter = self._adapter_key() if use_adapter else None
+        adapter = self._adapter_key(principal) if use_adapter else None
         conversation = prompts.with_context(question, sources) if retrieve else prompts.closed_book(question)
         return {"mode": mode, "reason": reason, "sources": sources, "adapter": adapter, "conversation": conversation}
 
@@ -268,6 +276,12 @@ class Project:
         seconds = time.perf_counter() - start
         metrics = retrieval_metrics(retrieved, [_gold_document(r) for r in rows], ks)
         return {**metrics, "retrieval": self.config.index.retrieval, "ms_per_query": round(1000 * seconds / len(rows), 2)}
+
+
+def _in_audience(ref, principal: Principal) -> bool:
+    """An adapter trained on restricted documents serves only members of its audience."""
+    audience = set(ref.manifest.get("audience") or [])
+    return not audience or bool(audience.intersection(principal.groups))
 
 
 def _gold_document(row: dict) -> str | None:

@@ -17,16 +17,16 @@ from pathlib import Path
 
 from framework.embedder import Embedder
 from framework.index import ChromaIndex
-from framework.lexical import LexicalIndex, ids_fingerprint, rrf
+from framework.lexical import LexicalIndex, rrf
 from framework.records import Principal, Source
 
 log = logging.getLogger(__name__)
 
 
 def sync_lexical(index: ChromaIndex, folder: Path) -> LexicalIndex:
-    """Load the BM25 index, rebuilding it when its chunk ids differ from the vector index's."""
+    """Load the BM25 index, rebuilding it when its chunks or ACLs differ from the vector index's."""
     current = LexicalIndex.load(folder)
-    if current is not None and current.fingerprint == ids_fingerprint(index.ids()):
+    if current is not None and current.fingerprint == index.acl_fingerprint():
         return current
     ids, texts, acls = index.all_chunks()
     log.info("rebuilding the lexical index over %d chunks", len(ids))
@@ -63,11 +63,11 @@ class Retriever:
         depth = max(k, self.cfg.candidates)
         lexical = [i for i, _ in self.lexical.search(question, groups=principal.readable_groups, k=depth)]
         if self.cfg.retrieval == "lexical":
-            return self.index.get(lexical[:k], query_vector=vector)
+            return self.index.get(lexical[:k], principal=principal, query_vector=vector)
         dense = self.index.search(vector, principal=principal, k=depth)
         fused = rrf([[s.chunk_id for s in dense], lexical], [self.cfg.dense_weight, self.cfg.lexical_weight],
                     k=self.cfg.rrf_k)[:k]
         by_id = {s.chunk_id: s for s in dense}
         missing = [i for i in fused if i not in by_id]
-        by_id.update({s.chunk_id: s for s in self.index.get(missing, query_vector=vector)})
+        by_id.update({s.chunk_id: s for s in self.index.get(missing, principal=principal, query_vector=vector)})
         return [by_id[i] for i in fused if i in by_id]

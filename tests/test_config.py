@@ -94,3 +94,8 @@ def test_missing_file_and_bad_yaml(tmp_path):
     bad.write_text("router: [unclosed")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_override_with_invalid_yaml_value_is_a_config_error():
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config_dict({}, ["index.top_k=["])

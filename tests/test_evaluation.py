@@ -23,3 +23,21 @@ def test_question_file_errors_name_the_line(tmp_path):
     f.write_text("{not json\n")
     with pytest.raises(ValueError, match=r"q.jsonl:1: not valid JSON"):
         load_questions(f)
+
+
+def test_gold_document_matches_whole_names_only():
+    from framework.evaluation import retrieval_metrics
+    from framework.records import Source
+
+    data = Source(chunk_id="c", doc_id="docs:data.md", title="", uri="file:///x/data.md", score=1.0, text="")
+    assert retrieval_metrics([[data]], ["a.md"], ks=(1,))["hit@1"] == 0.0
+    assert retrieval_metrics([[data]], ["data.md"], ks=(1,))["hit@1"] == 1.0
+
+
+def test_question_file_must_be_a_file_and_gold_must_be_names(tmp_path):
+    with pytest.raises(FileNotFoundError, match="expected a JSONL file"):
+        load_questions(tmp_path)
+    f = tmp_path / "q.jsonl"
+    f.write_text('{"question": "a?", "answer": "b", "document": 5}\n')
+    with pytest.raises(ValueError, match="q.jsonl:1: 'document' must be"):
+        load_questions(f)

@@ -129,3 +129,16 @@ def test_answer_only_logits_give_the_same_loss_as_full_logits(tiny_model):
         out = model(**packed)
     assert out.logits.shape[1] == sum(1 for f in feats for x in f["labels"] if x != -100)
     assert torch.allclose(full, out.loss, atol=1e-5)
+
+
+def test_adapter_serves_only_its_audience(tmp_path, corpus, tiny_model):
+    restricted = [{"name": "docs", "type": "files", "path": str(corpus), "acl": ["hr", "finance"]}]
+    project = _project(tmp_path, corpus, tiny_model, sources=restricted, dataset={"audience": ["hr", "finance"]})
+    project.ingest()
+    project.synthesize()
+    assert project.finetune()["audience"] == ["hr", "finance"]
+    with pytest.raises(PermissionError, match="not in that audience"):
+        project.ask("what is the meal limit ?", mode="finetuned", user="sam", groups=["sales"])
+    assert project.ask("what is the meal limit ?", mode="finetuned", groups=["hr"]).adapter == "t-v0001"
+    auto = project.ask("what is the meal limit ?", mode="auto", groups=["sales"])
+    assert auto.mode == "prompt_only" and auto.adapter is None and not auto.sources

@@ -43,7 +43,7 @@ def test_changed_and_deleted_documents_replace_and_leave_the_index(tmp_path, cor
     assert report["documents"]["changed"] == 1 and report["documents"]["deleted"] == 1
     after = project.index.ids()
     assert project.index.count() == len(after)
-    texts = " ".join(s.text for s in project.index.get(sorted(after)))
+    texts = " ".join(s.text for s in project.index.get(sorted(after), principal=Principal()))
     assert "30 days" in texts and "28 days" not in texts and "team lead" not in texts
     assert before != after
 
@@ -88,15 +88,14 @@ def test_interrupted_write_is_finished_without_duplicates(tmp_path, corpus):
     clean.ingest()
     project = _project(tmp_path, corpus)
     project.ingest()
-    (corpus / "handbook.md").write_text("# Employee Handbook\n\nLeave is 31 days.\n")
     led = Ledger(project.workspace / "ledger.sqlite")
     led.begin("docs:handbook.md", "docs", "uri", ["orphan-chunk-from-killed-run"])
     led.close()
     project.index.collection.upsert(ids=["orphan-chunk-from-killed-run"], embeddings=[[0.1] * 256],
                                     metadatas=[{"doc_id": "docs:handbook.md", "acl": ["public"]}],
                                     documents=["stale"])
-    project.ingest()
-    clean.ingest()
+    report = project.ingest().to_dict()
+    assert report["documents"]["changed"] == 1 and report["chunks_deleted"] == 1
     assert project.index.ids() == clean.index.ids()
 
 
@@ -106,3 +105,30 @@ def test_embedder_mismatch_is_refused(tmp_path, corpus):
     other = _project(tmp_path, corpus, index={"embedder": "hashing:128"})
     with pytest.raises(RuntimeError, match="built with embedder 'hashing-256'"):
         other.index
+
+
+def test_acl_change_reindexes_and_hides_the_document(tmp_path, corpus):
+    public = [{"name": "docs", "type": "files", "path": str(corpus), "public": True}]
+    restricted = [{"name": "docs", "type": "files", "path": str(corpus), "acl": ["hr"]}]
+    for retrieval in ("dense", "lexical", "hybrid"):
+        ws = tmp_path / retrieval
+        _project(ws, corpus, sources=public, index={"retrieval": retrieval}).ingest()
+        assert _project(ws, corpus, sources=public, index={"retrieval": retrieval}).retrieve(
+            "Tunnelwise", principal=Principal())
+        project = _project(ws, corpus, sources=restricted, index={"retrieval": retrieval})
+        assert project.ingest().to_dict()["documents"]["changed"] == 5
+        assert project.retrieve("Tunnelwise", principal=Principal()) == []
+        assert project.retrieve("Tunnelwise", principal=Principal(groups=("hr",)))
+
+
+def test_removed_source_leaves_the_index(tmp_path, corpus):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "note.md").write_text("The Zanzibar room is on the third floor.")
+    both = [{"name": "docs", "type": "files", "path": str(corpus), "public": True},
+            {"name": "extra", "type": "files", "path": str(other), "public": True}]
+    _project(tmp_path, corpus, sources=both).ingest()
+    project = _project(tmp_path, corpus, sources=both[:1])
+    report = project.ingest().to_dict()
+    assert report["documents"]["deleted"] == 1
+    assert all(h.doc_id != "extra:note.md" for h in project.retrieve("Zanzibar room", principal=Principal(), k=10))

@@ -130,3 +130,11 @@ def test_llm_generator_with_a_real_model_counts_unparseable_replies(tmp_path, co
     project.ingest()
     with pytest.raises(DatasetTooSmallError, match="unparseable_reply"):
         project.synthesize()
+
+
+def test_split_holds_out_whole_facts_when_none_has_two_phrasings():
+    chunk = {"text": "x"}
+    pairs = [(chunk, QAPair(f"q{f}", "a", "llm", f"fact{f}")) for f in range(20)]
+    train, evals = split_pairs(pairs, 0.2, seed=0)
+    assert len(evals) == 4 and len(train) == 16
+    assert {p.fact for _, p in evals}.isdisjoint({p.fact for _, p in train})
