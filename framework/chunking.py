@@ -57,6 +57,6 @@ def chunk_document(doc: Document, splitter: SentenceSplitter) -> list[Chunk]:
     ]
 
 
-def embedding_text(chunk: Chunk) -> str:
-    """What the embedder reads: the title gives a chunk the context its text may lack."""
-    return f"{chunk.title}\n{chunk.text}"
+def embedding_text(title: str, text: str) -> str:
+    """What the embedder (and BM25) reads: the title gives a chunk the context its text may lack."""
+    return f"{title}\n{text}"

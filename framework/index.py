@@ -102,11 +102,10 @@ class ChromaIndex:
             by_id[i] = _source(i, d, m, score)
         return [by_id[i] for i in ids if i in by_id]
 
-    def all_chunks(self) -> tuple[list[str], list[str], list[list[str]]]:
-        """(ids, embedded texts, ACL lists) of every chunk: what the lexical index is built from."""
+    def rows(self) -> list[dict]:
+        """Every chunk as {id, text, doc_id, title, acl, ...}: for synthesis and the lexical index."""
         res = self.collection.get(include=["documents", "metadatas"])
-        texts = [f"{m.get('title', '')}\n{d}" for d, m in zip(res["documents"], res["metadatas"])]
-        return res["ids"], texts, [list(m.get("acl") or []) for m in res["metadatas"]]
+        return [{"id": i, "text": t, **m} for i, t, m in zip(res["ids"], res["documents"], res["metadatas"])]
 
     def search(self, vector: np.ndarray, *, principal: Principal, k: int) -> list[Source]:
         """Nearest chunks the principal may read; score is cosine similarity."""

@@ -54,10 +54,6 @@ class Ledger:
             return "changed"
         return "unchanged"
 
-    def chunk_ids(self, doc_id: str) -> list[str]:
-        row = self.db.execute("SELECT chunk_ids FROM documents WHERE doc_id=?", (doc_id,)).fetchone()
-        return json.loads(row[0]) if row else []
-
     def known_ids(self, doc_id: str) -> set[str]:
         """Committed and pending chunk ids: everything this document may have in the index."""
         row = self.db.execute("SELECT chunk_ids, pending_ids FROM documents WHERE doc_id=?", (doc_id,)).fetchone()

@@ -124,8 +124,7 @@ class Project:
         from framework.synth import generate_pairs
 
         cfg = self.config.dataset
-        rows = self.index.collection.get(include=["documents", "metadatas"])
-        chunks = [{"id": i, "text": t, **m} for i, t, m in zip(rows["ids"], rows["documents"], rows["metadatas"])]
+        chunks = self.index.rows()
         if not chunks:
             raise ValueError("the index is empty; run `ragtune ingest` first")
         eligible = [c for c in chunks if ds.readable_by_audience(c["acl"], cfg.audience)]
@@ -228,14 +227,15 @@ class Project:
 
     def _plan(self, question: str, mode: str, reason: str, principal: Principal) -> dict:
         sources: list[Source] = []
-        if mode == "auto":
+        retrieved = mode == "auto"
+        if retrieved:
             sources = self.retrieve(question, principal=principal)
             latest = self.adapters.latest(self.config.router.adapter)
             has_adapter = latest is not None and _in_audience(latest, principal)
             mode, reason = resolve_auto(sources[0].score if sources else None, has_adapter,
                                         self.config.router.auto_min_score)
         retrieve, use_adapter = MODE_TABLE[check_mode(mode)]
-        if retrieve and not sources:
+        if retrieve and not retrieved:
             sources = self.retrieve(question, principal=principal)
         if not retrieve:
             sources = []

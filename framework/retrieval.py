@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from framework.chunking import embedding_text
 from framework.embedder import Embedder
 from framework.index import ChromaIndex
 from framework.lexical import LexicalIndex, rrf
@@ -28,9 +29,11 @@ def sync_lexical(index: ChromaIndex, folder: Path) -> LexicalIndex:
     current = LexicalIndex.load(folder)
     if current is not None and current.fingerprint == index.acl_fingerprint():
         return current
-    ids, texts, acls = index.all_chunks()
-    log.info("rebuilding the lexical index over %d chunks", len(ids))
-    lexical = LexicalIndex.build(ids=ids, texts=texts, acls=acls)
+    rows = index.rows()
+    log.info("rebuilding the lexical index over %d chunks", len(rows))
+    lexical = LexicalIndex.build(ids=[r["id"] for r in rows],
+                                 texts=[embedding_text(r.get("title", ""), r["text"]) for r in rows],
+                                 acls=[list(r.get("acl") or []) for r in rows])
     lexical.save(folder)
     return lexical
 
