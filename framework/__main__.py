@@ -1,0 +1,5 @@
+"""`python -m framework` runs the `ragtune` command line (useful without the console script)."""
+
+from framework.cli import app
+
+app(prog_name="ragtune")
