@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from typing import Callable
 
+from framework.acl import AclPolicy
 from framework.connector import Connector
 
 from connectors.files import FilesConnector
 
 
 def _files(cfg) -> Connector:
-    acl = ("public",) if cfg.public else tuple(cfg.acl)
     return FilesConnector(name=cfg.name, root=cfg.path, include=tuple(cfg.include), exclude=tuple(cfg.exclude),
-                          acl=acl, max_bytes=int(cfg.max_file_mb * 1024 * 1024))
+                          acl=AclPolicy.from_config(cfg), max_bytes=int(cfg.max_file_mb * 1024 * 1024))
 
 
 REGISTRY: dict[str, Callable] = {"files": _files}

@@ -2,7 +2,8 @@
 
 Reads: any folder; `include`/`exclude` are glob patterns relative to it.
 Document id: `<source name>:<relative posix path>`, stable across runs and machines.
-ACL: every file gets the source's configured groups (`acl:` in config, or `public: true`).
+ACL: every file gets the source's groups (`acl:`, `public: true`) plus those of each matching
+`acl_paths:` pattern (see framework.acl).
 Bad files (empty, binary junk, oversized, unparseable) are reported, never fatal, and
 symbolic links are never followed out of the folder.
 
@@ -21,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Union
 
+from framework.acl import AclPolicy
 from framework.connector import LoadFailure, SourceItem
 from framework.records import Document
 
@@ -35,12 +37,12 @@ class ParseError(ValueError):
 
 class FilesConnector:
     def __init__(self, *, name: str, root: str | Path, include: tuple[str, ...] = ("**/*",),
-                 exclude: tuple[str, ...] = (), acl: tuple[str, ...] = (), max_bytes: int = 50 * 2**20) -> None:
+                 exclude: tuple[str, ...] = (), acl: AclPolicy | tuple[str, ...] = (), max_bytes: int = 50 * 2**20) -> None:
         self.name = name
         self.root = Path(root).expanduser()
         self.include = include
         self.exclude = exclude
-        self.acl = acl
+        self.acl = acl if isinstance(acl, AclPolicy) else AclPolicy(groups=tuple(acl))
         self.max_bytes = max_bytes
 
     def scan(self) -> Iterator[Union[SourceItem, LoadFailure]]:
@@ -87,12 +89,14 @@ class FilesConnector:
         digest = hashlib.sha256(raw).hexdigest()
         mtime = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc).isoformat(timespec="seconds")
 
+        acl = self.acl.for_path(rel)
+
         def read() -> Document:
             title, text = parse_file(path, raw)
             return Document(id=f"{self.name}:{rel}", text=text, source=self.name, uri=uri, title=title,
-                            content_hash=digest, acl=self.acl, updated_at=mtime, metadata={"path": rel})
+                            content_hash=digest, acl=acl, updated_at=mtime, metadata={"path": rel})
 
-        yield SourceItem(doc_id=f"{self.name}:{rel}", uri=uri, content_hash=digest, read=read, acl=self.acl)
+        yield SourceItem(doc_id=f"{self.name}:{rel}", uri=uri, content_hash=digest, read=read, acl=acl)
 
 
 def parse_file(path: Path, raw: bytes) -> tuple[str, str]:

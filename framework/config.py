@@ -31,16 +31,22 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class FilesSource(_Section):
+class SourceBase(_Section):
+    """What every source has: a unique name and who may read its documents (see framework.acl)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    acl: list[str] = []
+    public: bool = False
+    acl_paths: dict[str, list[str]] = {}
+
+
+class FilesSource(SourceBase):
     """A folder tree of txt, md, html, pdf and docx files."""
 
     type: Literal["files"]
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     path: str
     include: list[str] = ["**/*"]
     exclude: list[str] = []
-    acl: list[str] = []
-    public: bool = False
     max_file_mb: float = Field(default=50.0, gt=0)
 
 

@@ -64,3 +64,26 @@ def test_bad_files_are_reported_not_fatal(corpus, tmp_path):
 def test_include_and_exclude_globs(corpus):
     docs, _ = _scan(corpus, include=("**/*.txt", "**/*.md"), exclude=("policies/*",))
     assert set(docs) == {"docs:handbook.md"}
+
+
+def test_acl_paths_add_groups_per_path(corpus):
+    from framework.acl import AclPolicy
+
+    policy = AclPolicy(groups=("staff",), by_path=(("policies/*", ("security",)),))
+    items = [i for i in FilesConnector(name="docs", root=corpus, acl=policy).scan() if isinstance(i, SourceItem)]
+    acl = {i.doc_id: i.acl for i in items}
+    assert acl["docs:policies/security.html"] == ("security", "staff")
+    assert acl["docs:handbook.md"] == ("staff",)
+    assert all(i.read().acl == i.acl for i in items)
+
+
+def test_acl_paths_from_config_reach_the_index(tmp_path, corpus):
+    from framework.config import load_config_dict
+    from connectors import build_connector
+
+    cfg = load_config_dict({"sources": [{"name": "docs", "type": "files", "path": str(corpus),
+                                         "acl_paths": {"*.pdf": ["sales"]}}]})
+    items = [i for i in build_connector(cfg.sources[0]).scan() if isinstance(i, SourceItem)]
+    acl = {i.doc_id: i.acl for i in items}
+    assert acl["docs:product.pdf"] == ("sales",)
+    assert acl["docs:handbook.md"] == ()  # no groups at all: visible to nobody
