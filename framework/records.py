@@ -49,6 +49,8 @@ class Chunk:
     source: str
     doc_hash: str
     acl: tuple[str, ...]
+    section: str = ""
+    page: int | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,8 @@ class Source:
     uri: str
     score: float
     text: str
+    section: str = ""
+    page: int | None = None
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ def sync_lexical(index: ChromaIndex, folder: Path) -> LexicalIndex:
     rows = index.rows()
     log.info("rebuilding the lexical index over %d chunks", len(rows))
     lexical = LexicalIndex.build(ids=[r["id"] for r in rows],
-                                 texts=[embedding_text(r.get("title", ""), r["text"]) for r in rows],
+                                 texts=[embedding_text(r.get("title", ""), r["text"], r.get("section", "")) for r in rows],
                                  acls=[list(r.get("acl") or []) for r in rows])
     lexical.save(folder)
     return lexical
