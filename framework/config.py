@@ -67,6 +67,7 @@ class IndexConfig(_Section):
     lexical_weight: float = Field(default=1.0, ge=0.0)
     rrf_k: int = Field(default=60, ge=1)
     candidates: int = Field(default=20, ge=1, le=500)
+    typo_tolerance: bool = True
 
 
 class GeneratorConfig(_Section):

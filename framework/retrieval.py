@@ -64,7 +64,8 @@ class Retriever:
         if self.cfg.retrieval == "dense":
             return self.index.search(vector, principal=principal, k=k)
         depth = max(k, self.cfg.candidates)
-        lexical = [i for i, _ in self.lexical.search(question, groups=principal.readable_groups, k=depth)]
+        lexical = [i for i, _ in self.lexical.search(question, groups=principal.readable_groups, k=depth,
+                                                     typo_tolerant=self.cfg.typo_tolerance)]
         if self.cfg.retrieval == "lexical":
             return self.index.get(lexical[:k], principal=principal, query_vector=vector)
         dense = self.index.search(vector, principal=principal, k=depth)
