@@ -68,6 +68,8 @@ class IndexConfig(_Section):
     rrf_k: int = Field(default=60, ge=1)
     candidates: int = Field(default=20, ge=1, le=500)
     typo_tolerance: bool = True
+    reranker: str | None = None
+    rerank_candidates: int = Field(default=20, ge=1, le=200)
 
 
 class GeneratorConfig(_Section):
@@ -242,8 +244,8 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
             return p
         return str(base / p)
 
-    sources = [s.model_copy(update={"path": rel(s.path)}) for s in cfg.sources]
-    index = cfg.index.model_copy(update={"path": rel(cfg.index.path)})
+    sources = [s.model_copy(update={"path": rel(s.path)}) if getattr(s, "path", None) else s for s in cfg.sources]
+    index = cfg.index.model_copy(update={"path": rel(cfg.index.path), "reranker": rel(cfg.index.reranker)})
     return cfg.model_copy(update={"workspace": rel(cfg.workspace), "sources": sources, "index": index})
 
 

@@ -35,6 +35,7 @@ from framework.ledger import Ledger
 from framework.precision import resolve_dtype
 from framework.progress import track
 from framework.records import Answer, Principal, Source
+from framework.rerank import CrossEncoderReranker, Reranker
 from framework.retrieval import Retriever
 from framework.router import MODE_TABLE, check_mode, choose_mode, resolve_auto
 
@@ -42,11 +43,13 @@ log = logging.getLogger(__name__)
 
 
 class Project:
-    def __init__(self, config: Config, *, show_progress: bool = True, embedder: Embedder | None = None) -> None:
+    def __init__(self, config: Config, *, show_progress: bool = True, embedder: Embedder | None = None,
+                 reranker: Reranker | None = None) -> None:
         self.config = config
         self.workspace = config.workspace_path()
         self.show_progress = show_progress
         self._embedder = embedder
+        self._reranker = reranker
 
     # -- components -------------------------------------------------------------------------
     @property
@@ -66,7 +69,10 @@ class Project:
     @functools.cached_property
     def retriever(self) -> Retriever:
         lexical_dir = self.workspace / "lexical" / self.config.index.collection
-        return Retriever(self.index, self.embedder, lexical_dir, self.config.index)
+        reranker = self._reranker
+        if reranker is None and self.config.index.reranker:
+            reranker = CrossEncoderReranker(self.config.index.reranker)
+        return Retriever(self.index, self.embedder, lexical_dir, self.config.index, reranker=reranker)
 
     @functools.cached_property
     def base_model_dir(self) -> Path:

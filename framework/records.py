@@ -80,6 +80,7 @@ class Source:
     text: str
     section: str = ""
     page: int | None = None
+    rerank_score: float | None = None
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 `index.retrieval: hybrid` (the default) takes `index.candidates` results from each
 index, fuses the rankings by reciprocal rank fusion and keeps the top k. Every
 returned chunk is scored by its cosine similarity to the question, whichever list
-found it, so `auto` mode and callers read one calibrated scale.
+found it, so `auto` mode and callers read one scale. An optional reranker
+(framework.rerank) reorders `index.rerank_candidates` first-stage results.
 
 Example:
     >>> retriever = Retriever(index, embedder, lexical_dir, cfg.index)              # doctest: +SKIP
@@ -20,6 +21,7 @@ from framework.embedder import Embedder
 from framework.index import ChromaIndex
 from framework.lexical import LexicalIndex, rrf
 from framework.records import Principal, Source
+from framework.rerank import Reranker
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +41,13 @@ def sync_lexical(index: ChromaIndex, folder: Path) -> LexicalIndex:
 
 
 class Retriever:
-    def __init__(self, index: ChromaIndex, embedder: Embedder, lexical_dir: Path, cfg) -> None:
+    def __init__(self, index: ChromaIndex, embedder: Embedder, lexical_dir: Path, cfg,
+                 reranker: Reranker | None = None) -> None:
         self.index = index
         self.embedder = embedder
         self.lexical_dir = lexical_dir
         self.cfg = cfg
+        self.reranker = reranker
         self._lexical: LexicalIndex | None = None
 
     @property
@@ -60,6 +64,12 @@ class Retriever:
         if principal is None:
             raise PermissionError("retrieval needs a Principal; ACL filtering is never skipped")
         k = k or self.cfg.top_k
+        if self.reranker is None:
+            return self._first_stage(question, principal, k)
+        candidates = self._first_stage(question, principal, max(k, self.cfg.rerank_candidates))
+        return self.reranker.rerank(question, candidates)[:k]
+
+    def _first_stage(self, question: str, principal: Principal, k: int) -> list[Source]:
         vector = self.embedder.embed([question])[0]
         if self.cfg.retrieval == "dense":
             return self.index.search(vector, principal=principal, k=k)
