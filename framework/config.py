@@ -121,6 +121,8 @@ class RouterConfig(_Section):
     groups: dict[str, ModeName] = {}
     adapter: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     auto_min_score: float = Field(default=0.35, ge=-1.0, le=1.0)
+    auto_min_confidence: float = Field(default=0.5, ge=0.0, le=1.0)
+    abstain_below: float | None = Field(default=None, ge=-1.0, le=1.0)
 
 
 class Config(_Section):

@@ -95,6 +95,8 @@ class Answer:
     adapter: str | None = None
     latency_s: float = 0.0
     reason: str = ""
+    confidence: float | None = None
+    abstained: bool = False
 
     def to_dict(self) -> dict:
         return {
@@ -102,6 +104,8 @@ class Answer:
             "question": self.question,
             "mode": self.mode,
             "reason": self.reason,
+            "confidence": self.confidence,
+            "abstained": self.abstained,
             "adapter": self.adapter,
             "latency_s": round(self.latency_s, 4),
             "prompt": self.prompt,

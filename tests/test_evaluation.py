@@ -51,6 +51,8 @@ def test_page_level_gold_needs_the_cited_page():
                 page=7)
     p8 = Source(chunk_id="d", doc_id="hr:plan.pdf", title="", uri="file:///x/plan.pdf#page=8", score=1.0, text="",
                 page=8)
-    assert retrieval_metrics([[p8, p7]], ["plan.pdf#page=7"], ks=(1, 2)) == {"questions": 1, "hit@1": 0.0,
-                                                                           "hit@2": 1.0, "mrr": 0.5}
+    assert retrieval_metrics([[p8, p7]], ["plan.pdf#page=7"], ks=(1, 2)) == {
+        "questions": 1, "hit@1": 0.0, "hit@2": 1.0, "recall@1": 0.0, "recall@2": 1.0, "mrr": 0.5}
+    # Two gold pages, one found: a hit, but half the recall.
+    assert retrieval_metrics([[p8]], [["plan.pdf#page=7", "plan.pdf#page=8"]], ks=(1,))["recall@1"] == 0.5
     assert retrieval_metrics([[p8]], ["plan.pdf"], ks=(1,))["hit@1"] == 1.0

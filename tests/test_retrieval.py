@@ -80,7 +80,7 @@ def test_retrieval_metrics():
         return Source(chunk_id="c", doc_id=f"docs:{doc}", title="", uri=f"file:///x/{doc}", score=0.5, text="")
 
     m = retrieval_metrics([[src("a.md"), src("b.md")], [src("c.md")]], ["b.md", "z.md"], ks=(1, 2))
-    assert m == {"questions": 2, "hit@1": 0.0, "hit@2": 0.5, "mrr": 0.25}
+    assert m == {"questions": 2, "hit@1": 0.0, "hit@2": 0.5, "recall@1": 0.0, "recall@2": 0.5, "mrr": 0.25}
     assert retrieval_metrics([[src("a.md")]], [["z.md", "a.md"]], ks=(1,))["hit@1"] == 1.0
 
 
