@@ -120,13 +120,22 @@ class LexicalIndex:
         bm25 = bm25s.BM25.load(str(folder), show_progress=False) if data["ids"] else bm25s.BM25()
         return cls(bm25, data["ids"], data["acls"])
 
+    def _mask(self, groups: tuple[str, ...]) -> np.ndarray:
+        """1 for chunks the groups may read; computed once per set of groups (an index never changes)."""
+        cache = self.__dict__.setdefault("_masks", {})
+        if groups not in cache:
+            allowed = set(groups)
+            if len(cache) > 256:
+                cache.clear()
+            cache[groups] = np.array([1.0 if allowed.intersection(a) else 0.0 for a in self.acls], dtype=np.float32)
+        return cache[groups]
+
     def search(self, query: str, *, groups: Sequence[str], k: int, typo_tolerant: bool = True) -> list[tuple[str, float]]:
         """Top-k (chunk id, BM25 score) among chunks readable by any of `groups`.
 
         With `typo_tolerant`, query words the corpus never uses are first corrected to
         the closest corpus word (see `correct_typos`)."""
-        allowed = set(groups)
-        mask = np.array([1.0 if allowed.intersection(a) else 0.0 for a in self.acls], dtype=np.float32)
+        mask = self._mask(tuple(sorted(set(groups))))
         n = int(mask.sum())
         if n == 0:
             return []
