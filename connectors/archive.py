@@ -212,7 +212,11 @@ class Export:
 
     def _scan_folder(self) -> None:
         total = 0
-        for dirpath, dirnames, filenames in os.walk(self.path, followlinks=False):
+        def unreadable(err: OSError) -> None:
+            self.failures.append(LoadFailure(uri=Path(err.filename or self.path).resolve().as_uri(),
+                                             reason=f"cannot list the folder: {err.strerror or err}"))
+
+        for dirpath, dirnames, filenames in os.walk(self.path, onerror=unreadable, followlinks=False):
             rel_dir = Path(dirpath).relative_to(self.path)
             for d in sorted(dirnames):
                 if (Path(dirpath) / d).is_symlink():
@@ -226,8 +230,13 @@ class Export:
                 if full.is_symlink():
                     self._refuse(name, "symbolic link; never followed")
                     continue
-                if self._accept(name, full.stat().st_size, total):
-                    total += self._sizes[name]
+                try:
+                    size = full.stat().st_size
+                except OSError as err:
+                    self._refuse(name, f"cannot read: {err.strerror or err}")
+                    continue
+                if self._accept(name, size, total):
+                    total += size
         self._report_over_count()
 
 

@@ -63,27 +63,37 @@ class ConfluenceConnector:
             rel = page[len(root):]
             if not page.startswith(root) or "/" in rel or not rel.endswith(".html") or rel == "index.html":
                 continue
-            yield self._item(export, page, files_of)
+            yield from self._item(export, page, files_of)
 
-    def _item(self, export: Export, page: str, files_of: dict[str, list[str]]) -> SourceItem | LoadFailure:
+    def _item(self, export: Export, page: str, files_of: dict[str, list[str]]) -> Iterator[SourceItem | LoadFailure]:
         match = _PAGE_ID.search(PurePosixPath(page).name)
         page_id = match.group(1) if match else PurePosixPath(page).stem
-        attached = files_of.get(page_id, []) if self.attachments else []
-        digest = hashlib.sha256()
-        for entry in [page, *attached]:
-            raw = export.try_read(entry)
-            if isinstance(raw, LoadFailure):
-                return raw
-            digest.update(entry.encode() + b"\0" + hashlib.sha256(raw).digest())
+        raw = export.try_read(page)
+        if isinstance(raw, LoadFailure):
+            yield raw
+            return
+        digest = hashlib.sha256(page.encode() + b"\0" + hashlib.sha256(raw).digest())
+        attached = []
+        for entry in files_of.get(page_id, []) if self.attachments else []:
+            data = export.try_read(entry)
+            if isinstance(data, LoadFailure):
+                yield data  # a damaged attachment is reported; its page is still indexed
+                continue
+            attached.append(entry)
+            digest.update(entry.encode() + b"\0" + hashlib.sha256(data).digest())
+        try:
+            acl = self.acl.for_path("/".join(_header(raw)) if self.acl.by_path else "")
+        except ValueError as err:  # not HTML (binary junk): its path, hence its groups, is unknown
+            yield LoadFailure(uri=export.uri(page), reason=f"page header unreadable: {err}")
+            return
         doc_id = f"{self.name}:{page_id}"
         uri = f"{self.base_url}/pages/viewpage.action?pageId={page_id}" if self.base_url else export.uri(page)
-        acl = self.acl.for_path("/".join(_header(export.read(page))) if self.acl.by_path else "")
 
         def read() -> Document:
             return _page_document(export, page, attached, id=doc_id, source=self.name, uri=uri,
                                   content_hash=digest.hexdigest(), acl=acl)
 
-        return SourceItem(doc_id=doc_id, uri=uri, content_hash=digest.hexdigest(), read=read, acl=acl)
+        yield SourceItem(doc_id=doc_id, uri=uri, content_hash=digest.hexdigest(), read=read, acl=acl)
 
 
 def _soup(raw: bytes, **kw):

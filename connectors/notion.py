@@ -78,9 +78,13 @@ class NotionConnector:
         export = Export.open(self.path, limits=self.limits, key=f"sources.{self.name}.path")
         yield from export.failures
         databases = _databases([n for n in export.names if n.lower().endswith(".csv")])
+        pages_in: dict[str, list[str]] = {}
+        for n in export.names:
+            if n.lower().endswith(".md"):
+                pages_in.setdefault(str(PurePosixPath(n).parent), []).append(n)
         row_pages: set[str] = set()
         for csv_name in databases.values():
-            yield from self._rows(export, csv_name, row_pages)
+            yield from self._rows(export, csv_name, pages_in, row_pages)
         for name in export.names:
             if name.lower().endswith(".md") and name not in row_pages:
                 yield self._page(export, _entry(name))
@@ -104,7 +108,8 @@ class NotionConnector:
 
         return SourceItem(doc_id=doc_id, uri=uri, content_hash=digest, read=read, acl=acl)
 
-    def _rows(self, export: Export, csv_name: str, row_pages: set[str]) -> Iterator[SourceItem | LoadFailure]:
+    def _rows(self, export: Export, csv_name: str, pages_in: dict[str, list[str]],
+              row_pages: set[str]) -> Iterator[SourceItem | LoadFailure]:
         raw = export.try_read(csv_name)
         if isinstance(raw, LoadFailure):
             yield raw
@@ -119,7 +124,9 @@ class NotionConnector:
             return
         header, seen = rows[0], {}
         folder = str(PurePosixPath(csv_name).with_name(PurePosixPath(csv_name).stem.removesuffix("_all")))
-        pages = _pages_by_title(export, folder)
+        pages: dict[str, list[str]] = {}
+        for name in pages_in.get(folder, []):
+            pages.setdefault(_split(PurePosixPath(name).stem)[0], []).append(name)
         for values in rows[1:]:
             if not any(v.strip() for v in values):
                 continue
@@ -168,16 +175,6 @@ def _databases(csv_names: list[str]) -> dict[str, str]:
         if key not in chosen or stem.endswith("_all"):
             chosen[key] = name
     return chosen
-
-
-def _pages_by_title(export: Export, folder: str) -> dict[str, list[str]]:
-    """Row pages in a database's folder, by their title, in name order."""
-    pages: dict[str, list[str]] = {}
-    for name in export.names:
-        p = PurePosixPath(name)
-        if str(p.parent) == folder and p.suffix.lower() == ".md":
-            pages.setdefault(_split(p.stem)[0], []).append(name)
-    return pages
 
 
 _LOCAL_LINK = re.compile(r"\[([^\]]*)\]\((?![a-z]+:)[^)]*\)")

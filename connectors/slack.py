@@ -68,7 +68,7 @@ class SlackConnector:
         yield from export.failures
         root = export_root(export.names, "channels.json") or export_root(export.names, "users.json") or ""
         failures: list[LoadFailure] = []
-        users = _user_names(_load(export, root + "users.json", failures) or [])
+        users = _user_names(_load(export, root + "users.json", failures))
         channels, skipped = self._channels(export, root, failures)
         days: dict[str, list[str]] = {}
         for n in export.names:
@@ -95,7 +95,7 @@ class SlackConnector:
         skipped: set[str] = set()
         for file, private, wanted in (("channels.json", False, True), ("groups.json", True, self.include_private),
                                       ("mpims.json", True, self.include_direct), ("dms.json", True, self.include_direct)):
-            for info in _load(export, root + file, failures) or []:
+            for info in _load(export, root + file, failures):
                 if not isinstance(info, dict) or not info.get("id"):
                     continue
                 folder = str(info.get("name") or info["id"])
@@ -152,39 +152,42 @@ def group_messages(messages: list[dict], gap_s: float) -> list[list[dict]]:
     return sorted(groups, key=lambda g: float(g[0].get("thread_ts") or g[0]["ts"]))
 
 
-def _load(export: Export, name: str, failures: list[LoadFailure]):
-    """Parsed JSON of one entry, or None (with a report entry when it exists but is broken)."""
+def _load(export: Export, name: str, failures: list[LoadFailure]) -> list:
+    """The JSON list in one entry; empty (with a report entry when it exists but is broken) otherwise."""
     if name not in export:
-        return None
+        return []
     raw = export.try_read(name)
     if isinstance(raw, LoadFailure):
         failures.append(raw)
-        return None
+        return []
     try:
-        return json.loads(raw.decode("utf-8-sig"))
+        data = json.loads(raw.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         failures.append(LoadFailure(uri=export.uri(name), reason=f"malformed JSON: {err}"))
-        return None
+        return []
+    if not isinstance(data, list):
+        failures.append(LoadFailure(uri=export.uri(name), reason=f"malformed JSON: expected a list, "
+                                                                 f"found {type(data).__name__}"))
+        return []
+    return data
 
 
 def _messages(export: Export, name: str, failures: list[LoadFailure]) -> list[dict]:
     data = _load(export, name, failures)
-    if data is None:
-        return []
-    if not isinstance(data, list):
-        failures.append(LoadFailure(uri=export.uri(name), reason="malformed JSON: expected a list of messages"))
-        return []
-    good = [m for m in data if isinstance(m, dict) and _valid_ts(m.get("ts"))
-            and m.get("subtype") not in _SKIPPED_SUBTYPES]
-    bad = sum(1 for m in data if not (isinstance(m, dict) and _valid_ts(m.get("ts"))))
-    if bad:
-        failures.append(LoadFailure(uri=export.uri(name), reason=f"{bad} messages without a valid ts were skipped"))
-    return good
+    valid = [m for m in data if _valid(m)]
+    if len(valid) < len(data):
+        failures.append(LoadFailure(uri=export.uri(name), reason=(
+            f"{len(data) - len(valid)} messages without a valid ts, thread_ts or text were skipped")))
+    return [m for m in valid if m.get("subtype") not in _SKIPPED_SUBTYPES]
 
 
-def _valid_ts(ts) -> bool:
+def _valid(m) -> bool:
+    """A message the connector can place and render: numeric `ts` (and `thread_ts`), text a string."""
+    if not isinstance(m, dict) or not isinstance(m.get("text", ""), (str, type(None))):
+        return False
     try:
-        float(ts)
+        float(m.get("ts"))
+        float(m.get("thread_ts") or 0)
         return True
     except (TypeError, ValueError):
         return False
@@ -201,12 +204,13 @@ def _user_names(users: list) -> dict[str, str]:
 
 
 def _user_ids(m: dict) -> list[str]:
-    return [m["user"]] * bool(m.get("user")) + re.findall(r"<@([A-Z0-9]+)", m.get("text") or "")
+    user = m.get("user")
+    return [user] * isinstance(user, str) + re.findall(r"<@([A-Z0-9]+)", m.get("text") or "")
 
 
 def _speaker(m: dict, users: dict[str, str]) -> str:
-    uid = m.get("user")
-    profile = m.get("user_profile") or {}
+    uid = m.get("user") if isinstance(m.get("user"), str) else None
+    profile = m.get("user_profile") if isinstance(m.get("user_profile"), dict) else {}
     return (users.get(uid) if uid else None) or profile.get("real_name") or m.get("username") or uid or "unknown"
 
 

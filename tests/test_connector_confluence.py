@@ -97,3 +97,13 @@ def test_base_url_gives_page_links():
                                             base_url="https://wiki.example.com/").scan()]
     uris = {i.doc_id: i.uri for i in items}
     assert uris["wiki:65539"] == "https://wiki.example.com/pages/viewpage.action?pageId=65539"
+
+
+def test_binary_page_is_reported_and_the_rest_indexed(tmp_path):
+    folder = copy_asset("confluence", tmp_path)
+    (folder / "HENG" / "Broken_65999.html").write_bytes(b"\x00\x01\x02junk" * 40)
+    for source in ({}, {"acl_paths": {}}):  # the header is read at scan time only for acl_paths
+        report = _project(tmp_path / str(len(source)), folder, **source).ingest().to_dict()
+        assert report["documents"]["new"] == 5 and report["documents"]["failed"] == 1
+        failure = report["failures"][0]
+        assert failure["uri"].endswith("Broken_65999.html") and "binary" in failure["reason"]

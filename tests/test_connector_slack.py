@@ -101,3 +101,20 @@ def test_ids_stable_across_runs_and_forms(tmp_path):
 def test_bad_workspace_url_is_a_config_error():
     with pytest.raises(ConfigError, match="workspace_url"):
         load_config_dict({"sources": [{"name": "s", "type": "slack", "path": ".", "workspace_url": "harbor"}]})
+
+
+def test_odd_json_shapes_are_reported_not_fatal(tmp_path):
+    folder = copy_asset("slack", tmp_path)
+    (folder / "general" / "2026-10-12.json").write_text(json.dumps({"messages": []}))
+    (folder / "general" / "2026-10-13.json").write_text(json.dumps([
+        "not a message", {"user": "U02JONAS", "text": {"rich": True}, "ts": "1791900000.000100"},
+        {"user": "U02JONAS", "text": "bad thread", "ts": "1791900100.000100", "thread_ts": "soon"},
+        {"user": ["U02JONAS"], "text": "The parking garage closes at 22:00.", "ts": "1791900200.000100"}]))
+    (folder / "users.json").write_text("{}")
+    items, fails = _scan(folder)
+    assert "expected a list, found dict" in fails["general/2026-10-12.json"]
+    assert "3 messages without a valid ts, thread_ts or text" in fails["general/2026-10-13.json"]
+    assert "expected a list" in fails["slack/users.json"]
+    garage = items["slack:C01GENERAL:1791900200.000100"].read()
+    assert garage.text.endswith("unknown: The parking garage closes at 22:00.")
+    assert "U02JONAS: Shipwright 4.2" in items[THREAD].read().text  # no users.json: ids stay
