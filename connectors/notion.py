@@ -156,7 +156,7 @@ class NotionConnector:
 
         def read() -> Document:
             lines = [f"{k}: {v}" for k, v in row.items() if k.strip() and v.strip()]
-            body = _row_body(decode_text(page_raw), set(row)) if page_raw else ""
+            body = _row_body(decode_text(export.read(page_name)), set(row)) if page_name else ""
             return Document(id=doc_id, text="\n".join(lines) + (f"\n\n{body}" if body else ""), source=self.name,
                             uri=uri, title=" / ".join(titles), content_hash=digest, acl=acl,
                             updated_at=export.modified(page_name or db.name),

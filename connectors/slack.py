@@ -245,5 +245,6 @@ def _document(channel: Channel, messages: list[dict], users: dict[str, str], **f
         updated_at=_when(max(float(m["ts"]) for m in messages)).isoformat(timespec="seconds"),
         metadata={"channel": channel.name, "channel_id": channel.id, "private": str(channel.private).lower(),
                   "kind": kind, "author": speakers[0], "participants": ", ".join(speakers),
-                  "messages": str(len(messages))},
+                  "messages": str(len(messages)),
+                  **({"members": ", ".join(users.get(u, u) for u in channel.members)} if channel.private else {})},
         **fields)

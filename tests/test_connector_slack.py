@@ -57,7 +57,9 @@ def test_gap_and_workspace_url_options():
 
 def test_private_channels_carry_their_own_group_never_the_sources(tmp_path):
     items, _ = _scan(FOLDER)
-    assert items["slack:G01BOARD:1791381600.000100"].acl == ("slack:board-prep",)
+    board = items["slack:G01BOARD:1791381600.000100"]
+    assert board.acl == ("slack:board-prep",)
+    assert board.read().metadata["members"] == "Lena Sato, Amara Okafor"  # to map onto the slack:board-prep group
     assert items[THREAD].acl == ("staff",)
     assert not any(k.startswith("slack:G01BOARD") for k in _scan(FOLDER, include_private=False)[0])
     # Even a public source keeps private channels private.
