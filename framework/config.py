@@ -64,7 +64,7 @@ class ConfluenceSource(_ExportSource):
     """A Confluence space HTML export (folder or zip)."""
 
     type: Literal["confluence"]
-    base_url: str | None = None
+    base_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
     attachments: bool = True
 
 
