@@ -6,7 +6,7 @@ import pytest
 
 from connectors.archive import ArchiveError, ArchiveLimits, Export, export_root, unsafe_name_reason
 
-from zip_helpers import ASSETS, zip_folder
+from export_zips import ASSETS, zip_folder
 
 MB = 1024 * 1024
 

@@ -5,7 +5,7 @@ from framework.project import Project
 from framework.records import Principal
 
 from conftest import project_config, write_minimal_pdf
-from zip_helpers import ASSETS, copy_asset, zip_folder
+from export_zips import ASSETS, copy_asset, zip_folder
 
 FOLDER = ASSETS / "confluence"
 ENG, SEC = Principal(user="eli", groups=("eng",)), Principal(user="sam", groups=("security",))

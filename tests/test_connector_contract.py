@@ -7,7 +7,7 @@ from connectors.notion import NotionConnector
 from connectors.slack import SlackConnector
 from framework.connector import Connector, LoadFailure, SourceItem
 
-from zip_helpers import ASSETS, zip_folder
+from export_zips import ASSETS, zip_folder
 
 CONNECTORS = {"confluence": ConfluenceConnector, "notion": NotionConnector, "slack": SlackConnector}
 

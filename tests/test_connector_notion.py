@@ -5,7 +5,7 @@ from framework.project import Project
 from framework.records import Principal
 
 from conftest import project_config
-from zip_helpers import ASSETS, copy_asset, zip_folder
+from export_zips import ASSETS, copy_asset, zip_folder
 
 FOLDER = ASSETS / "notion"
 WIKI = "Northwind Wiki 0f1e2d3c4b5a69788796a5b4c3d2e1f0"

@@ -9,7 +9,7 @@ from framework.project import Project
 from framework.records import Principal
 
 from conftest import project_config
-from zip_helpers import ASSETS, copy_asset, zip_folder
+from export_zips import ASSETS, copy_asset, zip_folder
 
 FOLDER = ASSETS / "slack"
 STAFF, BOARD = Principal(user="ann", groups=("staff",)), Principal(user="lena", groups=("slack:board-prep",))

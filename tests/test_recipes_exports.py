@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from zip_helpers import ASSETS
+from export_zips import ASSETS
 
 ROOT = Path(__file__).resolve().parents[1]
 
