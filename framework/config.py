@@ -50,7 +50,42 @@ class FilesSource(SourceBase):
     max_file_mb: float = Field(default=50.0, gt=0)
 
 
-SourceConfig = Annotated[Union[FilesSource], Field(discriminator="type")]
+class _ExportSource(SourceBase):
+    """An export read from a folder or a zip file, with the bounds that stop zip bombs."""
+
+    path: str
+    max_file_mb: float = Field(default=50.0, gt=0)
+    max_total_mb: float = Field(default=4096.0, gt=0)
+    max_entries: int = Field(default=100_000, ge=1)
+    max_compression_ratio: float = Field(default=200.0, gt=1)
+
+
+class ConfluenceSource(_ExportSource):
+    """A Confluence space HTML export (folder or zip)."""
+
+    type: Literal["confluence"]
+    base_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
+    attachments: bool = True
+
+
+class NotionSource(_ExportSource):
+    """A Notion "Markdown & CSV" export (folder or zip)."""
+
+    type: Literal["notion"]
+
+
+class SlackSource(_ExportSource):
+    """A Slack workspace export (folder or zip)."""
+
+    type: Literal["slack"]
+    workspace_url: str | None = Field(default=None, pattern=r"^https://[A-Za-z0-9.-]+/?$")
+    conversation_gap_minutes: float = Field(default=30.0, gt=0)
+    include_private: bool = True
+    include_direct: bool = False
+
+
+SourceConfig = Annotated[Union[FilesSource, ConfluenceSource, NotionSource, SlackSource],
+                         Field(discriminator="type")]
 
 
 class IndexConfig(_Section):
