@@ -126,3 +126,28 @@ def test_lexical_index_from_another_tokenizer_is_rebuilt(tmp_path):
     meta = tmp_path / "lex" / "chunks.json"
     meta.write_text(json.dumps({**json.loads(meta.read_text()), "tokenizer": "old"}))
     assert LexicalIndex.load(tmp_path / "lex") is None
+
+
+def test_dense_search_returns_the_nearest_readable_chunks_for_wide_and_narrow_readers(tmp_path):
+    # Most chunks are readable by staff (answered from the unfiltered neighbours), two by hr
+    # only (too few among them: the filtered query runs). Both must equal brute force.
+    import numpy as np
+
+    from framework.index import ChromaIndex
+    from framework.records import Chunk
+
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((120, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    acls = [("hr",) if i in (7, 93) else ("staff",) for i in range(120)]
+    chunks = [Chunk(id=f"c{i:03d}", doc_id=f"d{i}", position=0, text=f"t{i}", title="", uri="", source="s",
+                    doc_hash="h", acl=acls[i]) for i in range(120)]
+    index = ChromaIndex.open(path=str(tmp_path / "chroma"), collection="probe", embedder_name="random-16")
+    index.upsert(chunks, vectors)
+    query = rng.standard_normal(16).astype(np.float32)
+    query /= np.linalg.norm(query)
+    order = np.argsort(-(vectors @ query))
+    for groups, k in ((("staff",), 5), (("hr",), 3), (("nobody",), 3)):
+        expected = [f"c{i:03d}" for i in order if set(acls[i]) & set(groups)][:k]
+        got = [s.chunk_id for s in index.search(query, principal=Principal(groups=groups), k=k)]
+        assert got == expected, groups

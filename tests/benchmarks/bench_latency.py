@@ -2,7 +2,7 @@
 
     pytest tests/benchmarks/bench_latency.py -m benchmark -s
 
-Builds an index of 10,000 chunks of real text (runs of consecutive sentences drawn from
+Builds an index of 10,000 chunks of real text (runs of 1-3 consecutive sentences drawn from
 the shared anthropic_docs pages, embedded with the bundled embedder), then times 100
 real questions one at a time, as a server answers them: query embedding, Chroma search,
 BM25 search and fusion, with the ACL filter on. Prints p50/p95 per retrieval setting;
@@ -38,10 +38,10 @@ def test_bench_query_latency_10k_chunks(tmp_path):
     rng = random.Random(0)
     docs = tmp_path / "docs"
     docs.mkdir()
-    # One file per chunk-sized passage: 10,000 files, each a run of 3-6 sentences.
+    # One file per chunk-sized passage: 10,000 files, each a run of 1-3 sentences (one chunk each).
     for i in range(CHUNKS):
-        start = rng.randrange(len(sentences) - 6)
-        (docs / f"p{i:05d}.txt").write_text(" ".join(sentences[start:start + rng.randint(3, 6)]))
+        start = rng.randrange(len(sentences) - 3)
+        (docs / f"p{i:05d}.txt").write_text(" ".join(sentences[start:start + rng.randint(1, 3)]))
     cfg = {"workspace": str(tmp_path / "ws"),
            "sources": [{"name": "bench", "type": "files", "path": str(docs), "acl": ["staff"]}]}
     project = Project(load_config_dict(cfg), show_progress=True)
