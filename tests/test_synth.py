@@ -47,7 +47,8 @@ def test_split_holds_out_a_phrasing_and_keeps_the_fact_trained():
     train, evals = split_pairs(pairs, 0.25, seed=1)
     assert len(evals) == 5 and len(train) == 55
     train_q = {p.question for _, p in train}
-    for _, p in evals:
+    assert {kind for _, _, kind in evals} == {"paraphrase"}
+    for _, p, _ in evals:
         assert p.question not in train_q
         assert any(t.fact == p.fact for _, t in train)
 
@@ -103,25 +104,32 @@ def test_thin_dataset_is_refused_loudly(tmp_path):
 
 
 class _ScriptedGenerator:
-    """Stands in for a teacher model whose replies we know, to test parsing and counting."""
+    """Stands in for a teacher model whose replies we know: the reply for a prompt is the
+    first script entry whose key the prompt contains; a stricter retry prompt gets its own entry."""
 
-    def __init__(self, replies):
-        self.replies = replies
+    def __init__(self, script):
+        self.script = script
         self.prompts = []
 
     def generate(self, conversations, *, adapter=None, max_new_tokens=64):
         self.prompts.extend(c[0]["content"] for c in conversations)
-        return self.replies[: len(conversations)]
+        return [next((r for k, r in self.script if k in c[0]["content"]), "no idea") for c in conversations]
 
 
-def test_llm_pairs_parse_good_replies_and_count_bad_ones():
+def test_llm_pairs_parse_good_replies_retry_and_count_bad_ones():
     from framework.synth import llm_pairs
 
-    gen = _ScriptedGenerator(["Question: What is the meal limit?\nAnswer: 45 EUR per day.", "garbage output"])
-    pairs, failed = llm_pairs(gen, ["The meal limit is 45 EUR per day.", "Train travel is second class."])
-    assert failed == 1 and pairs[1] == []
+    gen = _ScriptedGenerator([("must start with", "Question: Is travel second class?\nAnswer: Train travel is "
+                               "second class."),
+                              ("meal limit", "Question: What is the meal limit?\nAnswer: 45 EUR per day.")])
+    texts = ["The meal limit is 45 EUR per day.", "Train travel is second class.", "Nothing here at all."]
+    pairs, stats = llm_pairs(gen, texts, attempts=2)
     assert pairs[0][0].question == "What is the meal limit?" and pairs[0][0].answer == "45 EUR per day."
-    assert "The meal limit is 45 EUR per day." in gen.prompts[0]
+    assert pairs[1][0].answer == "Train travel is second class."  # parsed on the stricter second try
+    assert pairs[2] == [] or pairs[2][0].question == "Is travel second class?"
+    assert stats["parse_retries"] == 2 and len(gen.prompts) == 5
+    pairs, stats = llm_pairs(gen, texts, attempts=1)
+    assert stats["unparseable_reply"] == 2 and pairs[1] == [] and pairs[2] == []
 
 
 def test_llm_generator_with_a_real_model_counts_unparseable_replies(tmp_path, corpus, tiny_model):
@@ -137,4 +145,5 @@ def test_split_holds_out_whole_facts_when_none_has_two_phrasings():
     pairs = [(chunk, QAPair(f"q{f}", "a", "llm", f"fact{f}")) for f in range(20)]
     train, evals = split_pairs(pairs, 0.2, seed=0)
     assert len(evals) == 4 and len(train) == 16
-    assert {p.fact for _, p in evals}.isdisjoint({p.fact for _, p in train})
+    assert {p.fact for _, p, _ in evals}.isdisjoint({p.fact for _, p in train})
+    assert {kind for _, _, kind in evals} == {"heldout_fact"}
