@@ -112,28 +112,31 @@ def filter_imports(rows: list[dict], cfg, dropped: Counter) -> list[dict]:
     return kept
 
 
-def round_trip_filter(pairs: list[tuple[dict, QAPair]], retrieve: Callable[[str, int], list[Source]], k: int, *,
-                      scores: dict | None = None, show_progress: bool = False) -> tuple[list, int]:
+def round_trip_filter(pairs: list[tuple[dict, QAPair]], search: Callable[[list[str], int], list[list[Source]]],
+                      k: int, *, scores: dict | None = None, show_progress: bool = False,
+                      batch: int = 256) -> tuple[list, int]:
     """Keep pairs whose question finds its own chunk in the top k of the real index.
 
     A question that retrieves other chunks would teach the `combined` adapter to answer
     from the wrong context, and is usually too vague to answer closed-book either. A
     neighbouring chunk of the same document that holds the whole answer (chunk overlap)
-    counts as found. Returns the kept pairs and how many were dropped.
+    counts as found. `search` answers a batch of questions. Returns the kept pairs and
+    how many were dropped.
     """
     from framework.progress import track
 
     kept = []
-    for chunk, p in track(pairs, "round-trip retrieval", enabled=show_progress):
-        hits = retrieve(p.question, k)
-        answer = p.answer.rstrip(".")
-        rank = next((r for r, s in enumerate(hits, 1) if s.chunk_id == chunk["id"] or
-                     (s.doc_id == chunk["doc_id"] and answer in s.text)), None)
-        if rank is None:
-            continue
-        kept.append((chunk, p))
-        if scores is not None:
-            scores.setdefault((chunk["id"], p.qid), {})["round_trip_rank"] = rank
+    batches = [pairs[i:i + batch] for i in range(0, len(pairs), batch)]
+    for part in track(batches, f"round-trip retrieval ({len(pairs)} questions)", enabled=show_progress):
+        for (chunk, p), hits in zip(part, search([p.question for _, p in part], k)):
+            answer = p.answer.rstrip(".")
+            rank = next((r for r, s in enumerate(hits, 1) if s.chunk_id == chunk["id"] or
+                         (s.doc_id == chunk["doc_id"] and answer in s.text)), None)
+            if rank is None:
+                continue
+            kept.append((chunk, p))
+            if scores is not None:
+                scores.setdefault((chunk["id"], p.qid), {})["round_trip_rank"] = rank
     return kept, len(pairs) - len(kept)
 
 
@@ -218,6 +221,17 @@ def raft_context(chunk: dict, question: str, retrieve: Callable[[str, int], list
     context = context[:k]
     rng.shuffle(context)
     return context
+
+
+SCORE_KEYS = ("support", "max_similarity", "round_trip_rank")
+ROW_DEFAULTS = {"chunk_id": None, "chunk_hash": None, "doc_id": None, "doc_hash": None, "fact_id": None,
+                "question_id": None, "parent_id": None, "split_kind": "train", "source_line": None}
+
+
+def uniform_row(row: dict) -> dict:
+    """Every row with the same keys and score keys, so `datasets` reads train and eval with one schema."""
+    scores = {k: (row.get("scores") or {}).get(k) for k in SCORE_KEYS}
+    return {**ROW_DEFAULTS, **row, "scores": scores}
 
 
 def format_examples(pairs, *, generator: str, raft, retrieve, rng: random.Random, scores: dict | None = None,

@@ -144,7 +144,8 @@ class Project:
         audience = Principal(user="dataset", groups=tuple(self.config.dataset.audience))
         teacher = functools.lru_cache(maxsize=1)(self.teacher)
         return synthesize(chunks, self.config.dataset, self.workspace / "datasets" / self.config.dataset.name,
-                          retrieve=lambda q, k: self.retrieve(q, principal=audience, k=k), teacher=teacher,
+                          search=lambda qs, k: self.retriever.retrieve_many(qs, principal=audience, k=k),
+                          teacher=teacher,
                           generator_model=self.config.generator.model, show_progress=self.show_progress)
 
     # -- finetuning ------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ generator settings regenerates everything. Filters, split and formatting always 
 over the whole set, since they depend on the whole index.
 
 Example:
-    >>> card = synthesize(chunks, cfg.dataset, root, retrieve=..., teacher=...)  # doctest: +SKIP
+    >>> card = synthesize(chunks, cfg.dataset, root, search=..., teacher=...)  # doctest: +SKIP
     >>> card["incremental"]                                                     # doctest: +SKIP
     {'previous_version': 'v0001', 'chunks_reused': 40, 'chunks_generated': 2, 'chunks_dropped': 3, ...}
 """
@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import random
+import time
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
@@ -153,26 +154,43 @@ def _cache_entries(chunks, cfg, teacher, scrub, previous, show_progress) -> tupl
     return entries, report, stats
 
 
-def _retrievers(retrieve, eligible_ids: set[str], heldout: set[str]):
+def _retrievers(search, eligible_ids: set[str], heldout: set[str]):
     """Round-trip search over the eligible chunks; RAFT distractors also avoid held-out documents."""
 
-    def round_trip(q: str, k: int) -> list[Source]:
-        return [s for s in retrieve(q, k) if s.chunk_id in eligible_ids]
+    def round_trip(questions: list[str], k: int) -> list[list[Source]]:
+        return [[s for s in hits if s.chunk_id in eligible_ids] for hits in search(questions, k)]
 
     def distractors(q: str, k: int) -> list[Source]:
-        return [s for s in round_trip(q, k) if s.doc_id not in heldout]
+        return [s for s in round_trip([q], k)[0] if s.doc_id not in heldout]
 
     return round_trip, distractors
 
 
-def synthesize(chunks: list[dict], cfg, root: Path, *, retrieve: Callable[[str, int], list[Source]],
+class _Clock:
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._last, 3)
+        self._last = now
+
+
+def synthesize(chunks: list[dict], cfg, root: Path, *, search: Callable[[list[str], int], list[list[Source]]],
                teacher: Callable, generator_model: str = "", show_progress: bool = True) -> dict:
-    """Build and write the next dataset version under `root`; returns its card."""
+    """Build and write the next dataset version under `root`; returns its card.
+
+    `search(questions, k)` retrieves for the dataset's audience; `teacher()` returns the
+    llm generator's model (called only when something must be generated).
+    """
+    clock = _Clock()
     eligible = [c for c in chunks if ds.readable_by_audience(c["acl"], cfg.audience)]
     scrub = _Scrub(cfg)
     fingerprint = generation_fingerprint(cfg, generator_model)
     previous, previous_version = _previous_cache(root, fingerprint)
     entries, incremental, teacher_stats = _cache_entries(eligible, cfg, teacher, scrub, previous, show_progress)
+    clock.lap("generate")
     by_id = {c["id"]: c for c in eligible}
     pairs = [(by_id[e["chunk_id"]], QAPair(**p)) for e in entries for p in e["pairs"]]
     generated = Counter(f"{cfg.generator}:{p.kind}" for _, p in pairs)
@@ -183,11 +201,13 @@ def synthesize(chunks: list[dict], cfg, root: Path, *, retrieve: Callable[[str, 
         if teacher_stats.get(name):
             dropped[name] = teacher_stats[name]
     heldout = ds.heldout_documents({c["doc_id"] for c in eligible}, cfg.heldout_documents_fraction, cfg.seed)
-    round_trip, distractors = _retrievers(retrieve, set(by_id), heldout)
+    round_trip, distractors = _retrievers(search, set(by_id), heldout)
     checked = len(kept)
+    clock.lap("filter")
     if cfg.round_trip:
         kept, dropped["round_trip"] = ds.round_trip_filter(kept, round_trip, cfg.round_trip_top_k, scores=scores,
                                                            show_progress=show_progress)
+    clock.lap("round_trip")
     imports = [row for path in cfg.imports for row in read_import(Path(path))]
     imports = scrub.rows(ds.filter_imports(imports, cfg, dropped), drop=True)
     train_pairs, eval_triples = ds.split_pairs(kept, cfg.eval_fraction, cfg.seed, heldout_docs=heldout)
@@ -199,7 +219,8 @@ def synthesize(chunks: list[dict], cfg, root: Path, *, retrieve: Callable[[str, 
                                raft=cfg.raft.model_copy(update={"fraction": 0.0}), retrieve=distractors, rng=rng,
                                scores=scores, split_kinds=[k for _, _, k in eval_triples])
     before = Counter(scrub.found)
-    train, evals = scrub.rows(train, drop=False) + imports, scrub.rows(evals, drop=False)
+    train = [ds.uniform_row(r) for r in scrub.rows(train, drop=False) + imports]
+    evals = [ds.uniform_row(r) for r in scrub.rows(evals, drop=False)]
     generated.update(r["generator"] for r in imports)
     extra = {
         "generation_fingerprint": fingerprint,
@@ -213,6 +234,8 @@ def synthesize(chunks: list[dict], cfg, root: Path, *, retrieve: Callable[[str, 
     }
     if scrub.dropped:
         dropped["pii"] += scrub.dropped
+    clock.lap("format")
+    extra["seconds"] = clock.laps
     card = ds.build_card(cfg, chunks=len(chunks), eligible=len(eligible), generated=generated, dropped=dropped,
                          kept=kept, train=train, evals=evals, extra=extra)
     return store.write_version(root, train, evals, card, entries)

@@ -147,3 +147,51 @@ def test_split_holds_out_whole_facts_when_none_has_two_phrasings():
     assert len(evals) == 4 and len(train) == 16
     assert {p.fact for _, p, _ in evals}.isdisjoint({p.fact for _, p in train})
     assert {kind for _, _, kind in evals} == {"heldout_fact"}
+
+
+def test_extractive_covers_definitions_rules_numbers_dates_and_entities():
+    text = ("Paid Time Off (PTO) accrues at 1.5 days per month for every employee.\n"
+            "Balance billing means a provider bills you for the difference in cost.\n"
+            "The open enrollment period starts on November 1, 2024 for all staff.\n"
+            "Employees can enroll in Northwind Health Plus during open enrollment.\n"
+            "The wellness program was launched in 2019 by the benefits team.")
+    kinds = {p.kind: p.question for p in extractive_pairs(text)}
+    assert kinds["definition"] in ("What does PTO stand for?", "What does balance billing mean?")
+    assert {q for q in (p.question for p in extractive_pairs(text))} >= {
+        "What does PTO stand for?", "What does balance billing mean?",
+        "The open enrollment period starts on what date for all staff?", "Can employees enroll in Northwind Health Plus during open "
+        "enrollment?", "Employees can enroll in what during open enrollment?",
+        "The wellness program was launched in which year by the benefits team?"}
+    assert "number" in kinds and extractive_pairs(text) == extractive_pairs(text)  # deterministic
+
+
+def test_pdf_lines_wrapped_at_the_page_width_are_joined():
+    text = ("Contoso Electronics is a leader in the aerospace industry, providing advanced electronic\n"
+            "components for both commercial and military aircraft.\nOur Mission\n- Employees must wear badges.")
+    assert sentences(text) == ["Contoso Electronics is a leader in the aerospace industry, providing advanced "
+                               "electronic components for both commercial and military aircraft.",
+                               "Employees must wear badges."]
+
+
+def test_template_paraphrases_are_deterministic_and_point_at_their_parent():
+    from framework.paraphrase import parse_paraphrases, template_paraphrases
+
+    parent = QAPair("How many days of leave do employees get?", "28 days.", "number", "Leave is 28 days.")
+    variants = template_paraphrases(parent, 3, title="Handbook")
+    assert [v.question for v in variants] == [
+        "What number of days of leave do employees get?",
+        "According to Handbook, how many days of leave do employees get?",
+        "How many days of leave do employees get, according to the company documents?"]
+    assert all(v.parent == parent.qid and v.answer == parent.answer and v.fact == parent.fact for v in variants)
+    assert template_paraphrases(parent, 3, title="Handbook") == variants
+    reply = "Sure:\n1. What is the leave allowance?\n2) **How much leave is there?**\nHow many days of leave do employees get?"
+    assert parse_paraphrases(reply, parent.question, 5) == ["What is the leave allowance?", "How much leave is there?"]
+
+
+def test_llm_reply_parsing_tolerates_formats():
+    from framework.synth import parse_llm_pairs
+
+    assert parse_llm_pairs("**Question:** What is X?\n**Answer:** X is Y.") == [("What is X?", "X is Y.")]
+    assert parse_llm_pairs("1. Q: What is X?\nA: Y.\n2. Q: Who is Z?\nA: W.") == [("What is X?", "Y."), ("Who is Z?", "W.")]
+    assert parse_llm_pairs("Question: ...\nAnswer: ...") == []
+    assert parse_llm_pairs("Question: What is X?") == []
