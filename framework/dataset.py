@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 from framework import prompts
 from framework.records import PUBLIC_GROUP, Source
 from framework.dataset_store import resolve_dataset_dir
+from framework.near_dup import JaccardIndex
 from framework.synth import QAPair
 
 log = logging.getLogger(__name__)
@@ -66,8 +67,9 @@ def filter_pairs(pairs: list[tuple[dict, QAPair]], cfg,
     dropped: Counter = Counter()
     kept: list[tuple[dict, QAPair]] = []
     seen_exact: set[str] = set()
-    seen_sets: list[tuple[str, set[str]]] = []
-    for chunk, p in pairs:
+    keys = [" ".join(_norm_tokens(p.question)) for _, p in pairs]
+    near = JaccardIndex(keys, threshold=cfg.near_duplicate_threshold)
+    for n, (chunk, p) in enumerate(pairs):
         if len(p.question) < cfg.min_question_chars:
             dropped["too_short"] += 1
             continue
@@ -78,17 +80,16 @@ def filter_pairs(pairs: list[tuple[dict, QAPair]], cfg,
         if support < cfg.support_threshold:
             dropped["unsupported_answer"] += 1
             continue
-        key = " ".join(_norm_tokens(p.question))
+        key, family = keys[n], p.parent or p.qid
         if key in seen_exact:
             dropped["duplicate"] += 1
             continue
-        tokens, family = set(key.split()), p.parent or p.qid
-        similarity = max((len(tokens & s) / max(1, len(tokens | s)) for f, s in seen_sets if f != family), default=0.0)
+        similarity = near.best(key.split(), family=family)
         if similarity >= cfg.near_duplicate_threshold:
             dropped["near_duplicate"] += 1
             continue
         seen_exact.add(key)
-        seen_sets.append((family, tokens))
+        near.add(n, family)
         kept.append((chunk, p))
         if scores is not None:
             scores[(chunk["id"], p.qid)] = {"support": round(support, 3), "max_similarity": round(similarity, 3)}
