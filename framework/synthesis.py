@@ -166,6 +166,14 @@ def _retrievers(search, eligible_ids: set[str], heldout: set[str]):
     return round_trip, distractors
 
 
+def _http_stats(cfg, teacher: Callable, generated_chunks: int) -> dict:
+    """Requests, retries and failures of an endpoint teacher, with its last error, for the card."""
+    if cfg.generator != "llm" or not generated_chunks or not cfg.teacher.base_url:
+        return {}
+    t = teacher()
+    return {f"http_{k}": v for k, v in t.stats.items()} | ({"http_last_error": t.last_error} if t.last_error else {})
+
+
 class _Clock:
     def __init__(self) -> None:
         self.laps: dict[str, float] = {}
@@ -225,7 +233,7 @@ def synthesize(chunks: list[dict], cfg, root: Path, *, search: Callable[[list[st
     extra = {
         "generation_fingerprint": fingerprint,
         "incremental": {"previous_version": previous_version, **incremental},
-        "teacher": dict(teacher_stats),
+        "teacher": {**teacher_stats, **_http_stats(cfg, teacher, incremental["chunks_generated"])},
         "round_trip": {"enabled": cfg.round_trip, "top_k": cfg.round_trip_top_k, "checked": checked,
                        "passed": checked - dropped.get("round_trip", 0) if cfg.round_trip else None},
         "pii": {"mode": cfg.pii_mode, "found": dict(before), "found_in_context": dict(scrub.found - before),

@@ -126,6 +126,7 @@ def test_synth_through_an_openai_compatible_endpoint(tmp_path, fake_openai, monk
     card = project.synthesize()
     assert card["dropped"]["unparseable_reply"] == 1 and card["dropped"]["teacher_error"] == 1
     assert card["teacher"]["parse_retries"] == 1  # the malformed one was asked again, more strictly
+    assert card["teacher"]["http_failed"] == 1 and "503" in card["teacher"]["http_last_error"]
     assert card["generated_by_generator"] == {"llm:llm": 5, "llm:paraphrase": 10}
     rows = [json.loads(x) for x in (project.dataset_dir() / "train.jsonl").read_text().splitlines()]
     rows += [json.loads(x) for x in (project.dataset_dir() / "eval.jsonl").read_text().splitlines()]
