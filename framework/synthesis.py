@@ -185,6 +185,36 @@ class _Clock:
         self._last = now
 
 
+def _filtered(pairs: list, cfg, round_trip, teacher_stats: Counter, clock: _Clock, show_progress: bool):
+    """Kept pairs, drop counts per filter (zeros too), scores per pair, and how many the round trip checked."""
+    scores: dict = {}
+    kept, found = ds.filter_pairs(pairs, cfg, scores)
+    dropped = Counter({name: found[name] for name in ds.FILTERS})
+    for name in ("unparseable_reply", "paraphrase_unparseable", "teacher_error"):
+        if teacher_stats.get(name):
+            dropped[name] = teacher_stats[name]
+    checked = len(kept)
+    clock.lap("filter")
+    if cfg.round_trip:
+        kept, dropped["round_trip"] = ds.round_trip_filter(kept, round_trip, cfg.round_trip_top_k, scores=scores,
+                                                           show_progress=show_progress)
+    clock.lap("round_trip")
+    return kept, dropped, scores, checked
+
+
+def _rows(kept: list, cfg, heldout: set[str], distractors, scores: dict, scrub: _Scrub, imports: list[dict]):
+    """Split, then chat rows in both modes for train and closed-book rows for eval, all scrubbed."""
+    train_pairs, eval_triples = ds.split_pairs(kept, cfg.eval_fraction, cfg.seed, heldout_docs=heldout)
+    rng = random.Random(cfg.seed)
+    train = ds.format_examples(train_pairs, generator=cfg.generator, raft=cfg.raft, retrieve=distractors, rng=rng,
+                               scores=scores)
+    evals = ds.format_examples([(c, p) for c, p, _ in eval_triples], generator=cfg.generator,
+                               raft=cfg.raft.model_copy(update={"fraction": 0.0}), retrieve=distractors, rng=rng,
+                               scores=scores, split_kinds=[k for _, _, k in eval_triples])
+    train = [ds.uniform_row(r) for r in scrub.rows(train, drop=False) + imports]
+    return train, [ds.uniform_row(r) for r in scrub.rows(evals, drop=False)], len(train_pairs)
+
+
 def synthesize(chunks: list[dict], cfg, root: Path, *, search: Callable[[list[str], int], list[list[Source]]],
                teacher: Callable, generator_model: str = "", show_progress: bool = True) -> dict:
     """Build and write the next dataset version under `root`; returns its card.
@@ -192,9 +222,9 @@ def synthesize(chunks: list[dict], cfg, root: Path, *, search: Callable[[list[st
     `search(questions, k)` retrieves for the dataset's audience; `teacher()` returns the
     llm generator's model (called only when something must be generated).
     """
-    clock = _Clock()
+    clock, scrub = _Clock(), _Scrub(cfg)
+    imports = [row for path in cfg.imports for row in read_import(Path(path))]  # a bad file fails before any work
     eligible = [c for c in chunks if ds.readable_by_audience(c["acl"], cfg.audience)]
-    scrub = _Scrub(cfg)
     fingerprint = generation_fingerprint(cfg, generator_model)
     previous, previous_version = _previous_cache(root, fingerprint)
     entries, incremental, teacher_stats = _cache_entries(eligible, cfg, teacher, scrub, previous, show_progress)
@@ -202,48 +232,27 @@ def synthesize(chunks: list[dict], cfg, root: Path, *, search: Callable[[list[st
     by_id = {c["id"]: c for c in eligible}
     pairs = [(by_id[e["chunk_id"]], QAPair(**p)) for e in entries for p in e["pairs"]]
     generated = Counter(f"{cfg.generator}:{p.kind}" for _, p in pairs)
-    scores: dict = {}
-    kept, found = ds.filter_pairs(pairs, cfg, scores)
-    dropped = Counter({name: found[name] for name in ds.FILTERS})  # every filter listed, zeros too
-    for name in ("unparseable_reply", "paraphrase_unparseable", "teacher_error"):
-        if teacher_stats.get(name):
-            dropped[name] = teacher_stats[name]
     heldout = ds.heldout_documents({c["doc_id"] for c in eligible}, cfg.heldout_documents_fraction, cfg.seed)
     round_trip, distractors = _retrievers(search, set(by_id), heldout)
-    checked = len(kept)
-    clock.lap("filter")
-    if cfg.round_trip:
-        kept, dropped["round_trip"] = ds.round_trip_filter(kept, round_trip, cfg.round_trip_top_k, scores=scores,
-                                                           show_progress=show_progress)
-    clock.lap("round_trip")
-    imports = [row for path in cfg.imports for row in read_import(Path(path))]
+    kept, dropped, scores, checked = _filtered(pairs, cfg, round_trip, teacher_stats, clock, show_progress)
     imports = scrub.rows(ds.filter_imports(imports, cfg, dropped), drop=True)
-    train_pairs, eval_triples = ds.split_pairs(kept, cfg.eval_fraction, cfg.seed, heldout_docs=heldout)
-    ds.check_size(len(train_pairs) + len(imports), dropped, len(pairs), cfg.min_examples)
-    rng = random.Random(cfg.seed)
-    train = ds.format_examples(train_pairs, generator=cfg.generator, raft=cfg.raft, retrieve=distractors, rng=rng,
-                               scores=scores)
-    evals = ds.format_examples([(c, p) for c, p, _ in eval_triples], generator=cfg.generator,
-                               raft=cfg.raft.model_copy(update={"fraction": 0.0}), retrieve=distractors, rng=rng,
-                               scores=scores, split_kinds=[k for _, _, k in eval_triples])
-    before = Counter(scrub.found)
-    train = [ds.uniform_row(r) for r in scrub.rows(train, drop=False) + imports]
-    evals = [ds.uniform_row(r) for r in scrub.rows(evals, drop=False)]
     generated.update(r["generator"] for r in imports)
+    found_in_pairs = Counter(scrub.found)
+    train, evals, n_train_pairs = _rows(kept, cfg, heldout, distractors, scores, scrub, imports)
+    dropped["pii"] += scrub.dropped
+    ds.check_size(n_train_pairs + len(imports), dropped, len(pairs), cfg.min_examples)
+    clock.lap("format")
     extra = {
         "generation_fingerprint": fingerprint,
         "incremental": {"previous_version": previous_version, **incremental},
         "teacher": {**teacher_stats, **_http_stats(cfg, teacher, incremental["chunks_generated"])},
         "round_trip": {"enabled": cfg.round_trip, "top_k": cfg.round_trip_top_k, "checked": checked,
-                       "passed": checked - dropped.get("round_trip", 0) if cfg.round_trip else None},
-        "pii": {"mode": cfg.pii_mode, "found": dict(before), "found_in_context": dict(scrub.found - before),
-                "dropped_examples": scrub.dropped},
+                       "passed": checked - dropped["round_trip"] if cfg.round_trip else None},
+        "pii": {"mode": cfg.pii_mode, "found": dict(found_in_pairs), "found_in_context":
+                dict(scrub.found - found_in_pairs), "dropped_examples": scrub.dropped},
         "heldout_documents": sorted(heldout),
+        "seconds": clock.laps,
     }
-    if scrub.dropped:
-        dropped["pii"] += scrub.dropped
-    clock.lap("format")
-    extra["seconds"] = clock.laps
     card = ds.build_card(cfg, chunks=len(chunks), eligible=len(eligible), generated=generated, dropped=dropped,
                          kept=kept, train=train, evals=evals, extra=extra)
     return store.write_version(root, train, evals, card, entries)
