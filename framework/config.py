@@ -123,6 +123,7 @@ class DatasetConfig(_Section):
     round_trip_top_k: int = Field(default=5, ge=1, le=100)
     pii_mode: Literal["redact", "drop", "off"] = "redact"
     pii_patterns: dict[str, str] = {}
+    pii_allow: list[str] = []
     pii_phone_region: str = Field(default="US", pattern=r"^[A-Z]{2}$")
     audience: list[str] = []
     min_examples: int = Field(default=20, ge=1)

@@ -141,22 +141,28 @@ def round_trip_filter(pairs: list[tuple[dict, QAPair]], search: Callable[[list[s
     return kept, len(pairs) - len(kept)
 
 
-def heldout_documents(doc_ids: set[str], fraction: float, seed: int) -> set[str]:
-    """Documents whose every question goes to eval, chosen by a hash of the id.
+def heldout_documents(sizes: dict[str, int], fraction: float, seed: int) -> set[str]:
+    """Documents whose every question goes to eval: about `fraction` of the chunks, by whole documents.
 
-    A document's place does not depend on the others, so adding documents never moves
-    a trained one into eval. A small corpus with none under the fraction holds out the
-    lowest-hashed one when the fraction of its size rounds to one; at least one
-    document always stays for training.
+    Documents are taken in the order of a hash of their id (so the choice is
+    deterministic and does not follow file names), skipping any that would overshoot
+    the target share by half, since one large manual held out would empty the training
+    set. `sizes` maps document id to its number of chunks. At least one document always
+    stays for training.
     """
-    if fraction <= 0 or len(doc_ids) < 2:
+    total = sum(sizes.values())
+    if fraction <= 0 or len(sizes) < 2 or not total:
         return set()
-    bucket = {d: int(hashlib.sha256(f"{seed}:{d}".encode()).hexdigest()[:8], 16) / 2 ** 32 for d in doc_ids}
-    held = {d for d, b in bucket.items() if b < fraction}
-    if not held and len(doc_ids) * fraction >= 0.5:
-        held = {min(bucket, key=bucket.get)}
-    if held == set(doc_ids):
-        held.discard(max(bucket, key=bucket.get))
+    target = fraction * total
+    order = sorted(sizes, key=lambda d: hashlib.sha256(f"{seed}:{d}".encode()).hexdigest())
+    held: set[str] = set()
+    share = 0
+    for doc in order[:-1]:
+        if share >= target:
+            break
+        if share + sizes[doc] <= 1.5 * target or (not held and sizes[doc] <= 2 * target):
+            held.add(doc)
+            share += sizes[doc]
     return held
 
 

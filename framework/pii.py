@@ -36,6 +36,13 @@ _BUILTIN: dict[str, tuple[str, Callable[[str], bool] | None]] = {
     "card": (r"\b\d(?:[ -]?\d){12,18}\b", lambda s: luhn.is_valid(re.sub(r"\D", "", s))),
     "national_id": (r"\b\d{3}-\d{2}-\d{4}\b", lambda s: ssn.is_valid(s)),
 }
+def _compile(pattern: str, key: str) -> re.Pattern:
+    try:
+        return re.compile(pattern)
+    except re.error as err:
+        raise ValueError(f"{key}: {pattern!r} is not a valid regular expression ({err})") from None
+
+
 PLACEHOLDERS = {"api_key": "[SECRET]", "aws_key": "[SECRET]", "password": "[SECRET]", "email": "[EMAIL]",
                 "iban": "[IBAN]", "card": "[CARD_NUMBER]", "national_id": "[NATIONAL_ID]", "phone": "[PHONE]"}
 KINDS = tuple(PLACEHOLDERS)
@@ -47,16 +54,14 @@ class Scrubber:
 
     extra: Mapping[str, str] = field(default_factory=dict)
     phone_region: str = "US"
+    allow: tuple[str, ...] = ()  # findings matching one of these are kept, e.g. a public help-desk address
 
     def __post_init__(self) -> None:
         compiled = [(k, re.compile(p), v) for k, (p, v) in _BUILTIN.items()]
-        for name, pattern in self.extra.items():
-            try:
-                compiled.append((name, re.compile(pattern), None))
-            except re.error as err:
-                raise ValueError(f"dataset.pii_patterns.{name}: {pattern!r} is not a valid regular expression "
-                                 f"({err})") from None
+        compiled += [(name, _compile(pattern, f"dataset.pii_patterns.{name}"), None)
+                     for name, pattern in self.extra.items()]
         object.__setattr__(self, "_patterns", compiled)
+        object.__setattr__(self, "_allow", [_compile(p, f"dataset.pii_allow.{i}") for i, p in enumerate(self.allow)])
 
     def find(self, text: str) -> list[tuple[int, int, str]]:
         """Non-overlapping (start, end, kind) spans, earliest first."""
@@ -65,6 +70,7 @@ class Scrubber:
             spans += [(m.start(), m.end(), kind) for m in pattern.finditer(text) if valid is None or valid(m.group())]
         for m in phonenumbers.PhoneNumberMatcher(text, self.phone_region):
             spans.append((m.start, m.end, "phone"))
+        spans = [s for s in spans if not any(a.search(text[s[0]:s[1]]) for a in self._allow)]  # type: ignore[attr-defined]
         spans.sort(key=lambda s: (s[0], -(s[1] - s[0])))
         out: list[tuple[int, int, str]] = []
         for span in spans:

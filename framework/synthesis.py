@@ -41,7 +41,7 @@ _FORMAT_VERSION = 2  # bump when the extractive rules change, so cached pairs ar
 def generation_fingerprint(cfg, generator_model: str) -> str:
     """What the cached pairs depend on; another value regenerates every chunk."""
     parts = {"v": _FORMAT_VERSION, "generator": cfg.generator, "max_q": cfg.max_questions_per_chunk,
-             "paraphrases": cfg.paraphrases, "pii": [cfg.pii_mode, cfg.pii_patterns, cfg.pii_phone_region]}
+             "paraphrases": cfg.paraphrases, "pii": [cfg.pii_mode, cfg.pii_patterns, cfg.pii_phone_region, cfg.pii_allow]}
     if cfg.generator == "llm":
         t = cfg.teacher
         parts["teacher"] = [t.base_url, t.api_model, t.model if t.model != "generator" else generator_model,
@@ -55,7 +55,8 @@ class _Scrub:
 
     def __init__(self, cfg) -> None:
         self.mode = cfg.pii_mode
-        self.scrubber = Scrubber(extra=cfg.pii_patterns, phone_region=cfg.pii_phone_region)
+        self.scrubber = Scrubber(extra=cfg.pii_patterns, phone_region=cfg.pii_phone_region,
+                                 allow=tuple(cfg.pii_allow))
         self.found: Counter = Counter()
         self.dropped = 0
 
@@ -232,7 +233,7 @@ def synthesize(chunks: list[dict], cfg, root: Path, *, search: Callable[[list[st
     by_id = {c["id"]: c for c in eligible}
     pairs = [(by_id[e["chunk_id"]], QAPair(**p)) for e in entries for p in e["pairs"]]
     generated = Counter(f"{cfg.generator}:{p.kind}" for _, p in pairs)
-    heldout = ds.heldout_documents({c["doc_id"] for c in eligible}, cfg.heldout_documents_fraction, cfg.seed)
+    heldout = ds.heldout_documents(Counter(c["doc_id"] for c in eligible), cfg.heldout_documents_fraction, cfg.seed)
     round_trip, distractors = _retrievers(search, set(by_id), heldout)
     kept, dropped, scores, checked = _filtered(pairs, cfg, round_trip, teacher_stats, clock, show_progress)
     imports = scrub.rows(ds.filter_imports(imports, cfg, dropped), drop=True)

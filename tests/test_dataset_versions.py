@@ -84,12 +84,15 @@ def test_split_holds_out_documents_and_paraphrases_without_leakage(tmp_path):
         assert r["fact_id"] in trained and (r["parent_id"] is None or r["parent_id"] in trained_ids)
 
 
-def test_heldout_documents_are_stable_when_documents_are_added():
-    docs = {f"d{i}" for i in range(40)}
-    held = heldout_documents(docs, 0.25, seed=0)
-    assert 4 <= len(held) <= 18
-    assert held <= heldout_documents(docs | {f"new{i}" for i in range(40)}, 0.25, seed=0)
-    assert heldout_documents({"a", "b"}, 0.1, seed=0) == set()
+def test_heldout_documents_are_deterministic_and_sized_to_the_fraction():
+    sizes = {f"d{i}": 1 + i % 7 for i in range(60)} | {"manual": 400}
+    held = heldout_documents(sizes, 0.1, seed=0)
+    share = sum(sizes[d] for d in held) / sum(sizes.values())
+    assert "manual" not in held and 0.1 <= share <= 0.15
+    assert held == heldout_documents(dict(reversed(sizes.items())), 0.1, seed=0)
+    assert held != heldout_documents(sizes, 0.1, seed=1)
+    assert heldout_documents({"a": 1, "b": 1}, 0.1, seed=0) == set()
+    assert len(heldout_documents({"a": 5, "b": 5, "c": 5}, 0.9, seed=0)) == 2  # one always stays for training
 
 
 def test_split_prefers_paraphrases_of_trained_questions():

@@ -1,4 +1,5 @@
 import json
+from collections import Counter
 
 import pytest
 
@@ -33,6 +34,13 @@ def test_extra_patterns_from_config_and_bad_regex():
     assert text == "Badge [EMPLOYEE_ID] issued." and counts == {"employee_id": 1}
     with pytest.raises(ValueError, match="dataset.pii_patterns.bad"):
         Scrubber(extra={"bad": "(unclosed"})
+
+
+def test_allowed_findings_are_kept():
+    scrubber = Scrubber(allow=(r"^helpdesk@contoso\.com$", r"^1-800-"))
+    text = "Write to helpdesk@contoso.com or jane@contoso.com, or call 1-800-555-1212."
+    assert scrubber.redact(text) == ("Write to helpdesk@contoso.com or [EMAIL], or call 1-800-555-1212.",
+                                     Counter(email=1))
 
 
 def _pii_corpus(tmp_path):

@@ -89,8 +89,8 @@ def test_audience_keeps_restricted_documents_out(tmp_path, corpus):
     project = _project(tmp_path, corpus, sources=sources, dataset={"audience": ["hr", "sales"]})
     project.ingest()
     project.synthesize()
-    text = (project.dataset_dir() / "train.jsonl").read_text() + (project.dataset_dir() / "eval.jsonl").read_text()
-    assert "salary" not in text and "hr:salaries.md" not in text
+    text = "".join(p.read_text() for p in project.dataset_dir().iterdir())  # rows, card and generation cache
+    assert "salary" not in text and "hr:salaries.md" not in text and "docs:handbook.md" in text
 
 
 def test_thin_dataset_is_refused_loudly(tmp_path):
