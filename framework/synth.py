@@ -161,8 +161,15 @@ _QA_BLOCK = re.compile(r"(?im)^[\s>]*(?:\d+[.)]\s*)?(?:Question|Q)\s*\d*\s*:")
 _QA_BODY = re.compile(r"^\s*(?P<q>[^\n]+?\?)\s*\n+\s*(?:Answer|A)\s*\d*\s*:\s*(?P<a>[^\n]+)", re.IGNORECASE)
 
 
+_BARE_QA = re.compile(r"^\s*(?P<q>[A-Z][^?\n]{8,}\?)\s*\n+\s*(?:Answer\s*:\s*)?(?P<a>[^\n]{2,})", re.MULTILINE)
+
+
 def parse_llm_pairs(reply: str) -> list[tuple[str, str]]:
-    """Every `Question: ...? / Answer: ...` block in a reply; tolerates numbering, bold and Q:/A:."""
+    """Every `Question: ...? / Answer: ...` block in a reply; tolerates numbering, bold and Q:/A:.
+
+    A reply without labels (small models often drop them) still counts when it is a
+    question on one line and its answer on the next.
+    """
     text = reply.replace("**", "").replace("\r\n", "\n")
     starts = [m.end() for m in _QA_BLOCK.finditer(text)]
     out = []
@@ -171,6 +178,8 @@ def parse_llm_pairs(reply: str) -> list[tuple[str, str]]:
             q, a = m["q"].strip(), m["a"].strip()
             if q and a and not a.startswith("..."):
                 out.append((q, a))
+    if not starts and (m := _BARE_QA.search(text)):
+        out.append((m["q"].strip(), m["a"].strip()))
     return out
 
 

@@ -195,3 +195,6 @@ def test_llm_reply_parsing_tolerates_formats():
     assert parse_llm_pairs("1. Q: What is X?\nA: Y.\n2. Q: Who is Z?\nA: W.") == [("What is X?", "Y."), ("Who is Z?", "W.")]
     assert parse_llm_pairs("Question: ...\nAnswer: ...") == []
     assert parse_llm_pairs("Question: What is X?") == []
+    assert parse_llm_pairs("Sure.\nWhat is the meal limit per day?\nThe meal limit is 45 EUR.") == [
+        ("What is the meal limit per day?", "The meal limit is 45 EUR.")]
+    assert parse_llm_pairs("Is it? No.") == []
