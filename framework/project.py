@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import random
 import time
 from pathlib import Path
 from typing import Sequence
