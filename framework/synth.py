@@ -9,8 +9,9 @@ recall the fact when it is asked differently (Ovadia et al. 2023). Lines wrapped
 PDF's page width are joined back into sentences first.
 
 `llm` asks a teacher model (framework.teacher) for a question and answer per chunk
-and parses its reply; a reply that does not parse is asked again with a stricter
-reminder (`dataset.teacher.parse_attempts` in all), then skipped and counted.
+and parses its reply; a reply with a question but no answer gets the chunk sentence
+that best matches the question; a reply that does not parse is asked again with a
+stricter reminder (`dataset.teacher.parse_attempts` in all), then skipped and counted.
 
 Example:
     >>> pairs = extractive_pairs("Employees must submit receipts within 30 days.")
@@ -200,6 +201,35 @@ def ask_teacher(teacher, conversations: list[list[dict]], *, max_new_tokens: int
     return out
 
 
+_BARE_Q = re.compile(r"^\s*(?:\d+[.)]\s*)?(?:Question\s*:\s*)?(?P<q>[A-Z][^?\n]{8,}\?)\s*$", re.MULTILINE)
+_STOP = set("a an the of to in on at for and or is are be by with from as that this it its do does what how which "
+            "when who whom whose why where can could should would will may must i my we our you your their there "
+            "about any some".split())
+
+
+def answer_from_chunk(question: str, chunk_text: str) -> str | None:
+    """The chunk sentence sharing most content words with the question (at least two), copied as the answer.
+
+    Small teachers often write a fair question and no answer, or an invented one; the
+    answer is then taken from the chunk itself, so it is grounded by construction.
+    """
+    words = {w for w in re.findall(r"\w+", question.lower()) if w not in _STOP}
+    best, score = None, 1
+    for s in sentences(chunk_text):
+        overlap = len(words & set(re.findall(r"\w+", s.lower())))
+        if overlap > score:
+            best, score = s, overlap
+    return None if best is None else (best if best.endswith((".", "!", "?")) else best + ".")
+
+
+def _llm_reply_pairs(reply: str, chunk_text: str) -> list[QAPair]:
+    parsed = [QAPair(q, a, "llm", _llm_fact(chunk_text, q)) for q, a in parse_llm_pairs(reply)]
+    if parsed or not (m := _BARE_Q.search(reply.replace("**", ""))):
+        return parsed
+    answer = answer_from_chunk(m["q"], chunk_text)
+    return [QAPair(m["q"].strip(), answer, "extracted_answer", _llm_fact(chunk_text, m["q"]))] if answer else []
+
+
 def _llm_fact(chunk_text: str, question: str) -> str:
     return "llm:" + hashlib.sha256(f"{chunk_text}\n{question}".encode()).hexdigest()[:16]
 
@@ -229,8 +259,8 @@ def llm_pairs(teacher, chunk_texts: Sequence[str], *, max_new_tokens: int = 160,
             if reply is None:
                 stats["teacher_error"] += 1
                 out[i] = None  # type: ignore[call-overload]  # not cached: the next run asks again
-            elif parsed := parse_llm_pairs(reply):
-                out[i] = [QAPair(q, a, "llm", _llm_fact(chunk_texts[i], q)) for q, a in parsed]
+            elif parsed := _llm_reply_pairs(reply, chunk_texts[i]):
+                out[i] = parsed
             else:
                 retry.append(i)
         todo = retry

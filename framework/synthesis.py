@@ -35,7 +35,7 @@ from framework.records import Source
 from framework.synth import QAPair, generate_per_chunk
 
 log = logging.getLogger(__name__)
-_FORMAT_VERSION = 2  # bump when the extractive rules change, so cached pairs are regenerated
+_FORMAT_VERSION = 3  # bump when the extractive rules change, so cached pairs are regenerated
 
 
 def generation_fingerprint(cfg, generator_model: str) -> str:

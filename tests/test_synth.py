@@ -198,3 +198,13 @@ def test_llm_reply_parsing_tolerates_formats():
     assert parse_llm_pairs("Sure.\nWhat is the meal limit per day?\nThe meal limit is 45 EUR.") == [
         ("What is the meal limit per day?", "The meal limit is 45 EUR.")]
     assert parse_llm_pairs("Is it? No.") == []
+
+
+def test_a_question_without_answer_gets_the_best_matching_chunk_sentence():
+    from framework.synth import llm_pairs
+
+    chunk = "Parking is free for staff. The meal limit is 45 EUR per day for every employee. Trains are second class."
+    gen = _ScriptedGenerator([("meal limit", "What's the meal limit per day for an employee?")])
+    pairs, stats = llm_pairs(gen, [chunk, "Nothing about food here, only the weather of the coast."], attempts=1)
+    assert pairs[0][0].answer == "The meal limit is 45 EUR per day for every employee."
+    assert pairs[0][0].kind == "extracted_answer" and stats["unparseable_reply"] == 1
