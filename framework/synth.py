@@ -210,8 +210,8 @@ _STOP = set("a an the of to in on at for and or is are be by with from as that t
 def answer_from_chunk(question: str, chunk_text: str) -> str | None:
     """The chunk sentence sharing most content words with the question (at least two), copied as the answer.
 
-    Small teachers often write a fair question and no answer, or an invented one; the
-    answer is then taken from the chunk itself, so it is grounded by construction.
+    Small teachers often write a fair question and no answer; the answer is then taken
+    from the chunk itself, so it is grounded by construction.
     """
     words = {w for w in re.findall(r"\w+", question.lower()) if w not in _STOP}
     best, score = None, 1
