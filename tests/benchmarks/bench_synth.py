@@ -22,6 +22,7 @@ import pytest
 
 from framework.config import load_config_dict
 from framework.paraphrase import llm_paraphrases
+from framework.pii import Scrubber
 from framework.project import Project
 from framework.synth import llm_pairs
 from framework.teacher import OpenAICompatibleTeacher
@@ -108,6 +109,9 @@ def test_bench_synth_contoso(tmp_path, fake_openai):  # noqa: F811
     print(f"bundled: {dict(stats)} {dict(pstats)}; api: {dict(api_stats)}")
     print(f"incremental re-run: {incremental_s:.1f}s, {again['incremental']}")
     print(f"round trip before the filter: {rt['passed']}/{rt['checked']} = {rt['passed'] / rt['checked']:.3f}")
+
+    findings = sorted({(k, c["text"][a:b]) for c in chunks for a, b, k in Scrubber().find(c["text"])})
+    print(f"PII findings in the contoso chunks (false positives show here): {findings}")
 
     folder = project.dataset_dir()
     text = "".join(p.read_text() for p in folder.iterdir() if p.is_file())
