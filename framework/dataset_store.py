@@ -1,7 +1,8 @@
 """Dataset versions on disk: `datasets/<name>/vNNNN/` folders and a `latest` pointer.
 
-Every `ragtune synth` writes a new version folder (train.jsonl, eval.jsonl, card.json
-and generated.jsonl, the per-chunk cache that lets the next run regenerate only the
+Every `ragtune synth` writes a new version folder (train.jsonl, eval.jsonl, card.json,
+`*.openai.jsonl` copies holding only `messages` for OpenAI's finetuning upload, and
+generated.jsonl, the per-chunk cache that lets the next run regenerate only the
 chunks that changed) into a temporary folder renamed into place, then moves `latest`
 (a relative symbolic link) to it. An adapter records the version it trained on, and
 old versions stay readable. The JSONL files are chat-format rows that
@@ -78,6 +79,9 @@ def write_version(root: Path, train: list[dict], evals: list[dict], card: dict, 
         _write_jsonl(tmp / "train.jsonl", train)
         _write_jsonl(tmp / "eval.jsonl", evals)
         _write_jsonl(tmp / CACHE_FILE, cache)
+        # OpenAI's finetuning upload takes `messages` only; the lineage stays in the main files.
+        for split, rows in (("train", train), ("eval", evals)):
+            _write_jsonl(tmp / f"{split}.openai.jsonl", [{"messages": r["messages"]} for r in rows])
         digest = hashlib.sha256((tmp / "train.jsonl").read_bytes() + (tmp / "eval.jsonl").read_bytes()).hexdigest()
         card = {**card, "version": name, "hash": digest,
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}

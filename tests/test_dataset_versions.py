@@ -54,6 +54,10 @@ def test_versions_latest_link_and_lineage(tmp_path):
     assert (first["version"], second["version"]) == ("v0001", "v0002")
     assert os.readlink(root / "latest") == "v0002" and project.dataset_dir() == root / "v0002"
     assert (root / "v0001" / "train.jsonl").is_file() and second["hash"] == first["hash"]
+    openai_rows = _rows(root / "v0002", "train.openai.jsonl")
+    assert len(openai_rows) == second["split"]["train"] and all(set(r) == {"messages"} for r in openai_rows)
+    assert all({m["role"] for m in r["messages"]} <= {"system", "user", "assistant"} and
+               all(set(m) == {"role", "content"} for m in r["messages"]) for r in openai_rows)
     chunks = {r["id"]: r for r in project.index.rows()}
     for row in _rows(root / "v0002", "train.jsonl") + _rows(root / "v0002", "eval.jsonl"):
         chunk = chunks[row["chunk_id"]]
