@@ -114,31 +114,32 @@ def filter_imports(rows: list[dict], cfg, dropped: Counter) -> list[dict]:
 
 
 def round_trip_filter(pairs: list[tuple[dict, QAPair]], search: Callable[[list[str], int], list[list[Source]]],
-                      k: int, *, scores: dict | None = None, show_progress: bool = False,
-                      batch: int = 256) -> tuple[list, int]:
+                      k: int, *, scores: dict | None = None, known: dict | None = None, show_progress: bool = False,
+                      batch: int = 256) -> tuple[list, int, dict]:
     """Keep pairs whose question finds its own chunk in the top k of the real index.
 
     A question that retrieves other chunks would teach the `combined` adapter to answer
     from the wrong context, and is usually too vague to answer closed-book either. A
     neighbouring chunk of the same document that holds the whole answer (chunk overlap)
-    counts as found. `search` answers a batch of questions. Returns the kept pairs and
-    how many were dropped.
+    counts as found. `search` answers a batch of questions; `known` holds ranks from an
+    earlier run on the same index, by (chunk id, question id), which are not searched
+    again. Returns the kept pairs, how many were dropped, and every rank (0: not found).
     """
     from framework.progress import track
 
-    kept = []
-    batches = [pairs[i:i + batch] for i in range(0, len(pairs), batch)]
-    for part in track(batches, f"round-trip retrieval ({len(pairs)} questions)", enabled=show_progress):
+    ranks = {(c["id"], p.qid): known[(c["id"], p.qid)] for c, p in pairs if (c["id"], p.qid) in (known or {})}
+    todo = [(c, p) for c, p in pairs if (c["id"], p.qid) not in ranks]
+    batches = [todo[i:i + batch] for i in range(0, len(todo), batch)]
+    for part in track(batches, f"round-trip retrieval ({len(todo)} questions)", enabled=show_progress):
         for (chunk, p), hits in zip(part, search([p.question for _, p in part], k)):
             answer = p.answer.rstrip(".")
-            rank = next((r for r, s in enumerate(hits, 1) if s.chunk_id == chunk["id"] or
-                         (s.doc_id == chunk["doc_id"] and answer in s.text)), None)
-            if rank is None:
-                continue
-            kept.append((chunk, p))
-            if scores is not None:
-                scores.setdefault((chunk["id"], p.qid), {})["round_trip_rank"] = rank
-    return kept, len(pairs) - len(kept)
+            ranks[(chunk["id"], p.qid)] = next((r for r, s in enumerate(hits, 1) if s.chunk_id == chunk["id"] or
+                                                (s.doc_id == chunk["doc_id"] and answer in s.text)), 0)
+    kept = [(c, p) for c, p in pairs if ranks[(c["id"], p.qid)]]
+    if scores is not None:
+        for c, p in kept:
+            scores.setdefault((c["id"], p.qid), {})["round_trip_rank"] = ranks[(c["id"], p.qid)]
+    return kept, len(pairs) - len(kept), ranks
 
 
 def heldout_documents(sizes: dict[str, int], fraction: float, seed: int) -> set[str]:

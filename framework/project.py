@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import time
@@ -142,10 +143,14 @@ class Project:
             raise ValueError("the index is empty; run `ragtune ingest` first")
         audience = Principal(user="dataset", groups=tuple(self.config.dataset.audience))
         teacher = functools.lru_cache(maxsize=1)(self.teacher)
+        c = self.config.index
+        search_state = [self.index.acl_fingerprint(), self.embedder.name, c.retrieval, c.dense_weight,
+                        c.lexical_weight, c.rrf_k, c.candidates]
         return synthesize(chunks, self.config.dataset, self.workspace / "datasets" / self.config.dataset.name,
                           search=lambda qs, k: self.retriever.retrieve_many(qs, principal=audience, k=k),
-                          teacher=teacher,
-                          generator_model=self.config.generator.model, show_progress=self.show_progress)
+                          teacher=teacher, generator_model=self.config.generator.model,
+                          search_fingerprint=hashlib.sha256(json.dumps(search_state).encode()).hexdigest()[:16],
+                          show_progress=self.show_progress)
 
     # -- finetuning ------------------------------------------------------------------------------
     def finetune(self) -> dict:

@@ -100,16 +100,33 @@ def _key(chunk: dict) -> str:
     return f"{chunk['doc_id']}\n{ds.text_hash(chunk['text'])}"
 
 
-def _previous_cache(root: Path, fingerprint: str) -> tuple[dict[str, dict], str | None]:
+def _previous_cache(root: Path, fingerprint: str) -> tuple[dict[str, dict], dict]:
+    """The previous version's cache entries by key (empty if its generator settings differ), and its card."""
     folder = store.resolve_dataset_dir(root.parent, root.name)
     card_path = folder / "card.json"
     if not card_path.is_file():
-        return {}, None
+        return {}, {}
     card = json.loads(card_path.read_text())
     if card.get("generation_fingerprint") != fingerprint:
         log.info("generator settings changed since %s; regenerating every chunk", card.get("version"))
-        return {}, card.get("version")
-    return {e["key"]: e for e in store.read_jsonl(folder / store.CACHE_FILE)}, card.get("version")
+        return {}, card
+    return {e["key"]: e for e in store.read_jsonl(folder / store.CACHE_FILE)}, card
+
+
+def _known_ranks(entries: list[dict], previous: dict, same_search: bool) -> dict:
+    """Round-trip ranks of reused chunks, valid only when index and retrieval settings are unchanged."""
+    if not same_search:
+        return {}
+    return {(e["chunk_id"], qid): r for e in entries if e["key"] in previous
+            for qid, r in (e.get("round_trip") or {}).items()}
+
+
+def _store_ranks(entries: list[dict], ranks: dict) -> None:
+    by_chunk: dict[str, dict] = {}
+    for (chunk_id, qid), rank in ranks.items():
+        by_chunk.setdefault(chunk_id, {})[qid] = rank
+    for e in entries:
+        e["round_trip"] = by_chunk.get(e["chunk_id"], {})
 
 
 def _generate(chunks: list[dict], cfg, teacher: Callable, scrub: _Scrub, show_progress: bool):
@@ -186,21 +203,23 @@ class _Clock:
         self._last = now
 
 
-def _filtered(pairs: list, cfg, round_trip, teacher_stats: Counter, clock: _Clock, show_progress: bool):
-    """Kept pairs, drop counts per filter (zeros too), scores per pair, and how many the round trip checked."""
+def _filtered(pairs: list, cfg, round_trip, known: dict, teacher_stats: Counter, clock: _Clock,
+              show_progress: bool):
+    """Kept pairs, drop counts per filter (zeros too), scores per pair, round-trip ranks, how many it checked."""
     scores: dict = {}
     kept, found = ds.filter_pairs(pairs, cfg, scores)
     dropped = Counter({name: found[name] for name in ds.FILTERS})
     for name in ("unparseable_reply", "paraphrase_unparseable", "teacher_error"):
         if teacher_stats.get(name):
             dropped[name] = teacher_stats[name]
-    checked = len(kept)
+    checked, ranks = len(kept), {}
     clock.lap("filter")
     if cfg.round_trip:
-        kept, dropped["round_trip"] = ds.round_trip_filter(kept, round_trip, cfg.round_trip_top_k, scores=scores,
-                                                           show_progress=show_progress)
+        kept, dropped["round_trip"], ranks = ds.round_trip_filter(kept, round_trip, cfg.round_trip_top_k,
+                                                                  scores=scores, known=known,
+                                                                  show_progress=show_progress)
     clock.lap("round_trip")
-    return kept, dropped, scores, checked
+    return kept, dropped, scores, ranks, checked
 
 
 def _rows(kept: list, cfg, heldout: set[str], distractors, scores: dict, scrub: _Scrub, imports: list[dict]):
@@ -217,17 +236,21 @@ def _rows(kept: list, cfg, heldout: set[str], distractors, scores: dict, scrub: 
 
 
 def synthesize(chunks: list[dict], cfg, root: Path, *, search: Callable[[list[str], int], list[list[Source]]],
-               teacher: Callable, generator_model: str = "", show_progress: bool = True) -> dict:
+               teacher: Callable, generator_model: str = "", search_fingerprint: str = "",
+               show_progress: bool = True) -> dict:
     """Build and write the next dataset version under `root`; returns its card.
 
     `search(questions, k)` retrieves for the dataset's audience; `teacher()` returns the
     llm generator's model (called only when something must be generated).
+    `search_fingerprint` names the index state and retrieval settings: when the previous
+    version has the same one, its round-trip ranks are reused instead of searched again.
     """
     clock, scrub = _Clock(), _Scrub(cfg)
     imports = [row for path in cfg.imports for row in read_import(Path(path))]  # a bad file fails before any work
     eligible = [c for c in chunks if ds.readable_by_audience(c["acl"], cfg.audience)]
     fingerprint = generation_fingerprint(cfg, generator_model)
-    previous, previous_version = _previous_cache(root, fingerprint)
+    previous, previous_card = _previous_cache(root, fingerprint)
+    search_fingerprint = f"{search_fingerprint}:{cfg.round_trip_top_k}:{sorted(cfg.audience)}"
     entries, incremental, teacher_stats = _cache_entries(eligible, cfg, teacher, scrub, previous, show_progress)
     clock.lap("generate")
     by_id = {c["id"]: c for c in eligible}
@@ -235,7 +258,10 @@ def synthesize(chunks: list[dict], cfg, root: Path, *, search: Callable[[list[st
     generated = Counter(f"{cfg.generator}:{p.kind}" for _, p in pairs)
     heldout = ds.heldout_documents(Counter(c["doc_id"] for c in eligible), cfg.heldout_documents_fraction, cfg.seed)
     round_trip, distractors = _retrievers(search, set(by_id), heldout)
-    kept, dropped, scores, checked = _filtered(pairs, cfg, round_trip, teacher_stats, clock, show_progress)
+    known = _known_ranks(entries, previous, previous_card.get("search_fingerprint") == search_fingerprint)
+    kept, dropped, scores, ranks, checked = _filtered(pairs, cfg, round_trip, known, teacher_stats, clock,
+                                                      show_progress)
+    _store_ranks(entries, ranks)
     imports = scrub.rows(ds.filter_imports(imports, cfg, dropped), drop=True)
     generated.update(r["generator"] for r in imports)
     found_in_pairs = Counter(scrub.found)
@@ -245,9 +271,11 @@ def synthesize(chunks: list[dict], cfg, root: Path, *, search: Callable[[list[st
     clock.lap("format")
     extra = {
         "generation_fingerprint": fingerprint,
-        "incremental": {"previous_version": previous_version, **incremental},
+        "search_fingerprint": search_fingerprint,
+        "incremental": {"previous_version": previous_card.get("version"), **incremental},
         "teacher": {**teacher_stats, **_http_stats(cfg, teacher, incremental["chunks_generated"])},
         "round_trip": {"enabled": cfg.round_trip, "top_k": cfg.round_trip_top_k, "checked": checked,
+                       "reused": sum(key in known for key in ranks),
                        "passed": checked - dropped["round_trip"] if cfg.round_trip else None},
         "pii": {"mode": cfg.pii_mode, "found": dict(found_in_pairs), "found_in_context":
                 dict(scrub.found - found_in_pairs), "dropped_examples": scrub.dropped},

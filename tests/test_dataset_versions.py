@@ -180,3 +180,16 @@ def test_finetune_reads_the_latest_version(tmp_path, tiny_model):
     card = project.synthesize()
     manifest = project.finetune()
     assert manifest["dataset"]["hash"] == card["hash"]
+
+
+def test_round_trip_ranks_are_reused_while_the_index_is_unchanged(tmp_path):
+    docs = _corpus(tmp_path)
+    project = _project(tmp_path, docs)
+    project.ingest()
+    first = project.synthesize()
+    second = project.synthesize()
+    assert first["round_trip"]["reused"] == 0 and second["round_trip"]["reused"] == second["round_trip"]["checked"]
+    assert second["hash"] == first["hash"]
+    (docs / "parking.md").write_text("The parking garage is called Deck Nine. Staff must display a permit.")
+    project.ingest()
+    assert project.synthesize()["round_trip"]["reused"] == 0  # the index changed: every question searched again
