@@ -1,6 +1,6 @@
 """Synthetic Q/A sets on a real document set: speed of each generator and the set's checks.
 
-    flock /tmp/ragtune-heavy.lock pytest tests/benchmarks/bench_synth.py -m benchmark -s
+    pytest tests/benchmarks/bench_synth.py -m benchmark -s
 
 Uses ../shared/datasets/contoso (6 PDFs and a markdown page of a fictional company's HR
 documents), ingested with the bundled embedder. One PDF is restricted to the `hr` group
