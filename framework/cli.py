@@ -95,8 +95,11 @@ def synth(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json:
     if as_json:
         print(json.dumps({k: v for k, v in card.items() if k != "documents"}, indent=2))
     else:
-        out.print(f"generated {card['generated']}, kept {card['kept']}, dropped {card['dropped']}")
+        out.print(f"dataset {card['name']}/{card['version']}: generated {card['generated']}, kept {card['kept']}")
+        out.print(f"dropped per filter: {card['dropped']}")
         out.print(f"split: {card['split']}")
+        out.print(f"round trip: {card['round_trip']}; pii found: {card['pii']['found']}")
+        out.print(f"incremental: {card['incremental']}")
 
 
 @app.command()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ModeName = Literal["prompt_only", "rag", "finetuned", "combined", "auto"]
 Precision = Literal["auto", "bf16", "fp32"]
@@ -120,15 +120,49 @@ class RaftConfig(_Section):
     context_chunks: int = Field(default=3, ge=1, le=10)
 
 
+class TeacherConfig(_Section):
+    """The model that writes questions for `dataset.generator: llm` (see docs/guides/synthetic-data.md)."""
+
+    model: str = "generator"
+    base_url: str | None = None
+    api_model: str | None = None
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    timeout_s: float = Field(default=60.0, gt=0)
+    http_retries: int = Field(default=3, ge=0, le=10)
+    retry_backoff_s: float = Field(default=0.5, ge=0.0, le=60.0)
+    parse_attempts: int = Field(default=2, ge=1, le=10)
+    max_new_tokens: int = Field(default=160, ge=8, le=4096)
+    concurrency: int = Field(default=4, ge=1, le=64)
+
+    @model_validator(mode="after")
+    def _endpoint_needs_model(self) -> "TeacherConfig":
+        if self.base_url and not self.api_model:
+            raise ValueError("api_model is required with base_url (the model name the endpoint serves)")
+        return self
+
+
 class DatasetConfig(_Section):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
     name: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     generator: Literal["extractive", "llm"] = "extractive"
+    teacher: TeacherConfig = TeacherConfig()
     max_questions_per_chunk: int = Field(default=12, ge=1)
+    paraphrases: int = Field(default=2, ge=0, le=10)
+    imports: list[str] = Field(default=[], alias="import")
     eval_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
+    heldout_documents_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
     min_question_chars: int = Field(default=12, ge=1)
     max_question_chars: int = Field(default=300, ge=1)
     max_answer_chars: int = Field(default=400, ge=1)
     near_duplicate_threshold: float = Field(default=0.9, gt=0.0, le=1.0)
+    support_threshold: float = Field(default=0.8, ge=0.0, le=1.0)
+    round_trip: bool = True
+    round_trip_top_k: int = Field(default=5, ge=1, le=100)
+    pii_mode: Literal["redact", "drop", "off"] = "redact"
+    pii_patterns: dict[str, str] = {}
+    pii_allow: list[str] = []
+    pii_phone_region: str = Field(default="US", pattern=r"^[A-Z]{2}$")
     audience: list[str] = []
     min_examples: int = Field(default=20, ge=1)
     raft: RaftConfig = RaftConfig()
@@ -283,7 +317,9 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
 
     sources = [s.model_copy(update={"path": rel(s.path)}) if getattr(s, "path", None) else s for s in cfg.sources]
     index = cfg.index.model_copy(update={"path": rel(cfg.index.path), "reranker": rel(cfg.index.reranker)})
-    return cfg.model_copy(update={"workspace": rel(cfg.workspace), "sources": sources, "index": index})
+    dataset = cfg.dataset.model_copy(update={"imports": [rel(p) for p in cfg.dataset.imports]})
+    return cfg.model_copy(update={"workspace": rel(cfg.workspace), "sources": sources, "index": index,
+                                  "dataset": dataset})
 
 
 def load_config(path: str | Path, overrides: list[str] = ()) -> Config:

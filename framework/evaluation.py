@@ -122,3 +122,18 @@ def score(answers: list, questions: list[dict], seconds: float) -> dict:
         "retrieval_hit_rate": round(statistics.fmean(hits), 4) if hits and retrieves else None,
         "latency_s": round(seconds / max(1, len(questions)), 3),
     }
+
+
+def score_by_split_kind(answers: list, questions: list[dict]) -> dict:
+    """On a dataset's eval split, the scores of paraphrased and held-out-document questions apart.
+
+    Empty for question files without `split_kind`."""
+    kinds = sorted({q["split_kind"] for q in questions if q.get("split_kind")})
+    if not kinds:
+        return {}
+    out = {}
+    for kind in kinds:
+        idx = [i for i, q in enumerate(questions) if q.get("split_kind") == kind]
+        out[kind] = {k: v for k, v in score([answers[i] for i in idx], [questions[i] for i in idx], 0.0).items()
+                     if k != "latency_s"}
+    return {"by_split_kind": out}

@@ -14,9 +14,9 @@ Example:
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
-import random
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -30,7 +30,7 @@ from framework.adapters import AdapterRegistry, base_fingerprint, check_base
 from framework.confidence import Calibration, top_score
 from framework.config import Config, load_config
 from framework.embedder import Embedder, build_embedder
-from framework.evaluation import load_questions, retrieval_metrics, score
+from framework.evaluation import load_questions, retrieval_metrics, score, score_by_split_kind
 from framework.index import ChromaIndex
 from framework.ingest import IngestReport, ingest, workspace_lock
 from framework.ledger import Ledger
@@ -97,7 +97,22 @@ class Project:
         return AdapterRegistry(self.workspace / "adapters")
 
     def dataset_dir(self) -> Path:
-        return self.workspace / "datasets" / self.config.dataset.name
+        """The current (latest) version folder of the configured dataset."""
+        return ds.dataset_dir(self.workspace, self.config.dataset.name)
+
+    def teacher(self):
+        """The model that writes questions for `dataset.generator: llm` (see framework.teacher)."""
+        from framework.generator import HFGenerator
+        from framework.models import resolve_generator
+        from framework.teacher import OpenAICompatibleTeacher
+
+        t = self.config.dataset.teacher
+        if t.base_url:
+            return OpenAICompatibleTeacher.from_config(t)
+        if t.model == "generator":
+            return self.generator
+        path = resolve_generator(t.model, workspace=self.workspace, key="dataset.teacher.model")
+        return HFGenerator(path, dtype=resolve_dtype(self.config.precision), batch_size=self.config.generator.batch_size)
 
     # -- ingest ----------------------------------------------------------------------------------
     def ingest(self) -> IngestReport:
@@ -130,33 +145,22 @@ class Project:
 
     # -- synthesis -------------------------------------------------------------------------------
     def synthesize(self) -> dict:
-        """Generate, filter, split and write the Q/A finetuning set; returns its card."""
-        from framework.synth import generate_pairs
+        """Generate, filter, split and write the next version of the Q/A finetuning set; returns its card."""
+        from framework.synthesis import synthesize
 
-        cfg = self.config.dataset
         chunks = self.index.rows()
         if not chunks:
             raise ValueError("the index is empty; run `ragtune ingest` first")
-        eligible = [c for c in chunks if ds.readable_by_audience(c["acl"], cfg.audience)]
-        pairs, unparseable = generate_pairs(eligible, cfg, lambda: self.generator, show_progress=self.show_progress)
-        kept, dropped = ds.filter_pairs(pairs, cfg)
-        if unparseable:
-            dropped["unparseable_reply"] += unparseable
-        train_pairs, eval_pairs = ds.split_pairs(kept, cfg.eval_fraction, cfg.seed)
-        ds.check_size(len(train_pairs), dropped, len(pairs), cfg.min_examples)
-        audience = Principal(user="dataset", groups=tuple(cfg.audience))
-        eligible_ids = {c["id"] for c in eligible}
-
-        def retrieve(q: str, k: int) -> list[Source]:
-            return [s for s in self.retrieve(q, principal=audience, k=k) if s.chunk_id in eligible_ids]
-
-        rng = random.Random(cfg.seed)
-        train = ds.format_examples(train_pairs, generator=cfg.generator, raft=cfg.raft, retrieve=retrieve, rng=rng)
-        evals = ds.format_examples(eval_pairs, generator=cfg.generator, raft=cfg.raft.model_copy(
-            update={"fraction": 0.0}), retrieve=retrieve, rng=rng)
-        card = ds.build_card(cfg, chunks=len(chunks), eligible=len(eligible), generated=len(pairs) + unparseable,
-                             dropped=dropped, kept=kept, train=train, evals=evals)
-        return ds.write_dataset(self.dataset_dir(), train, evals, card)
+        audience = Principal(user="dataset", groups=tuple(self.config.dataset.audience))
+        teacher = functools.lru_cache(maxsize=1)(self.teacher)
+        c = self.config.index
+        search_state = [self.index.acl_fingerprint(), self.embedder.name, c.retrieval, c.dense_weight,
+                        c.lexical_weight, c.rrf_k, c.candidates]
+        return synthesize(chunks, self.config.dataset, self.workspace / "datasets" / self.config.dataset.name,
+                          search=lambda qs, k: self.retriever.retrieve_many(qs, principal=audience, k=k),
+                          teacher=teacher, generator_model=self.config.generator.model,
+                          search_fingerprint=hashlib.sha256(json.dumps(search_state).encode()).hexdigest()[:16],
+                          show_progress=self.show_progress)
 
     # -- finetuning ------------------------------------------------------------------------------
     def finetune(self) -> dict:
@@ -324,7 +328,7 @@ class Project:
             start = time.perf_counter()
             answers = self.ask_many([r["question"] for r in rows], mode=mode, principal=principal)
             results[mode] = {**score(answers, rows, time.perf_counter() - start),
-                             "answers": [a.to_dict() for a in answers]}
+                             **score_by_split_kind(answers, rows), "answers": [a.to_dict() for a in answers]}
         return results
 
     def evaluate_retrieval(self, questions: Path | list[dict] | None = None, *, ks: tuple[int, ...] = (1, 3, 5, 10),

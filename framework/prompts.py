@@ -25,6 +25,14 @@ LLM_QA_INSTRUCTION = (
     "then the answer copied from the passage.\n\nPassage: {passage}\n\n"
     "Reply exactly in this format:\nQuestion: ...\nAnswer: ..."
 )
+# Added when a reply did not follow the format: the retry asks again, more strictly.
+LLM_QA_STRICT = "\n\nYour reply must start with 'Question:' and contain a line starting with 'Answer:'."
+
+LLM_PARAPHRASE_INSTRUCTION = (
+    "Rewrite the question below in {n} different ways that keep its meaning. "
+    "Write one rewritten question per line, each ending with a question mark, and nothing else.\n\n"
+    "Question: {question}"
+)
 
 
 def closed_book(question: str) -> list[dict]:
@@ -37,5 +45,10 @@ def with_context(question: str, sources: Sequence[Source]) -> list[dict]:
     return [{"role": "user", "content": content}]
 
 
-def qa_from_passage(passage: str) -> list[dict]:
-    return [{"role": "user", "content": LLM_QA_INSTRUCTION.format(passage=passage)}]
+def qa_from_passage(passage: str, *, strict: bool = False) -> list[dict]:
+    content = LLM_QA_INSTRUCTION.format(passage=passage) + (LLM_QA_STRICT if strict else "")
+    return [{"role": "user", "content": content}]
+
+
+def paraphrase_question(question: str, n: int) -> list[dict]:
+    return [{"role": "user", "content": LLM_PARAPHRASE_INSTRUCTION.format(n=n, question=question)}]

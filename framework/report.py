@@ -14,6 +14,9 @@ def markdown_table(results: dict) -> str:
     for mode, r in results.items():
         cells = ["n/a" if r.get(c) is None else f"{r[c]:.3f}" for c in COLUMNS]
         lines.append(f"| {mode} | " + " | ".join(cells) + " |")
+        for kind, sub in (r.get("by_split_kind") or {}).items():
+            cells = ["" if sub.get(c) is None else f"{sub[c]:.3f}" for c in COLUMNS]
+            lines.append(f"| {mode} ({kind}, {sub['questions']} q) | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

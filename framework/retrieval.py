@@ -63,14 +63,22 @@ class Retriever:
     def retrieve(self, question: str, *, principal: Principal, k: int | None = None) -> list[Source]:
         if principal is None:
             raise PermissionError("retrieval needs a Principal; ACL filtering is never skipped")
-        k = k or self.cfg.top_k
+        return self._reranked(question, self.embedder.embed([question])[0], principal, k or self.cfg.top_k)
+
+    def retrieve_many(self, questions: list[str], *, principal: Principal, k: int | None = None) -> list[list[Source]]:
+        """`retrieve` for many questions, embedded in batches (checking thousands of synthetic questions)."""
+        if principal is None:
+            raise PermissionError("retrieval needs a Principal; ACL filtering is never skipped")
+        vectors = self.embedder.embed(list(questions)) if questions else []
+        return [self._reranked(q, v, principal, k or self.cfg.top_k) for q, v in zip(questions, vectors)]
+
+    def _reranked(self, question: str, vector, principal: Principal, k: int) -> list[Source]:
         if self.reranker is None:
-            return self._first_stage(question, principal, k)
-        candidates = self._first_stage(question, principal, max(k, self.cfg.rerank_candidates))
+            return self._search(question, vector, principal, k)
+        candidates = self._search(question, vector, principal, max(k, self.cfg.rerank_candidates))
         return self.reranker.rerank(question, candidates)[:k]
 
-    def _first_stage(self, question: str, principal: Principal, k: int) -> list[Source]:
-        vector = self.embedder.embed([question])[0]
+    def _search(self, question: str, vector, principal: Principal, k: int) -> list[Source]:
         if self.cfg.retrieval == "dense":
             return self.index.search(vector, principal=principal, k=k)
         depth = max(k, self.cfg.candidates)

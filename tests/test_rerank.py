@@ -34,7 +34,7 @@ def test_cross_encoder_orders_sources_by_its_own_scores(tmp_path, corpus):
     project = Project(cfg, show_progress=False)
     project.ingest()
     question = "meal limit per day"
-    first_stage = project.retriever._first_stage(question, Principal(), 6)
+    first_stage = project.retriever._search(question, project.embedder.embed([question])[0], Principal(), 6)
     reranked = project.retrieve(question, principal=Principal())
     expected = CrossEncoderReranker(model).model.predict([(question, s.text) for s in first_stage])
     best = sorted(zip(expected.tolist(), [s.chunk_id for s in first_stage]), reverse=True)[:3]
