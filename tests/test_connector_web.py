@@ -1,9 +1,3 @@
-import shutil
-import threading
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-
 import pytest
 
 from connectors.web import WebConnector, WebSourceError, normalize_url
@@ -14,40 +8,14 @@ from framework.project import Project
 from framework.records import Principal
 
 from conftest import project_config
-
-SITE = Path(__file__).parent / "assets" / "website"
-
-
-class _Handler(SimpleHTTPRequestHandler):
-    failing: set[str] = set()
-
-    def do_GET(self):
-        self.server.requests.append(self.path)
-        if self.path in self.server.failing:
-            self.send_error(503, "maintenance")
-            return
-        super().do_GET()
-
-    def log_message(self, *args):
-        pass
+from web_server import serve_site
 
 
 @pytest.fixture
 def site(tmp_path):
-    """The sample site served on 127.0.0.1 from a copy the test may edit; yields (base URL, folder, server)."""
-    root = tmp_path / "site"
-    shutil.copytree(SITE, root)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=str(root)))
-    server.failing, server.requests = set(), []
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    sitemap = root / "sitemap.xml"
-    sitemap.write_text(sitemap.read_text().replace("{{BASE}}", base))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield base, root, server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    """(base URL, site folder, server) of the sample site on 127.0.0.1."""
+    with serve_site(tmp_path / "site") as (base, server):
+        yield base, tmp_path / "site", server
 
 
 def _scan(**kw):
