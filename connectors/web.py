@@ -43,7 +43,8 @@ from framework.records import Document
 log = logging.getLogger(__name__)
 
 HTML_TYPES = {"text/html", "application/xhtml+xml"}
-GONE = {401, 403, 404, 410}  # the page is no longer there for us; anything else may come back
+GONE = {401, 403, 404, 410}
+MAX_REDIRECTS = 5  # the page is no longer there for us; anything else may come back
 BOILERPLATE = ["script", "style", "noscript", "template", "nav", "header", "footer", "aside", "form"]
 
 
@@ -103,7 +104,7 @@ class WebConnector:
         self.acl = acl if isinstance(acl, AclPolicy) else AclPolicy(groups=tuple(acl))
 
     def scan(self) -> Iterator[Union[SourceItem, LoadFailure]]:
-        with httpx.Client(timeout=self.timeout_s, follow_redirects=True,
+        with httpx.Client(timeout=self.timeout_s, follow_redirects=False,
                           headers={"User-Agent": self.user_agent}) as client:
             crawl = _Crawl(self, client)
             yield from crawl.run()
@@ -140,6 +141,8 @@ class _Crawl:
         while queue and self.fetched < self.conn.max_pages:
             url, depth = queue.popleft()
             result = self._visit(url)
+            if self.fetched % 50 == 0:
+                log.info("sources.%s: %d requests, %d pages queued", self.conn.name, self.fetched, len(queue))
             if isinstance(result, LoadFailure):
                 yield result
                 continue
@@ -160,27 +163,33 @@ class _Crawl:
                                  "is the site up? Nothing was changed in the index")
 
     def _visit(self, url: str) -> Union[Page, LoadFailure]:
-        doc_id = f"{self.conn.name}:{url}"
-        robots = self._robots(url)
-        if isinstance(robots, str):
-            return LoadFailure(uri=url, reason=robots, doc_id=doc_id)
-        if not robots.can_fetch(self.conn.user_agent, url):
-            return LoadFailure(uri=url, reason="disallowed by robots.txt")
-        self.fetched += 1
-        try:
-            with self._get(url, robots.crawl_delay(self.conn.user_agent)) as response:
-                return self._page(url, response)
-        except httpx.HTTPError as err:
-            return self._transient(url, f"{type(err).__name__}: {err}")
+        """Fetch one page, following redirects only within its host and only where robots.txt allows."""
+        target = url
+        for _ in range(MAX_REDIRECTS + 1):
+            robots = self._robots(target)
+            if isinstance(robots, str):
+                return LoadFailure(uri=url, reason=robots, doc_id=f"{self.conn.name}:{url}")
+            if not robots.can_fetch(self.conn.user_agent, target):
+                return LoadFailure(uri=url, reason="disallowed by robots.txt" if target == url else
+                                   f"redirects to {target}, which robots.txt disallows")
+            self.fetched += 1
+            try:
+                with self._get(target, robots.crawl_delay(self.conn.user_agent)) as response:
+                    if not response.is_redirect:
+                        return self._page(url, target, response)
+                    location = normalize_url(response.headers.get("location", ""), target)
+            except httpx.HTTPError as err:
+                return self._transient(url, f"{type(err).__name__}: {err}")
+            if location is None or urlsplit(location).netloc != urlsplit(url).netloc:
+                return LoadFailure(uri=url, reason=f"redirects to another site ({location}); not followed")
+            target = location
+        return LoadFailure(uri=url, reason=f"more than {MAX_REDIRECTS} redirects")
 
-    def _page(self, url: str, response: httpx.Response) -> Union[Page, LoadFailure]:
-        final = normalize_url(str(response.url)) or url
+    def _page(self, url: str, final: str, response: httpx.Response) -> Union[Page, LoadFailure]:
         if response.status_code in GONE:
             return LoadFailure(uri=url, reason=f"HTTP {response.status_code}")
         if response.status_code >= 400:
             return self._transient(url, f"HTTP {response.status_code}")
-        if urlsplit(final).netloc != urlsplit(url).netloc:
-            return LoadFailure(uri=url, reason=f"redirected to another host ({final}); not followed")
         kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind not in HTML_TYPES:
             return LoadFailure(uri=url, reason=f"not an HTML page ({kind or 'no content type'}); skipped")
@@ -208,14 +217,14 @@ class _Crawl:
         return LoadFailure(uri=url, reason=f"{reason}; kept what was indexed, retried next run",
                            doc_id=f"{self.conn.name}:{url}")
 
-    def _get(self, url: str, crawl_delay: float | None = None):
+    def _get(self, url: str, crawl_delay: float | None = None, *, follow: bool = False):
         origin = _origin(url)
         delay = max(self.conn.delay_s, float(crawl_delay or 0))
         wait = self.last_request.get(origin, -1e9) + delay - time.monotonic()
         if wait > 0:
             time.sleep(wait)
         self.last_request[origin] = time.monotonic()
-        return self.client.stream("GET", url)
+        return self.client.stream("GET", url, follow_redirects=follow)
 
     def _robots(self, url: str) -> RobotFileParser | str:
         """The origin's robots.txt rules, or the reason it could not be read (nothing is fetched then)."""
@@ -223,7 +232,7 @@ class _Crawl:
         if origin not in self.robots:
             parser = RobotFileParser(f"{origin}/robots.txt")
             try:
-                with self._get(f"{origin}/robots.txt") as response:
+                with self._get(f"{origin}/robots.txt", follow=True) as response:
                     body = response.read()
                 status = response.status_code
             except httpx.HTTPError as err:
@@ -240,7 +249,7 @@ class _Crawl:
 
     def _sitemap_urls(self, sitemap: str, nesting: int = 0) -> list[str]:
         try:
-            with self._get(sitemap) as response:
+            with self._get(sitemap, follow=True) as response:
                 response.raise_for_status()
                 body = response.read()
             root = ElementTree.fromstring(body)

@@ -63,6 +63,17 @@ def test_site_down_raises_instead_of_emptying_the_index(site):
         _scan(sitemap=f"{base}/missing-sitemap.xml")
 
 
+def test_redirects_stay_on_the_host(site):
+    base, _, server = site
+    server.redirects.update({"/moved.html": "/about.html", "/away.html": "https://partner.example.com/",
+                             "/hidden.html": "/private/salaries.html"})
+    docs, failures = _scan(start_urls=tuple(f"{base}{p}" for p in server.redirects), max_depth=0)
+    assert set(docs) == {f"{base}/about.html"}
+    assert failures[f"{base}/away.html"].reason == "redirects to another site (https://partner.example.com/); not followed"
+    assert "robots.txt disallows" in failures[f"{base}/hidden.html"].reason
+    assert "/private/salaries.html" not in server.requests
+
+
 @pytest.mark.parametrize("raw, expected", [
     ("HTTP://Example.COM:80/a/b.html#frag", "http://example.com/a/b.html"),
     ("https://example.com:8443?x=1", "https://example.com:8443/?x=1"),

@@ -14,10 +14,18 @@ SITE = Path(__file__).parent / "assets" / "website"
 
 
 class _Handler(SimpleHTTPRequestHandler):
-    """Static files, plus the paths in `server.failing` answering 503; every request is logged."""
+    """Static files, plus `server.failing` paths answering 503 and `server.redirects` paths redirecting.
+
+    Every request path is logged in `server.requests`.
+    """
 
     def do_GET(self):
         self.server.requests.append(self.path)
+        if self.path in self.server.redirects:
+            self.send_response(301)
+            self.send_header("Location", self.server.redirects[self.path])
+            self.end_headers()
+            return
         if self.path in self.server.failing:
             self.send_error(503, "maintenance")
             return
@@ -32,7 +40,7 @@ def serve_site(root: Path) -> Iterator[tuple[str, ThreadingHTTPServer]]:
     """Copy the sample site to `root`, serve it, and yield (base URL, server); stopped on exit."""
     shutil.copytree(SITE, root)
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=str(root)))
-    server.failing, server.requests = set(), []
+    server.failing, server.redirects, server.requests = set(), {}, []
     base = f"http://127.0.0.1:{server.server_address[1]}"
     sitemap = root / "sitemap.xml"
     sitemap.write_text(sitemap.read_text().replace("{{BASE}}", base))
