@@ -1,4 +1,5 @@
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -11,6 +12,8 @@ from framework.project import Project
 from framework.records import Principal
 
 from conftest import project_config
+
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="the git command is not installed")
 
 README = """# Lanternfish Platform
 
@@ -54,6 +57,7 @@ def repo(tmp_path):
     git(root, "commit", "-q", "-m", "first")
     (root / "docs" / "runbook.md").write_text(RUNBOOK)
     (root / "hr" / "bands.md").write_text(SECRET)
+    (root / "docs" / "Überblick.md").write_text("# Überblick\nDie Kantine öffnet um 11:30.\n")
     git(root, "add", ".")
     git(root, "commit", "-q", "-m", "runbook", author="Bo Chen")
     # Ignored and uncommitted files exist in the working tree but not at HEAD.
@@ -84,7 +88,8 @@ def _scan(repo, **kw):
 def test_reads_committed_text_files_at_head_only(repo):
     docs, failures = _scan(repo)
     assert set(docs) == {"platform:README.md", "platform:.gitignore", "platform:src/deploy.py",
-                         "platform:docs/runbook.md", "platform:hr/bands.md"}
+                         "platform:docs/runbook.md", "platform:hr/bands.md", "platform:docs/Überblick.md"}
+    assert docs["platform:docs/Überblick.md"][1].metadata["author"] == "Bo Chen"
     readme = docs["platform:README.md"][1]
     assert "every Tuesday at 14:00" in readme.text and "Quarrybox" not in readme.text
     assert readme.title == "Lanternfish Platform"
@@ -111,7 +116,7 @@ def test_metadata_has_commit_author_and_blob_hash(repo):
 def test_include_exclude_and_uri_template(repo):
     docs, _ = _scan(repo, include=("**/*.md",), exclude=("hr/*",),
                     uri_template="https://git.example.com/platform/blob/{commit}/{path}")
-    assert set(docs) == {"platform:README.md", "platform:docs/runbook.md"}
+    assert set(docs) == {"platform:README.md", "platform:docs/runbook.md", "platform:docs/Überblick.md"}
     head = git(repo, "rev-parse", "HEAD").strip()
     assert docs["platform:docs/runbook.md"][1].uri == f"https://git.example.com/platform/blob/{head}/docs/runbook.md"
 
@@ -140,13 +145,13 @@ def _project(tmp_path, repo, **source):
 def test_ingest_query_and_incremental_reingest(tmp_path, repo):
     project = _project(tmp_path, repo)
     report = project.ingest().to_dict()
-    assert report["documents"]["new"] == 4 and report["documents"]["failed"] == 2
+    assert report["documents"]["new"] == 5 and report["documents"]["failed"] == 2
     hits = project.retrieve("status page called Beaconboard", principal=Principal(groups=("engineering",)))
     assert hits[0].doc_id == "platform:docs/runbook.md"
     assert project.retrieve("Beaconboard", principal=Principal(groups=("sales",))) == []
     ids = project.index.ids()
 
-    assert project.ingest().to_dict()["documents"]["unchanged"] == 4
+    assert project.ingest().to_dict()["documents"]["unchanged"] == 5
     assert project.index.ids() == ids
 
     # Commit a change and a deletion; the uncommitted README edit is restored first.
@@ -155,7 +160,7 @@ def test_ingest_query_and_incremental_reingest(tmp_path, repo):
     git(repo, "rm", "-q", "src/deploy.py")
     git(repo, "commit", "-q", "-am", "rename the status page; drop deploy script")
     report = project.ingest().to_dict()
-    assert report["documents"] == {"new": 0, "changed": 1, "unchanged": 2, "deleted": 1, "failed": 2}
+    assert report["documents"] == {"new": 0, "changed": 1, "unchanged": 3, "deleted": 1, "failed": 2}
     engineer = Principal(groups=("engineering",))
     texts = " ".join(s.text for s in project.index.get(sorted(project.index.ids()), principal=engineer))
     assert "Lighthouse Board" in texts and "Beaconboard" not in texts and "Driftwood" not in texts
