@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -282,13 +283,17 @@ def parse_page(url: str, raw: bytes, encoding: str | None = None) -> Page:
         url = canonical_url
     title = (soup.title.get_text(" ", strip=True) if soup.title else "") or _first_heading(soup) or url
     author = soup.find("meta", attrs={"name": "author"})
-    text = trafilatura.extract(html, url=url, favor_recall=True, include_tables=True, include_comments=False,
-                               deduplicate=False) or ""
+    # Markdown output keeps the headings, so chunks know their section.
+    text = trafilatura.extract(html, url=url, output_format="markdown", favor_recall=True, include_tables=True,
+                               include_comments=False, deduplicate=False) or ""
     if not text.strip():
         for tag in soup(BOILERPLATE):
             tag.decompose()
-        text = soup.get_text("\n")
-    text = "\n".join(line.strip() for line in text.splitlines() if line.strip())
+        for level in range(1, 7):
+            for tag in soup.find_all(f"h{level}"):
+                tag.replace_with(f"\n{'#' * level} {tag.get_text(' ', strip=True)}\n")
+        text = (soup.body or soup).get_text("\n")
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(line.strip() for line in text.splitlines())).strip()
     metadata = {"author": author["content"]} if author and author.get("content") else {}
     return Page(url=url, title=title, text=text, links=links, follow="nofollow" not in robots,
                 index="noindex" not in robots, metadata=metadata)

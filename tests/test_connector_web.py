@@ -38,6 +38,7 @@ def test_crawl_follows_same_host_links_to_max_depth_and_obeys_robots(site):
     assert all(f.doc_id is None for f in failures.values())  # gone: they leave the index
     home = docs[f"{base}/index.html"]
     assert home.title == "Fernhollow Intranet" and "Thursday at 16:00 in the Atlas room" in home.text
+    assert home.text.startswith("# Welcome to Fernhollow\n")  # headings kept for section-aware chunking
     assert "tracking snippet" not in home.text and "header banner" not in home.text
     assert "Copyright" not in home.text
     assert docs[f"{base}/about.html"].metadata == {"author": "Mara Quist"}
@@ -61,6 +62,18 @@ def test_site_down_raises_instead_of_emptying_the_index(site):
         _scan(start_urls=(f"{base}/index.html",))
     with pytest.raises(WebSourceError, match="cannot read"):
         _scan(sitemap=f"{base}/missing-sitemap.xml")
+
+
+def test_fallback_text_when_trafilatura_finds_no_main_text(monkeypatch):
+    import trafilatura
+
+    from connectors.web import parse_page
+
+    monkeypatch.setattr(trafilatura, "extract", lambda *a, **k: None)
+    html = (b"<html><head><title>Menu</title></head><body><nav>Home | Maps</nav><h2>Today</h2>"
+            b"<div>Soup of the day: nettle.</div><footer>Footer text</footer></body></html>")
+    page = parse_page("http://h/menu.html", html)
+    assert page.text == "## Today\n\nSoup of the day: nettle."
 
 
 def test_redirects_stay_on_the_host(site):
