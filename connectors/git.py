@@ -22,6 +22,7 @@ import fnmatch
 import os
 import subprocess
 import tempfile
+import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -142,7 +143,8 @@ class GitConnector:
         return SourceItem(doc_id=doc_id, uri=uri, content_hash=blob, read=read, acl=acl)
 
     def _reader(self) -> "_BlobReader":
-        if self._blobs is None:
+        # A forked parse worker starts its own process: pipes shared with the parent would interleave.
+        if self._blobs is None or self._blobs.pid != os.getpid():
             self._blobs = _BlobReader(self.repo)
             weakref.finalize(self, self._blobs.close)
         return self._blobs
@@ -209,26 +211,33 @@ def _assign(record: bytes, paths: set[str], found: dict[str, FileCommit]) -> Non
 
 
 class _BlobReader:
-    """One `git cat-file --batch` process serving every blob read of an ingest run."""
+    """One `git cat-file --batch` process serving every blob read of an ingest run (thread-safe)."""
 
     def __init__(self, repo: Path) -> None:
+        self.pid = os.getpid()
+        self.lock = threading.Lock()
         self.proc = subprocess.Popen(["git", "-C", str(repo), "cat-file", "--batch"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
 
     def read(self, blob: str) -> bytes:
-        self.proc.stdin.write(blob.encode() + b"\n")
-        self.proc.stdin.flush()
-        header = self.proc.stdout.readline().decode().split()
-        if len(header) != 3:
-            raise GitError(f"git cat-file could not read blob {blob}: {' '.join(header) or 'no answer'}")
-        data = self.proc.stdout.read(int(header[2]))
-        self.proc.stdout.read(1)  # the newline after each object
-        return data
+        with self.lock:
+            self.proc.stdin.write(blob.encode() + b"\n")
+            self.proc.stdin.flush()
+            header = self.proc.stdout.readline().decode().split()
+            if len(header) != 3:
+                raise GitError(f"git cat-file could not read blob {blob}: {' '.join(header) or 'no answer'}")
+            data = self.proc.stdout.read(int(header[2]))
+            self.proc.stdout.read(1)  # the newline after each object
+            return data
 
     def close(self) -> None:
-        if self.proc.poll() is None:
+        if self.pid != os.getpid():
+            return  # a forked copy: the process belongs to the parent
+        try:
             self.proc.stdin.close()
-            self.proc.wait(timeout=10)
+        except OSError:
+            pass
+        self.proc.wait(timeout=10)
         self.proc.stdout.close()
 
 

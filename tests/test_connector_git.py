@@ -172,3 +172,27 @@ def test_config_validates_uri_template():
 
     with pytest.raises(ConfigError, match=r"unknown field \{branch\}"):
         load_config_dict({"sources": [{"name": "g", "type": "git", "path": ".", "uri_template": "x/{branch}/{path}"}]})
+
+
+def test_blobs_read_in_a_forked_worker_use_their_own_git_process(repo):
+    """Parsing may run in forked workers; they must not share the parent's cat-file pipe."""
+    import multiprocessing
+
+    conn = GitConnector(name="platform", repo=repo)
+    items = [i for i in conn.scan() if isinstance(i, SourceItem)]
+    runbook = next(i for i in items if i.doc_id == "platform:docs/runbook.md")
+    assert "Beaconboard" in runbook.read().text  # starts the parent's reader
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe()
+
+    def work():
+        child.send(([i.read().title for i in items if i.doc_id.endswith(".md")], conn._blobs.proc.pid))
+
+    proc = ctx.Process(target=work)
+    proc.start()
+    titles, git_pid = parent.recv()
+    proc.join()
+    assert proc.exitcode == 0 and "On-call runbook" in titles
+    assert git_pid != conn._blobs.proc.pid
+    assert "Beaconboard" in runbook.read().text  # the parent's reader still answers in step
+    conn.close()
