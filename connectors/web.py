@@ -141,8 +141,9 @@ class _Crawl:
         queued, emitted = set(starts), set()
         while queue and self.fetched < self.conn.max_pages:
             url, depth = queue.popleft()
+            before = self.fetched
             result = self._visit(url)
-            if self.fetched % 50 == 0:
+            if self.fetched // 50 > before // 50:
                 log.info("sources.%s: %d requests, %d pages queued", self.conn.name, self.fetched, len(queue))
             if isinstance(result, LoadFailure):
                 yield result
