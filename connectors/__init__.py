@@ -11,12 +11,34 @@ from typing import Callable
 from framework.acl import AclPolicy
 from framework.connector import Connector
 
+from connectors.archive import ArchiveLimits
+from connectors.confluence import ConfluenceConnector
 from connectors.files import FilesConnector
+from connectors.notion import NotionConnector
+from connectors.slack import SlackConnector
 
 
 def _files(cfg) -> Connector:
     return FilesConnector(name=cfg.name, root=cfg.path, include=tuple(cfg.include), exclude=tuple(cfg.exclude),
                           acl=AclPolicy.from_config(cfg), max_bytes=int(cfg.max_file_mb * 1024 * 1024))
+
+
+def _confluence(cfg) -> Connector:
+    return ConfluenceConnector(name=cfg.name, path=cfg.path, acl=AclPolicy.from_config(cfg),
+                               limits=ArchiveLimits.from_config(cfg), base_url=cfg.base_url,
+                               attachments=cfg.attachments)
+
+
+def _notion(cfg) -> Connector:
+    return NotionConnector(name=cfg.name, path=cfg.path, acl=AclPolicy.from_config(cfg),
+                           limits=ArchiveLimits.from_config(cfg))
+
+
+def _slack(cfg) -> Connector:
+    return SlackConnector(name=cfg.name, path=cfg.path, acl=AclPolicy.from_config(cfg),
+                          limits=ArchiveLimits.from_config(cfg), workspace_url=cfg.workspace_url,
+                          gap_minutes=cfg.conversation_gap_minutes, include_private=cfg.include_private,
+                          include_direct=cfg.include_direct)
 
 
 def _git(cfg) -> Connector:
@@ -53,7 +75,7 @@ def _llamaindex(cfg) -> Connector:
                                      acl_key=cfg.acl_key, acl=AclPolicy.from_config(cfg))
 
 
-REGISTRY: dict[str, Callable] = {"files": _files}
+REGISTRY: dict[str, Callable] = {"files": _files, "confluence": _confluence, "notion": _notion, "slack": _slack}
 REGISTRY["git"] = _git
 REGISTRY["sql"] = _sql
 REGISTRY["web"] = _web
@@ -67,4 +89,5 @@ def build_connector(cfg) -> Connector:
         raise ValueError(f"sources.{cfg.name}: unknown type {cfg.type!r}; allowed: {sorted(REGISTRY)}") from None
 
 
-__all__ = ["FilesConnector", "build_connector", "REGISTRY"]
+__all__ = ["FilesConnector", "ConfluenceConnector", "NotionConnector", "SlackConnector", "build_connector",
+           "REGISTRY"]

@@ -117,6 +117,7 @@ def parse_file(path: Path, raw: bytes) -> tuple[str, str]:
     else:
         raise ParseError(f"unsupported file type {suffix}")
     text = re.sub(r"[ \t]+\n", "\n", text).strip()
+    text = re.sub(r"\f\s*(?=\f)", "", text)  # blank pages
     if not text:
         raise ParseError("no text could be extracted (scanned or empty document?)")
     return title, text
@@ -149,8 +150,12 @@ def _html_text(html: str) -> tuple[str | None, str]:
     soup = BeautifulSoup(html, "html.parser")
     for tag in soup(["script", "style", "noscript", "template"]):
         tag.decompose()
+    for level in range(1, 7):  # headings become Markdown ones, so chunks know their section
+        for tag in soup.find_all(f"h{level}"):
+            tag.replace_with(f"\n{'#' * level} {tag.get_text(' ', strip=True)}\n")
     title = soup.title.get_text(strip=True) if soup.title else None
-    return title, soup.get_text("\n")
+    body = soup.body or soup  # the <title> is returned as the title, not repeated in the text
+    return title, body.get_text("\n")
 
 
 def _llama_reader_text(reader: str, path: Path) -> str:
@@ -161,4 +166,5 @@ def _llama_reader_text(reader: str, path: Path) -> str:
         docs = cls().load_data(file=path)
     except Exception as err:  # parsers raise many types for corrupt files; report, never abort
         raise ParseError(f"{reader} could not parse the file: {type(err).__name__}: {err}") from err
-    return "\n\n".join(d.text for d in docs)
+    # PDF pages are separated by form feeds, so chunks keep their page (see framework.chunking).
+    return ("\f" if reader == "PDFReader" else "\n\n").join(d.text for d in docs)

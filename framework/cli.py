@@ -151,12 +151,16 @@ def eval_(questions: Optional[Path] = typer.Option(None, "--questions", "-q",
                                                     help="JSONL of question/answer[/document]; default: eval split"),
           modes: str = typer.Option(",".join(MODES), "--modes"),
           retrieval_only: bool = typer.Option(False, "--retrieval-only",
-                                              help="Score retrieval only (hit@k, MRR); no generation."),
+                                              help="Score retrieval only (hit@k, recall@k, MRR); no generation."),
+          calibrate: bool = typer.Option(False, "--calibrate", help="With --retrieval-only: also fit retrieval "
+                                         "confidence on these questions and save it beside the index."),
           config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json: bool = JsonOpt):
     """Score the modes on the same held-out questions and write a report."""
     project = _run(lambda: _project(config, set_, as_json))
     if retrieval_only:
         metrics = _run(lambda: project.evaluate_retrieval(questions))
+        if calibrate:
+            metrics["calibration"] = _run(lambda: project.calibrate(questions))
         if as_json:
             print(json.dumps(metrics, indent=2))
         else:

@@ -51,6 +51,40 @@ class FilesSource(SourceBase):
     max_file_mb: float = Field(default=50.0, gt=0)
 
 
+class _ExportSource(SourceBase):
+    """An export read from a folder or a zip file, with the bounds that stop zip bombs."""
+
+    path: str
+    max_file_mb: float = Field(default=50.0, gt=0)
+    max_total_mb: float = Field(default=4096.0, gt=0)
+    max_entries: int = Field(default=100_000, ge=1)
+    max_compression_ratio: float = Field(default=200.0, gt=1)
+
+
+class ConfluenceSource(_ExportSource):
+    """A Confluence space HTML export (folder or zip)."""
+
+    type: Literal["confluence"]
+    base_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
+    attachments: bool = True
+
+
+class NotionSource(_ExportSource):
+    """A Notion "Markdown & CSV" export (folder or zip)."""
+
+    type: Literal["notion"]
+
+
+class SlackSource(_ExportSource):
+    """A Slack workspace export (folder or zip)."""
+
+    type: Literal["slack"]
+    workspace_url: str | None = Field(default=None, pattern=r"^https://[A-Za-z0-9.-]+/?$")
+    conversation_gap_minutes: float = Field(default=30.0, gt=0)
+    include_private: bool = True
+    include_direct: bool = False
+
+
 class GitSource(SourceBase):
     """A local git clone: text files as committed at `ref` (see connectors/git.py)."""
 
@@ -155,7 +189,7 @@ def _check_template(template: str | None, allowed: set[str] | None) -> None:
             raise ValueError(f"template {template!r}: unknown field {{{base}}}; allowed: {sorted(allowed)}")
 
 
-SourceConfig = Annotated[Union[FilesSource,
+SourceConfig = Annotated[Union[FilesSource, ConfluenceSource, NotionSource, SlackSource,
                                GitSource,
                                SqlSource,
                                WebSource,
@@ -176,6 +210,9 @@ class IndexConfig(_Section):
     lexical_weight: float = Field(default=1.0, ge=0.0)
     rrf_k: int = Field(default=60, ge=1)
     candidates: int = Field(default=20, ge=1, le=500)
+    typo_tolerance: bool = True
+    reranker: str | None = None
+    rerank_candidates: int = Field(default=20, ge=1, le=200)
 
 
 class GeneratorConfig(_Section):
@@ -227,6 +264,8 @@ class RouterConfig(_Section):
     groups: dict[str, ModeName] = {}
     adapter: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     auto_min_score: float = Field(default=0.35, ge=-1.0, le=1.0)
+    auto_min_confidence: float = Field(default=0.5, ge=0.0, le=1.0)
+    abstain_below: float | None = Field(default=None, ge=-1.0, le=1.0)
 
 
 class Config(_Section):
@@ -350,8 +389,8 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
             return p
         return str(base / p)
 
-    sources = [s.model_copy(update={"path": rel(s.path)}) if hasattr(s, "path") else s for s in cfg.sources]
-    index = cfg.index.model_copy(update={"path": rel(cfg.index.path)})
+    sources = [s.model_copy(update={"path": rel(s.path)}) if getattr(s, "path", None) else s for s in cfg.sources]
+    index = cfg.index.model_copy(update={"path": rel(cfg.index.path), "reranker": rel(cfg.index.reranker)})
     return cfg.model_copy(update={"workspace": rel(cfg.workspace), "sources": sources, "index": index})
 
 

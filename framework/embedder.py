@@ -12,6 +12,8 @@ Example:
 
 from __future__ import annotations
 
+import copy
+
 import hashlib
 import logging
 import re
@@ -77,8 +79,10 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self.max_tokens = int(self.model.max_seq_length or 256)
         self.name = Path(path).name
-        self._tokenizer = self.model.tokenizer
-        # Chunking counts tokens of whole documents; silence the "longer than max length" warning.
+        # Chunking counts tokens of whole documents with a copy of the tokenizer whose length
+        # limit is lifted (no "longer than max length" warning); the model's own tokenizer keeps
+        # its limit, so long texts are truncated when embedded rather than crashing the model.
+        self._tokenizer = copy.deepcopy(self.model.tokenizer)
         self._tokenizer.model_max_length = 10**9
 
     def embed(self, texts: list[str]) -> np.ndarray:

@@ -69,9 +69,14 @@ def load_questions(path: Path) -> list[dict]:
 
 
 def _matches(source, document: str) -> bool:
-    """A document name matches a whole path component: 'a.md' matches 'docs:x/a.md', not 'data.md'."""
-    return source.doc_id == document or any(
-        x.endswith(sep + document) for x in (source.doc_id, source.uri) for sep in (":", "/"))
+    """A document name matches a whole path component: 'a.md' matches 'docs:x/a.md', not 'data.md'.
+
+    'plan.pdf#page=7' also requires the chunk to come from page 7 (pages are 1-based)."""
+    name, _, page = document.partition("#page=")
+    if page and str(getattr(source, "page", None)) != page:
+        return False
+    return source.doc_id == name or any(
+        x.split("#", 1)[0].endswith(sep + name) for x in (source.doc_id, source.uri) for sep in (":", "/"))
 
 
 def _gold_list(document) -> list[str]:
@@ -79,15 +84,20 @@ def _gold_list(document) -> list[str]:
 
 
 def retrieval_metrics(retrieved: list[list], gold: list, ks: tuple[int, ...] = (1, 3, 5, 10)) -> dict:
-    """hit@k (a chunk of a gold document in the top k) and MRR of the first such chunk.
+    """hit@k (a chunk of a gold document in the top k), recall@k (the share of a question's
+    gold documents found in the top k) and MRR of the first gold chunk.
 
-    Each gold entry is one document name or a list of them (any one counts)."""
+    Each gold entry is one document name or a list of them."""
     golds = [_gold_list(g) for g in gold]
     ranks = [next((r for r, s in enumerate(sources, 1) if any(_matches(s, d) for d in g)), None)
              for sources, g in zip(retrieved, golds)]
     out: dict = {"questions": len(gold)}
     for k in ks:
         out[f"hit@{k}"] = round(statistics.fmean(r is not None and r <= k for r in ranks), 4) if ranks else 0.0
+    for k in ks:
+        shares = [sum(any(_matches(s, d) for s in sources[:k]) for d in g) / len(g)
+                  for sources, g in zip(retrieved, golds) if g]
+        out[f"recall@{k}"] = round(statistics.fmean(shares), 4) if shares else 0.0
     out["mrr"] = round(statistics.fmean(1 / r if r else 0.0 for r in ranks), 4) if ranks else 0.0
     return out
 

@@ -127,10 +127,16 @@ def _acl_filter(principal: Principal) -> dict:
 
 
 def _metadata(c: Chunk) -> dict:
-    return {"doc_id": c.doc_id, "position": c.position, "title": c.title, "uri": c.uri, "source": c.source,
-            "doc_hash": c.doc_hash, "acl": list(c.acl) if c.acl else ["__nobody__"]}
+    meta = {"doc_id": c.doc_id, "position": c.position, "title": c.title, "uri": c.uri, "source": c.source,
+            "doc_hash": c.doc_hash, "acl": list(c.acl) if c.acl else ["__nobody__"], "section": c.section}
+    if c.page is not None:
+        meta["page"] = c.page
+    return meta
 
 
 def _source(chunk_id: str, text: str, meta: dict, score: float) -> Source:
-    return Source(chunk_id=chunk_id, doc_id=meta["doc_id"], title=meta.get("title", ""), uri=meta.get("uri", ""),
-                  score=round(float(score), 4), text=text)
+    page = meta.get("page")
+    uri = meta.get("uri", "")
+    return Source(chunk_id=chunk_id, doc_id=meta["doc_id"], title=meta.get("title", ""),
+                  uri=f"{uri}#page={page}" if page else uri, score=round(float(score), 4), text=text,
+                  section=meta.get("section", ""), page=page)

@@ -145,7 +145,7 @@ def _write(batch: list[tuple[Document, list[Chunk], str]], embedder: Embedder, i
         ledger.begin(doc.id, doc.source, doc.uri, [c.id for c in chunks])
     chunks = [c for _, cs, _ in batch for c in cs]
     with _timed(report, "embed"):
-        vectors = embedder.embed([embedding_text(c.title, c.text) for c in chunks]) if chunks else None
+        vectors = embedder.embed([embedding_text(c.title, c.text, c.section) for c in chunks]) if chunks else None
     with _timed(report, "write"):
         index.upsert(chunks, vectors)
         for doc, cs, version in batch:

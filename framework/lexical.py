@@ -20,6 +20,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -32,10 +33,47 @@ def chunks_fingerprint(ids: Sequence[str], acls: Sequence[Sequence[str]]) -> str
     return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]
 
 
-def _tokenize(texts: list[str]):
+# Saved with the index: an index built with another tokenizer is rebuilt, never misread.
+TOKENIZER = "bm25s-en-stopwords-snowball-english"
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+def _tokenize(texts: list[str], *, return_ids: bool = True):
+    """Stopwords out, Snowball stems in: 'benefits' finds 'benefit', 'covered' finds 'cover'."""
     import bm25s
 
-    return bm25s.tokenize(texts, stopwords="en", show_progress=False)
+    return bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), return_ids=return_ids, show_progress=False)
+
+
+def correct_typos(tokens: list[str], vocabulary: Sequence[str], *, min_length: int = 4,
+                  min_similarity: float = 80.0) -> list[str]:
+    """Replace query tokens the corpus never uses by the closest word it does ('helth' -> 'health').
+
+    Real users misspell; BM25 only matches exact tokens. Only unknown tokens of at least
+    `min_length` characters change, and only to a word at least `min_similarity` percent
+    similar (rapidfuzz's normalized Indel similarity).
+
+    Example:
+        >>> correct_typos(["gendr", "care", "zq"], ["gender", "care"])
+        ['gender', 'care', 'zq']
+    """
+    from rapidfuzz import fuzz, process
+
+    known = set(vocabulary)
+    out = []
+    for token in tokens:
+        if token in known or len(token) < min_length:
+            out.append(token)
+            continue
+        match = process.extractOne(token, vocabulary, scorer=fuzz.ratio, score_cutoff=min_similarity)
+        out.append(match[0] if match else token)
+    return out
 
 
 class LexicalIndex:
@@ -44,6 +82,7 @@ class LexicalIndex:
         self.ids = ids
         self.acls = acls
         self.fingerprint = chunks_fingerprint(ids, acls)
+        self._vocabulary = sorted(t for t in getattr(bm25, "vocab_dict", {}) or {} if t)
 
     @classmethod
     def build(cls, *, ids: list[str], texts: list[str], acls: list[list[str]]) -> "LexicalIndex":
@@ -60,7 +99,7 @@ class LexicalIndex:
         tmp = Path(tempfile.mkdtemp(prefix=".lexical-", dir=folder.parent))
         if self.ids:
             self.bm25.save(str(tmp), show_progress=False)
-        (tmp / "chunks.json").write_text(json.dumps({"ids": self.ids, "acls": self.acls}))
+        (tmp / "chunks.json").write_text(json.dumps({"ids": self.ids, "acls": self.acls, "tokenizer": TOKENIZER}))
         if folder.exists():
             shutil.rmtree(folder, ignore_errors=True)
         try:
@@ -76,20 +115,37 @@ class LexicalIndex:
         if not meta.is_file():
             return None
         data = json.loads(meta.read_text())
+        if data.get("tokenizer") != TOKENIZER:
+            return None  # built by an older ragtune: rebuilt by the caller
         bm25 = bm25s.BM25.load(str(folder), show_progress=False) if data["ids"] else bm25s.BM25()
         return cls(bm25, data["ids"], data["acls"])
 
-    def search(self, query: str, *, groups: Sequence[str], k: int) -> list[tuple[str, float]]:
-        """Top-k (chunk id, BM25 score) among chunks readable by any of `groups`."""
-        allowed = set(groups)
-        mask = np.array([1.0 if allowed.intersection(a) else 0.0 for a in self.acls], dtype=np.float32)
+    def _mask(self, groups: tuple[str, ...]) -> np.ndarray:
+        """1 for chunks the groups may read; computed once per set of groups (an index never changes)."""
+        cache = self.__dict__.setdefault("_masks", {})
+        if groups not in cache:
+            allowed = set(groups)
+            if len(cache) > 256:
+                cache.clear()
+            cache[groups] = np.array([1.0 if allowed.intersection(a) else 0.0 for a in self.acls], dtype=np.float32)
+        return cache[groups]
+
+    def search(self, query: str, *, groups: Sequence[str], k: int, typo_tolerant: bool = True) -> list[tuple[str, float]]:
+        """Top-k (chunk id, BM25 score) among chunks readable by any of `groups`.
+
+        With `typo_tolerant`, query words the corpus never uses are first corrected to
+        the closest corpus word (see `correct_typos`)."""
+        mask = self._mask(tuple(sorted(set(groups))))
         n = int(mask.sum())
         if n == 0:
             return []
-        tokens = _tokenize([query])
-        if not tokens.vocab or not any(tokens.ids):
+        tokens = _tokenize([query], return_ids=False)[0]
+        if typo_tolerant:
+            tokens = correct_typos(tokens, self._vocabulary)
+        tokens = [t for t in tokens if t in self.bm25.vocab_dict]
+        if not tokens:
             return []
-        docs, scores = self.bm25.retrieve(tokens, k=min(k, n), weight_mask=mask, show_progress=False, n_threads=1)
+        docs, scores = self.bm25.retrieve([tokens], k=min(k, n), weight_mask=mask, show_progress=False, n_threads=1)
         return [(self.ids[int(d)], float(s)) for d, s in zip(docs[0], scores[0]) if s > 0]
 
 

@@ -18,6 +18,7 @@ import json
 import logging
 import random
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Sequence
 
@@ -26,6 +27,7 @@ import torch
 from framework import dataset as ds
 from framework import prompts
 from framework.adapters import AdapterRegistry, base_fingerprint, check_base
+from framework.confidence import Calibration, top_score
 from framework.config import Config, load_config
 from framework.embedder import Embedder, build_embedder
 from framework.evaluation import load_questions, retrieval_metrics, score
@@ -35,18 +37,23 @@ from framework.ledger import Ledger
 from framework.precision import resolve_dtype
 from framework.progress import track
 from framework.records import Answer, Principal, Source
+from framework.rerank import CrossEncoderReranker, Reranker
 from framework.retrieval import Retriever
 from framework.router import MODE_TABLE, check_mode, choose_mode, resolve_auto
 
 log = logging.getLogger(__name__)
 
+ABSTAIN_TEXT = "The documents don't say."
+
 
 class Project:
-    def __init__(self, config: Config, *, show_progress: bool = True, embedder: Embedder | None = None) -> None:
+    def __init__(self, config: Config, *, show_progress: bool = True, embedder: Embedder | None = None,
+                 reranker: Reranker | None = None) -> None:
         self.config = config
         self.workspace = config.workspace_path()
         self.show_progress = show_progress
         self._embedder = embedder
+        self._reranker = reranker
 
     # -- components -------------------------------------------------------------------------
     @property
@@ -66,7 +73,10 @@ class Project:
     @functools.cached_property
     def retriever(self) -> Retriever:
         lexical_dir = self.workspace / "lexical" / self.config.index.collection
-        return Retriever(self.index, self.embedder, lexical_dir, self.config.index)
+        reranker = self._reranker
+        if reranker is None and self.config.index.reranker:
+            reranker = CrossEncoderReranker(self.config.index.reranker)
+        return Retriever(self.index, self.embedder, lexical_dir, self.config.index, reranker=reranker)
 
     @functools.cached_property
     def base_model_dir(self) -> Path:
@@ -222,7 +232,10 @@ class Project:
         texts: list[str] = [""] * len(plans)
         by_adapter: dict[str | None, list[int]] = {}
         for i, p in enumerate(plans):
-            by_adapter.setdefault(p["adapter"], []).append(i)
+            if p["abstain"]:
+                texts[i] = ABSTAIN_TEXT
+            else:
+                by_adapter.setdefault(p["adapter"], []).append(i)
         for adapter, idx in by_adapter.items():
             outs = self.generator.generate([plans[i]["conversation"] for i in idx], adapter=adapter,
                                            max_new_tokens=self.config.generator.max_new_tokens)
@@ -231,7 +244,8 @@ class Project:
         per_question = (time.perf_counter() - start) / max(1, len(questions))
         return [Answer(text=t, question=q, mode=p["mode"], prompt=self.generator.render(p["conversation"]),
                        sources=tuple(p["sources"]), adapter=p["adapter"], latency_s=per_question,
-                       reason=p["reason"]) for q, p, t in zip(questions, plans, texts)]
+                       reason=p["reason"], confidence=p["confidence"], abstained=p["abstain"])
+                for q, p, t in zip(questions, plans, texts)]
 
     def _plan(self, question: str, mode: str, reason: str, principal: Principal) -> dict:
         sources: list[Source] = []
@@ -240,16 +254,64 @@ class Project:
             sources = self.retrieve(question, principal=principal)
             latest = self.adapters.latest(self.config.router.adapter)
             has_adapter = latest is not None and _in_audience(latest, principal)
-            mode, reason = resolve_auto(sources[0].score if sources else None, has_adapter,
-                                        self.config.router.auto_min_score)
+            if self.calibration is not None:
+                mode, reason = resolve_auto(self.calibration.confidence(top_score(sources)), has_adapter,
+                                            self.config.router.auto_min_confidence, label="retrieval confidence")
+            else:
+                mode, reason = resolve_auto(top_score(sources), has_adapter, self.config.router.auto_min_score)
         retrieve, use_adapter = MODE_TABLE[check_mode(mode)]
         if retrieve and not retrieved:
             sources = self.retrieve(question, principal=principal)
         if not retrieve:
             sources = []
-        adapter = self._adapter_key(principal) if use_adapter else None
+        confidence = self.calibration.confidence(top_score(sources)) if retrieve and self.calibration else None
+        abstain = False
+        floor = self.config.router.abstain_below
+        if retrieve and floor is not None:
+            value = confidence if confidence is not None else top_score(sources)
+            if value is None or value < floor:
+                abstain = True
+                shown = "none" if value is None else f"{value:.3f}"
+                reason = f"{reason}; abstained: {'confidence' if confidence is not None else 'top score'} " \
+                         f"{shown} < router.abstain_below {floor}"
+        adapter = self._adapter_key(principal) if use_adapter and not abstain else None
         conversation = prompts.with_context(question, sources) if retrieve else prompts.closed_book(question)
-        return {"mode": mode, "reason": reason, "sources": sources, "adapter": adapter, "conversation": conversation}
+        return {"mode": mode, "reason": reason, "sources": sources, "adapter": adapter, "conversation": conversation,
+                "confidence": confidence, "abstain": abstain}
+
+    # -- confidence --------------------------------------------------------------------------
+    @property
+    def calibration_path(self) -> Path:
+        return self.workspace / "calibration" / f"{self.config.index.collection}.json"
+
+    @functools.cached_property
+    def calibration(self) -> Calibration | None:
+        """The saved fit for this index, if one was made with the same embedder and retrieval."""
+        cal = Calibration.load(self.calibration_path)
+        if cal is None:
+            return None
+        if (cal.embedder, cal.retrieval) != (self.embedder.name, self.config.index.retrieval):
+            log.warning("ignoring %s: fitted for embedder %s with %s retrieval; run `ragtune eval --retrieval-only "
+                        "--calibrate` again", self.calibration_path, cal.embedder, cal.retrieval)
+            return None
+        return cal
+
+    def calibrate(self, questions: Path | list[dict] | None = None, *, principal: Principal = Principal()) -> dict:
+        """Fit and save retrieval confidence on questions with gold documents (see framework.confidence)."""
+        rows = [r for r in self._question_rows(questions)
+                if _gold_document(r) or r.get("document") == []]
+        k = self.config.index.top_k
+        scores, hits = [], []
+        for row in track(rows, f"calibrate on {len(rows)} questions", enabled=self.show_progress):
+            sources = self.retrieve(row["question"], principal=principal, k=k)
+            gold = _gold_document(row)
+            hit = bool(gold) and retrieval_metrics([sources], [gold], (k,))[f"hit@{k}"] == 1.0
+            scores.append(top_score(sources) if sources else -1.0)
+            hits.append(int(hit))
+        cal = Calibration.fit(scores, hits, k=k, embedder=self.embedder.name, retrieval=self.config.index.retrieval)
+        cal.save(self.calibration_path)
+        self.__dict__.pop("calibration", None)
+        return {**asdict(cal), "path": str(self.calibration_path)}
 
     # -- evaluation ------------------------------------------------------------------------------
     def _question_rows(self, questions: Path | list[dict] | None) -> list[dict]:

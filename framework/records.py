@@ -49,6 +49,8 @@ class Chunk:
     source: str
     doc_hash: str
     acl: tuple[str, ...]
+    section: str = ""
+    page: int | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,9 @@ class Source:
     uri: str
     score: float
     text: str
+    section: str = ""
+    page: int | None = None
+    rerank_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,8 @@ class Answer:
     adapter: str | None = None
     latency_s: float = 0.0
     reason: str = ""
+    confidence: float | None = None
+    abstained: bool = False
 
     def to_dict(self) -> dict:
         return {
@@ -97,6 +104,8 @@ class Answer:
             "question": self.question,
             "mode": self.mode,
             "reason": self.reason,
+            "confidence": self.confidence,
+            "abstained": self.abstained,
             "adapter": self.adapter,
             "latency_s": round(self.latency_s, 4),
             "prompt": self.prompt,

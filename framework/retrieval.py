@@ -3,7 +3,8 @@
 `index.retrieval: hybrid` (the default) takes `index.candidates` results from each
 index, fuses the rankings by reciprocal rank fusion and keeps the top k. Every
 returned chunk is scored by its cosine similarity to the question, whichever list
-found it, so `auto` mode and callers read one calibrated scale.
+found it, so `auto` mode and callers read one scale. An optional reranker
+(framework.rerank) reorders `index.rerank_candidates` first-stage results.
 
 Example:
     >>> retriever = Retriever(index, embedder, lexical_dir, cfg.index)              # doctest: +SKIP
@@ -20,6 +21,7 @@ from framework.embedder import Embedder
 from framework.index import ChromaIndex
 from framework.lexical import LexicalIndex, rrf
 from framework.records import Principal, Source
+from framework.rerank import Reranker
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +34,20 @@ def sync_lexical(index: ChromaIndex, folder: Path) -> LexicalIndex:
     rows = index.rows()
     log.info("rebuilding the lexical index over %d chunks", len(rows))
     lexical = LexicalIndex.build(ids=[r["id"] for r in rows],
-                                 texts=[embedding_text(r.get("title", ""), r["text"]) for r in rows],
+                                 texts=[embedding_text(r.get("title", ""), r["text"], r.get("section", "")) for r in rows],
                                  acls=[list(r.get("acl") or []) for r in rows])
     lexical.save(folder)
     return lexical
 
 
 class Retriever:
-    def __init__(self, index: ChromaIndex, embedder: Embedder, lexical_dir: Path, cfg) -> None:
+    def __init__(self, index: ChromaIndex, embedder: Embedder, lexical_dir: Path, cfg,
+                 reranker: Reranker | None = None) -> None:
         self.index = index
         self.embedder = embedder
         self.lexical_dir = lexical_dir
         self.cfg = cfg
+        self.reranker = reranker
         self._lexical: LexicalIndex | None = None
 
     @property
@@ -60,11 +64,18 @@ class Retriever:
         if principal is None:
             raise PermissionError("retrieval needs a Principal; ACL filtering is never skipped")
         k = k or self.cfg.top_k
+        if self.reranker is None:
+            return self._first_stage(question, principal, k)
+        candidates = self._first_stage(question, principal, max(k, self.cfg.rerank_candidates))
+        return self.reranker.rerank(question, candidates)[:k]
+
+    def _first_stage(self, question: str, principal: Principal, k: int) -> list[Source]:
         vector = self.embedder.embed([question])[0]
         if self.cfg.retrieval == "dense":
             return self.index.search(vector, principal=principal, k=k)
         depth = max(k, self.cfg.candidates)
-        lexical = [i for i, _ in self.lexical.search(question, groups=principal.readable_groups, k=depth)]
+        lexical = [i for i, _ in self.lexical.search(question, groups=principal.readable_groups, k=depth,
+                                                     typo_tolerant=self.cfg.typo_tolerance)]
         if self.cfg.retrieval == "lexical":
             return self.index.get(lexical[:k], principal=principal, query_vector=vector)
         dense = self.index.search(vector, principal=principal, k=depth)

@@ -44,10 +44,14 @@ def choose_mode(explicit: str | None, principal: Principal, cfg: RouterConfig) -
     return cfg.default_mode, "router.default_mode"
 
 
-def resolve_auto(top_score: float | None, has_adapter: bool, min_score: float) -> tuple[str, str]:
-    """auto: use the documents when retrieval is confident, the adapter's memory otherwise."""
+def resolve_auto(top_score: float | None, has_adapter: bool, min_score: float,
+                 label: str = "top retrieval score") -> tuple[str, str]:
+    """auto: use the documents when retrieval is confident, the adapter's memory otherwise.
+
+    `top_score` is the calibrated confidence when the index has a calibration (`label`
+    says which), else the raw top cosine similarity."""
     confident = top_score is not None and top_score >= min_score
     score = "none" if top_score is None else f"{top_score:.3f}"
     if confident:
-        return ("combined" if has_adapter else "rag"), f"auto: top retrieval score {score} >= {min_score}"
-    return ("finetuned" if has_adapter else "prompt_only"), f"auto: top retrieval score {score} < {min_score}"
+        return ("combined" if has_adapter else "rag"), f"auto: {label} {score} >= {min_score}"
+    return ("finetuned" if has_adapter else "prompt_only"), f"auto: {label} {score} < {min_score}"

@@ -71,17 +71,24 @@ def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
 
 
-def write_minimal_pdf(path: Path, text: str) -> None:
-    """A one-page PDF with real text objects, written by hand so tests need no PDF library."""
-    content = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
+def write_minimal_pdf(path: Path, text: str | list[str]) -> None:
+    """A PDF with real text objects (one page per string), written by hand so tests need no PDF library."""
+    pages = [text] if isinstance(text, str) else list(text)
+    n = len(pages)
+    page_ids = [3 + 2 * i for i in range(n)]
+    font_id = 3 + 2 * n
     objs = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length " + str(len(content)).encode() + b" >>\nstream\n" + content + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Type /Pages /Kids [" + b" ".join(f"{p} 0 R".encode() for p in page_ids) + b"] /Count "
+        + str(n).encode() + b" >>",
     ]
+    for i, page in enumerate(pages):
+        content = f"BT /F1 12 Tf 72 720 Td ({page}) Tj ET".encode()
+        objs.append(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents "
+                    + f"{page_ids[i] + 1} 0 R".encode() + b" /Resources << /Font << /F1 "
+                    + f"{font_id} 0 R".encode() + b" >> >> >>")
+        objs.append(b"<< /Length " + str(len(content)).encode() + b" >>\nstream\n" + content + b"\nendstream")
+    objs.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
     out, offsets = bytearray(b"%PDF-1.4\n"), []
     for i, body in enumerate(objs, 1):
         offsets.append(len(out))

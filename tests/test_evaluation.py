@@ -41,3 +41,18 @@ def test_question_file_must_be_a_file_and_gold_must_be_names(tmp_path):
     f.write_text('{"question": "a?", "answer": "b", "document": 5}\n')
     with pytest.raises(ValueError, match="q.jsonl:1: 'document' must be"):
         load_questions(f)
+
+
+def test_page_level_gold_needs_the_cited_page():
+    from framework.evaluation import retrieval_metrics
+    from framework.records import Source
+
+    p7 = Source(chunk_id="c", doc_id="hr:plan.pdf", title="", uri="file:///x/plan.pdf#page=7", score=1.0, text="",
+                page=7)
+    p8 = Source(chunk_id="d", doc_id="hr:plan.pdf", title="", uri="file:///x/plan.pdf#page=8", score=1.0, text="",
+                page=8)
+    assert retrieval_metrics([[p8, p7]], ["plan.pdf#page=7"], ks=(1, 2)) == {
+        "questions": 1, "hit@1": 0.0, "hit@2": 1.0, "recall@1": 0.0, "recall@2": 1.0, "mrr": 0.5}
+    # Two gold pages, one found: a hit, but half the recall.
+    assert retrieval_metrics([[p8]], [["plan.pdf#page=7", "plan.pdf#page=8"]], ks=(1,))["recall@1"] == 0.5
+    assert retrieval_metrics([[p8]], ["plan.pdf"], ks=(1,))["hit@1"] == 1.0

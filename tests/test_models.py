@@ -29,3 +29,15 @@ def test_precision_switch():
     assert resolve_dtype("fp32") == torch.float32
     assert resolve_dtype("bf16") == torch.bfloat16
     assert resolve_dtype("auto") in (torch.float32, torch.bfloat16)
+
+
+def test_bundled_embedder_truncates_long_text_instead_of_crashing():
+    # Counting tokens for chunking must not lift the model's own length limit: a question
+    # longer than the window is embedded (truncated), not an index-out-of-range error.
+    from framework.embedder import build_embedder
+
+    embedder = build_embedder("bundled", precision="fp32")
+    text = "leave policy " * 600
+    assert len(embedder.tokenize(text)) > 1000
+    vectors = embedder.embed([text, "leave policy"])
+    assert vectors.shape == (2, 384)

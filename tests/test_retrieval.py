@@ -80,7 +80,7 @@ def test_retrieval_metrics():
         return Source(chunk_id="c", doc_id=f"docs:{doc}", title="", uri=f"file:///x/{doc}", score=0.5, text="")
 
     m = retrieval_metrics([[src("a.md"), src("b.md")], [src("c.md")]], ["b.md", "z.md"], ks=(1, 2))
-    assert m == {"questions": 2, "hit@1": 0.0, "hit@2": 0.5, "mrr": 0.25}
+    assert m == {"questions": 2, "hit@1": 0.0, "hit@2": 0.5, "recall@1": 0.0, "recall@2": 0.5, "mrr": 0.25}
     assert retrieval_metrics([[src("a.md")]], [["z.md", "a.md"]], ks=(1,))["hit@1"] == 1.0
 
 
@@ -103,3 +103,26 @@ def test_cli_retrieval_only_eval(tmp_path, corpus):
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)
     assert metrics["hit@1"] == 1.0 and metrics["mrr"] == 1.0 and metrics["retrieval"] == "hybrid"
+
+
+def test_lexical_search_stems_and_forgives_typos():
+    from framework.lexical import LexicalIndex
+
+    lex = LexicalIndex.build(ids=["hearing", "dental"], texts=["Hearing aids are covered once a year.",
+                                                                "Dental cleanings are covered twice."],
+                             acls=[["public"], ["public"]])
+    assert lex.search("hearin aid", groups=("public",), k=1)[0][0] == "hearing"  # typo + plural
+    assert lex.search("hearin", groups=("public",), k=1, typo_tolerant=False) == []
+    assert lex.search("cleaning", groups=("public",), k=1)[0][0] == "dental"  # stem
+
+
+def test_lexical_index_from_another_tokenizer_is_rebuilt(tmp_path):
+    import json
+
+    from framework.lexical import LexicalIndex
+
+    LexicalIndex.build(ids=["a"], texts=["leave days"], acls=[["public"]]).save(tmp_path / "lex")
+    assert LexicalIndex.load(tmp_path / "lex") is not None
+    meta = tmp_path / "lex" / "chunks.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "tokenizer": "old"}))
+    assert LexicalIndex.load(tmp_path / "lex") is None

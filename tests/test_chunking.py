@@ -1,0 +1,61 @@
+"""Structure-aware chunking: pages and headings bound chunks, and chunks know where they are."""
+
+from framework.chunking import chunk_document, embedding_text, make_splitter, split_sections
+from framework.config import load_config_dict
+from framework.embedder import HashingEmbedder
+from framework.project import Project
+from framework.records import Document, Principal
+
+from conftest import write_minimal_pdf
+
+
+def _doc(text: str) -> Document:
+    return Document(id="d:x", text=text, source="d", uri="file:///x", title="Guide", content_hash="h", acl=("public",))
+
+
+def test_sections_follow_headings_and_skip_code_fences():
+    text = "# Benefits\nIntro.\n## Dental\nTwo cleanings a year.\n```\n# not a heading\n```\n### Braces\nCovered for kids."
+    sections = split_sections(text)
+    assert [s.path for s in sections] == ["Benefits", "Benefits > Dental", "Benefits > Dental > Braces"]
+    assert "# not a heading" in sections[1].text
+
+
+def test_page_breaks_number_pages_and_chunks_never_straddle_them():
+    text = "Page one says the deductible is 500 dollars.\fPage two says the copay is 20 dollars."
+    splitter = make_splitter(HashingEmbedder(), chunk_size=64, chunk_overlap=4)
+    chunks = chunk_document(_doc(text), splitter)
+    assert [(c.page, c.text) for c in chunks] == [(1, "Page one says the deductible is 500 dollars."),
+                                                 (2, "Page two says the copay is 20 dollars.")]
+
+
+def test_small_sections_merge_and_large_ones_split():
+    small = "# A\nOne.\n## B\nTwo."
+    splitter = make_splitter(HashingEmbedder(), chunk_size=32, chunk_overlap=4)
+    merged = chunk_document(_doc(small), splitter)
+    assert len(merged) == 1 and merged[0].section == "A" and "Two." in merged[0].text
+    big = "# Long\n" + " ".join(f"Sentence number {i} is here." for i in range(40))
+    chunks = chunk_document(_doc(big), splitter)
+    assert len(chunks) > 3 and {c.section for c in chunks} == {"Long"}
+    assert [c.position for c in chunks] == list(range(len(chunks)))
+
+
+def test_section_path_is_embedded_with_the_text():
+    assert embedding_text("Guide", "Two cleanings.", "Benefits > Dental") == "Guide > Benefits > Dental\nTwo cleanings."
+    assert embedding_text("Guide", "Text.") == "Guide\nText."
+
+
+def test_pdf_pages_and_html_sections_reach_the_sources(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    write_minimal_pdf(docs / "plan.pdf", ["The deductible is 500 dollars.", "The copay for a visit is 20 dollars."])
+    (docs / "page.html").write_text("<html><head><title>Perks</title></head><body><h1>Perks</h1>"
+                                    "<h2>Gym</h2><p>The gym allowance is 40 dollars.</p></body></html>")
+    cfg = load_config_dict({"workspace": str(tmp_path / "ws"), "precision": "fp32",
+                            "index": {"embedder": "hashing", "retrieval": "lexical"},
+                            "sources": [{"name": "docs", "type": "files", "path": str(docs), "public": True}]})
+    project = Project(cfg, show_progress=False)
+    project.ingest()
+    top = project.retrieve("copay for a visit", principal=Principal(), k=1)[0]
+    assert top.doc_id == "docs:plan.pdf" and top.page == 2 and top.uri.endswith("plan.pdf#page=2")
+    gym = project.retrieve("gym allowance", principal=Principal(), k=1)[0]
+    assert gym.section == "Perks > Gym" and gym.page is None and "#page" not in gym.uri
