@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import string
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -84,8 +85,115 @@ class SlackSource(_ExportSource):
     include_direct: bool = False
 
 
-SourceConfig = Annotated[Union[FilesSource, ConfluenceSource, NotionSource, SlackSource],
-                         Field(discriminator="type")]
+class GitSource(SourceBase):
+    """A local git clone: text files as committed at `ref` (see connectors/git.py)."""
+
+    type: Literal["git"]
+    path: str
+    ref: str = "HEAD"
+    include: list[str] = ["**/*"]
+    exclude: list[str] = []
+    max_file_mb: float = Field(default=5.0, gt=0)
+    uri_template: str | None = None
+
+    @field_validator("uri_template")
+    @classmethod
+    def _uri_fields(cls, value: str | None) -> str | None:
+        _check_template(value, allowed={"commit", "path"})
+        return value
+
+
+class SqlSource(SourceBase):
+    """Rows of a table or query in any SQLAlchemy database (see connectors/sql.py)."""
+
+    type: Literal["sql"]
+    url: str
+    query: str | None = None
+    table: str | None = None
+    id_column: str
+    text_template: str
+    title_column: str | None = None
+    updated_at_column: str | None = None
+    author_column: str | None = None
+    acl_column: str | None = None
+
+    @field_validator("text_template")
+    @classmethod
+    def _template_parses(cls, value: str) -> str:
+        _check_template(value, allowed=None)
+        return value
+
+    @model_validator(mode="after")
+    def _query_or_table(self) -> "SqlSource":
+        if (self.query is None) == (self.table is None):
+            raise ValueError("give exactly one of `query` (a SELECT) or `table` (a table name)")
+        return self
+
+
+class WebSource(SourceBase):
+    """A web site crawled from start URLs or a sitemap, same host only (see connectors/web.py)."""
+
+    type: Literal["web"]
+    start_urls: list[str] = []
+    sitemap: str | None = None
+    max_depth: int = Field(default=2, ge=0)
+    max_pages: int = Field(default=500, ge=1)
+    delay_s: float = Field(default=0.5, ge=0)
+    timeout_s: float = Field(default=20.0, gt=0)
+    max_page_mb: float = Field(default=5.0, gt=0)
+    user_agent: str = "ragtune"
+
+    @model_validator(mode="after")
+    def _has_start(self) -> "WebSource":
+        if not self.start_urls and not self.sitemap:
+            raise ValueError("give `start_urls` (a list of pages) or `sitemap` (a sitemap.xml URL)")
+        for url in [*self.start_urls, *([self.sitemap] if self.sitemap else [])]:
+            if not re.match(r"^https?://[^/\s]+", url):
+                raise ValueError(f"{url!r} is not an http(s) URL with a host")
+        return self
+
+
+class LlamaIndexSource(SourceBase):
+    """Any LlamaIndex reader from the `llama_index` namespace (see connectors/llamaindex_reader.py)."""
+
+    type: Literal["llamaindex"]
+    reader: str
+    reader_args: dict[str, Any] = {}
+    load_args: dict[str, Any] = {}
+    id_key: str | None = None
+    acl_key: str | None = None
+
+    @field_validator("reader")
+    @classmethod
+    def _llama_index_only(cls, value: str) -> str:
+        if not re.fullmatch(r"llama_index(\.[A-Za-z_]\w*)+:[A-Za-z_]\w*", value):
+            raise ValueError(f"{value!r} must name a reader class as 'llama_index.<module>:<Class>', e.g. "
+                             "'llama_index.core:SimpleDirectoryReader'; for readers outside the llama_index "
+                             "namespace, build LlamaIndexReaderConnector in Python (docs/connectors/llamaindex.md)")
+        return value
+
+
+def _check_template(template: str | None, allowed: set[str] | None) -> None:
+    """A str.format template must parse, and (when `allowed` is given) name only those fields."""
+    if template is None:
+        return
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as err:
+        raise ValueError(f"template {template!r} is not a valid str.format template: {err}") from None
+    for f in fields:
+        if not f or f.isdigit():
+            raise ValueError(f"template {template!r}: use named fields like {{title}}, not {{{f}}}")
+        base = re.split(r"[.\[]", f, maxsplit=1)[0]
+        if allowed is not None and base not in allowed:
+            raise ValueError(f"template {template!r}: unknown field {{{base}}}; allowed: {sorted(allowed)}")
+
+
+SourceConfig = Annotated[Union[FilesSource, ConfluenceSource, NotionSource, SlackSource,
+                               GitSource,
+                               SqlSource,
+                               WebSource,
+                               LlamaIndexSource], Field(discriminator="type")]
 
 
 class IndexConfig(_Section):

@@ -115,17 +115,25 @@ class Project:
         return HFGenerator(path, dtype=resolve_dtype(self.config.precision), batch_size=self.config.generator.batch_size)
 
     # -- ingest ----------------------------------------------------------------------------------
-    def ingest(self) -> IngestReport:
-        """Bring the index up to date with every configured source."""
+    def ingest(self, *, extra: Sequence = ()) -> IngestReport:
+        """Bring the index up to date with every configured source.
+
+        `extra` takes connectors built in Python (e.g. a LlamaIndexReaderConnector over a reader
+        object); pass them on every run, since a source missing from a run leaves the index.
+        """
         from connectors import build_connector
 
-        if not self.config.sources:
+        if not self.config.sources and not extra:
             raise ValueError("config has no sources; add one under `sources:` (see docs/configuration.md)")
+        names = [s.name for s in self.config.sources] + [c.name for c in extra]
+        if len(set(names)) != len(names):
+            raise ValueError(f"source names must be unique across the config and `extra`; got {names}")
         with workspace_lock(self.workspace):
             ledger = Ledger(self.workspace / "ledger.sqlite")
             try:
                 c = self.config.index
-                report = ingest([build_connector(s) for s in self.config.sources], embedder=self.embedder,
+                connectors = [build_connector(s) for s in self.config.sources] + list(extra)
+                report = ingest(connectors, embedder=self.embedder,
                                 index=self.index, ledger=ledger, chunk_size=c.chunk_size,
                                 chunk_overlap=c.chunk_overlap, batch_size=c.batch_size,
                                 show_progress=self.show_progress)
