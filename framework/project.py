@@ -17,7 +17,9 @@ import functools
 import json
 import logging
 import random
+import shutil
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
@@ -25,7 +27,7 @@ import torch
 
 from framework import dataset as ds
 from framework import prompts
-from framework.adapters import AdapterRegistry, base_fingerprint, check_base
+from framework.adapters import AdapterError, AdapterRef, AdapterRegistry, base_fingerprint, check_base
 from framework.config import Config, load_config
 from framework.embedder import Embedder, build_embedder
 from framework.evaluation import load_questions, retrieval_metrics, score
@@ -149,11 +151,17 @@ class Project:
         return ds.write_dataset(self.dataset_dir(), train, evals, card)
 
     # -- finetuning ------------------------------------------------------------------------------
-    def finetune(self) -> dict:
-        """Train a LoRA adapter on the dataset; returns the new adapter's manifest."""
-        from datetime import datetime, timezone
+    def finetune(self, *, resume: bool = False, callbacks: Sequence = ()) -> dict:
+        """Train a LoRA adapter on the dataset and publish it as the next version; returns its manifest.
 
-        from framework.finetune import train_lora
+        `resume=True` continues the interrupted run of the same adapter, dataset and settings
+        from its last checkpoint. Under torchrun / accelerate launch only the main process
+        publishes; the others return an empty dict.
+        """
+        from accelerate import PartialState
+
+        from framework.checkpoints import clear_checkpoints, prepare_checkpoints, run_identity
+        from framework.finetune import frozen_dtype, train_lora
 
         folder = self.dataset_dir()
         if not (folder / "card.json").is_file():
@@ -163,28 +171,58 @@ class Project:
         evals = [json.loads(x) for x in (folder / "eval.jsonl").read_text().splitlines() if x.strip()]
         cfg = self.config.finetune
         bf16 = resolve_dtype(self.config.precision) == torch.bfloat16
-        out = self.adapters.next_version_dir(cfg.adapter)
-        metrics = train_lora(self.base_model_dir, train, evals, cfg, out, bf16=bf16, show_progress=self.show_progress)
+        fingerprint = base_fingerprint(self.base_model_dir)
+        identity = run_identity(dataset_hash=card["hash"], base_fingerprint=fingerprint,
+                                precision="bf16" if bf16 else "fp32", hyperparameters=cfg.model_dump())
+        checkpoints = self.workspace / "checkpoints" / cfg.adapter
+        staging = self.adapters.staging_dir(cfg.adapter)
+        state = PartialState()
+        resume_from = None
+        with state.main_process_first():
+            if state.is_main_process:
+                resume_from = prepare_checkpoints(checkpoints, identity, resume=resume)
+                shutil.rmtree(staging, ignore_errors=True)
+        if not state.is_main_process and resume:
+            from framework.checkpoints import last_checkpoint
+
+            resume_from = last_checkpoint(checkpoints)
+        started = datetime.now(timezone.utc)
+        metrics = train_lora(self.base_model_dir, train, evals, cfg, staging, bf16=bf16, checkpoint_dir=checkpoints,
+                             resume_from=resume_from, show_progress=self.show_progress, callbacks=callbacks)
+        if not state.is_main_process:
+            return {}
         manifest = {
-            "name": cfg.adapter,
-            "version": out.name,
             "base_model": self.config.generator.model,
-            "base_fingerprint": base_fingerprint(self.base_model_dir),
-            "dataset": {"name": card["name"], "hash": card["hash"], "examples": card["split"]},
+            "base_fingerprint": fingerprint,
+            "dataset": {"name": card["name"], "hash": card["hash"], "created_at": card.get("created_at"),
+                        "generator": card.get("generator"), "examples": card["split"]},
             "documents": card["documents"],
             "audience": card["audience"],
             "hyperparameters": cfg.model_dump(),
-            "precision": "bf16" if bf16 else "fp32",
+            "precision": identity["precision"],
+            "base_weights_dtype": str(frozen_dtype(cfg, bf16=bf16)).removeprefix("torch."),
             "metrics": metrics,
+            "timings": {"started_at": started.isoformat(timespec="seconds"), "load_seconds": metrics["load_seconds"],
+                        "train_seconds": metrics["train_seconds"],
+                        "total_seconds": round((datetime.now(timezone.utc) - started).total_seconds(), 1)},
+            "software": _software_versions(),
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        return manifest
+        ref = self.adapters.publish(cfg.adapter, staging, manifest)
+        clear_checkpoints(checkpoints)
+        return ref.manifest
 
     # -- answering -------------------------------------------------------------------------------
+    def adapter_for(self, principal: Principal) -> AdapterRef:
+        """The adapter version serving this principal: their group's adapter (router.group_adapters) or
+        router.adapter, at the version pinned in config, else the promoted one, else the newest."""
+        r = self.config.router
+        spec = next((r.group_adapters[g] for g in principal.groups if g in r.group_adapters), r.adapter)
+        return self.adapters.resolve(spec, pinned=r.adapter_version if spec == r.adapter else None)
+
     def _adapter_key(self, principal: Principal) -> str:
-        """Load the router's adapter (latest version) once; checks its base and its audience."""
-        ref = self.adapters.require(self.config.router.adapter)
+        """Load the principal's adapter once (beside the others); checks its base and its audience."""
+        ref = self.adapter_for(principal)
         if not _in_audience(ref, principal):
             audience = sorted(ref.manifest["audience"])
             raise PermissionError(
@@ -230,8 +268,10 @@ class Project:
         retrieved = mode == "auto"
         if retrieved:
             sources = self.retrieve(question, principal=principal)
-            latest = self.adapters.latest(self.config.router.adapter)
-            has_adapter = latest is not None and _in_audience(latest, principal)
+            try:
+                has_adapter = _in_audience(self.adapter_for(principal), principal)
+            except AdapterError:
+                has_adapter = False
             mode, reason = resolve_auto(sources[0].score if sources else None, has_adapter,
                                         self.config.router.auto_min_score)
         retrieve, use_adapter = MODE_TABLE[check_mode(mode)]
@@ -276,6 +316,14 @@ class Project:
         seconds = time.perf_counter() - start
         metrics = retrieval_metrics(retrieved, [_gold_document(r) for r in rows], ks)
         return {**metrics, "retrieval": self.config.index.retrieval, "ms_per_query": round(1000 * seconds / len(rows), 2)}
+
+
+def _software_versions() -> dict:
+    from importlib.metadata import version
+
+    import framework
+
+    return {"ragtune": framework.__version__, **{pkg: version(pkg) for pkg in ("torch", "transformers", "peft")}}
 
 
 def _in_audience(ref, principal: Principal) -> bool:
