@@ -142,7 +142,8 @@ def train_lora(model_dir: Path, train_rows: Sequence[dict], eval_rows: Sequence[
     every process trains its share and only the main one writes out_dir.
     """
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, EarlyStoppingCallback, PrinterCallback, Trainer, set_seed
+    from transformers import (AutoModelForCausalLM, AutoTokenizer, EarlyStoppingCallback, PrinterCallback, Trainer,
+                              set_seed)
 
     from framework.train_callbacks import ProgressCallback, ThroughputCallback
 
@@ -189,9 +190,13 @@ def train_lora(model_dir: Path, train_rows: Sequence[dict], eval_rows: Sequence[
         "world_size": args.world_size,
     }
     if evals:
+        history = [h for h in state.log_history if "eval_loss" in h]
         metrics["eval_loss_per_epoch"] = [{"epoch": round(h["epoch"], 2), "eval_loss": round(h["eval_loss"], 4)}
-                                          for h in state.log_history if "eval_loss" in h]
-        metrics["eval_loss"] = round(float(trainer.evaluate()["eval_loss"]), 4)
+                                          for h in history]
+        # The last epoch's evaluation is the final one, unless early stopping restored an earlier epoch.
+        final = history[-1] if history and history[-1]["step"] == state.global_step and not args.load_best_model_at_end \
+            else trainer.evaluate()
+        metrics["eval_loss"] = round(float(final["eval_loss"]), 4)
         if cfg.early_stopping_patience:
             metrics["stopped_early"] = state.global_step < state.max_steps
     if trainer.is_world_process_zero():

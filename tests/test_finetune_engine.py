@@ -1,9 +1,14 @@
 """Training engine: checkpoints and resume, eval per epoch, early stopping, progress, trackers, manifest."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
@@ -139,3 +144,24 @@ def test_report_to_is_checked_against_installed_trackers(tmp_path, corpus, tiny_
     assert _training_args(cfg.finetune, tmp_path, bf16=False, total_steps=2, has_eval=False).report_to == ["tensorboard"]
     default = load_config_dict(project_config(tmp_path, corpus, tiny_model)).finetune
     assert _training_args(default, tmp_path, bf16=False, total_steps=2, has_eval=False).report_to == []
+
+
+def test_same_entry_point_runs_under_torchrun(tmp_path, corpus, tiny_model):
+    """Two CPU processes (gloo DDP) train one adapter; only the main process publishes it."""
+    torchrun = Path(sys.executable).parent / "torchrun"
+    if not torchrun.is_file():
+        pytest.skip("torchrun is not installed beside this Python")
+    cfg = project_config(tmp_path, corpus, tiny_model, finetune={"max_steps": 4, "save_steps": 2})
+    path = tmp_path / "ragtune.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    project = Project(load_config_dict(cfg), show_progress=False)
+    project.ingest()
+    project.synthesize()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    run = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "framework", "finetune",
+                          "-c", str(path), "--json"], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    manifest = json.loads(run.stdout)
+    assert manifest["metrics"]["world_size"] == 2 and manifest["metrics"]["steps"] == 4
+    assert [r.version for r in project.adapters.versions("t")] == ["v0001"]
+    assert not (project.workspace / "checkpoints" / "t").exists()
