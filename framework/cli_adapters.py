@@ -15,7 +15,7 @@ from rich.table import Table
 
 from framework.adapters import AdapterRef, parse_spec
 from framework.cli import ConfigOpt, JsonOpt, SetOpt, _project, _run, out
-from framework.staleness import current_hashes, staleness
+from framework.staleness import current_versions, staleness
 
 adapters_app = typer.Typer(no_args_is_help=True, help="List, inspect, promote, delete and merge trained adapters.")
 
@@ -61,8 +61,9 @@ def list_(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json:
 def _show(project, spec: str) -> tuple[AdapterRef, dict]:
     name, version = parse_spec(spec)
     ref = project.adapters.get(name, version) if version else project.adapters.get(name, _serving(project, name))
-    current = current_hashes(project.workspace / "ledger.sqlite")
-    stale = staleness(ref.manifest.get("documents", {}), current) if current is not None else None
+    current = current_versions(project.workspace / "ledger.sqlite")
+    m = ref.manifest
+    stale = staleness(m.get("documents", {}), current, m.get("document_acl")) if current is not None else None
     return ref, stale
 
 
@@ -87,13 +88,13 @@ def show(spec: str = typer.Argument(..., metavar="NAME[@VERSION]"), config: Path
     out.print(f"documents learned: {len(m.get('documents', {}))}")
     if stale is None:
         out.print("[yellow]staleness unknown: this workspace has no ingest ledger[/yellow]")
-    elif stale["changed"] or stale["deleted"]:
-        out.print(f"[yellow]stale: {len(stale['changed'])} changed, {len(stale['deleted'])} deleted since "
-                  "training; retrain (`ragtune synth` then `ragtune finetune`) to learn the current text[/yellow]")
-        for doc in stale["changed"]:
-            out.print(f"  changed  {doc}", highlight=False)
-        for doc in stale["deleted"]:
-            out.print(f"  deleted  {doc}", highlight=False)
+    elif stale["changed"] or stale["acl_changed"] or stale["deleted"]:
+        out.print(f"[yellow]stale: {len(stale['changed'])} changed, {len(stale['acl_changed'])} with new readers, "
+                  f"{len(stale['deleted'])} deleted since training; retrain (`ragtune synth` then "
+                  "`ragtune finetune`) to learn the current text and access[/yellow]")
+        for kind, label in (("changed", "changed"), ("acl_changed", "readers"), ("deleted", "deleted")):
+            for doc in stale[kind]:
+                out.print(f"  {label:<8} {doc}", highlight=False)
     else:
         out.print("up to date: every document it learned from is unchanged")
 

@@ -197,6 +197,7 @@ class Project:
             "dataset": {"name": card["name"], "hash": card["hash"], "created_at": card.get("created_at"),
                         "generator": card.get("generator"), "examples": card["split"]},
             "documents": card["documents"],
+            "document_acl": _document_acl(self.workspace / "ledger.sqlite", card["documents"]),
             "audience": card["audience"],
             "hyperparameters": cfg.model_dump(),
             "precision": identity["precision"],
@@ -316,6 +317,14 @@ class Project:
         seconds = time.perf_counter() - start
         metrics = retrieval_metrics(retrieved, [_gold_document(r) for r in rows], ks)
         return {**metrics, "retrieval": self.config.index.retrieval, "ms_per_query": round(1000 * seconds / len(rows), 2)}
+
+
+def _document_acl(ledger: Path, documents: dict) -> dict:
+    """Who could read each trained document (per the ledger) when the adapter was trained."""
+    from framework.staleness import current_versions
+
+    current = current_versions(ledger) or {}
+    return {d: current[d][1] for d in documents if d in current}
 
 
 def _software_versions() -> dict:

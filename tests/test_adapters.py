@@ -172,7 +172,20 @@ def test_show_reports_changed_and_deleted_documents(two_versions, corpus):
     project.ingest()
     result = _cli("adapters", "show", "t", "-c", path)
     assert result.exit_code == 0, result.output
-    assert "1 changed, 1 deleted" in result.output
+    assert "1 changed, 0 with new readers, 1 deleted" in result.output
     assert "changed  docs:handbook.md" in result.output and "deleted  docs:policies/expenses.txt" in result.output
     stale = json.loads(_cli("adapters", "show", "t", "-c", path, "--json").stdout)["staleness"]
     assert stale["changed"] == ["docs:handbook.md"] and stale["deleted"] == ["docs:policies/expenses.txt"]
+
+
+def test_show_reports_documents_whose_readers_changed(two_versions):
+    project, path = two_versions
+    assert project.adapters.latest("t").manifest["document_acl"]["docs:product.pdf"] == "public"
+    cfg = yaml.safe_load(path.read_text())
+    cfg["sources"][0].update({"public": False, "acl": ["finance"]})  # no longer public: readable by finance only
+    path.write_text(yaml.safe_dump(cfg))
+    assert _cli("ingest", "-c", path, "--json").exit_code == 0
+    stale = json.loads(_cli("adapters", "show", "t", "-c", path, "--json").stdout)["staleness"]
+    learned = sorted(project.adapters.latest("t").manifest["documents"])
+    assert stale["acl_changed"] == learned and stale["changed"] == stale["deleted"] == []
+    assert "readers  docs:product.pdf" in _cli("adapters", "show", "t", "-c", path).output
