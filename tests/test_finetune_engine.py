@@ -165,3 +165,17 @@ def test_same_entry_point_runs_under_torchrun(tmp_path, corpus, tiny_model):
     assert manifest["metrics"]["world_size"] == 2 and manifest["metrics"]["steps"] == 4
     assert [r.version for r in project.adapters.versions("t")] == ["v0001"]
     assert not (project.workspace / "checkpoints" / "t").exists()
+
+
+def test_cli_resume_without_checkpoint_is_a_clear_error(tmp_path, corpus, tiny_model):
+    from typer.testing import CliRunner
+
+    from framework.cli import app
+
+    path = tmp_path / "ragtune.yaml"
+    path.write_text(yaml.safe_dump(project_config(tmp_path, corpus, tiny_model)))
+    runner = CliRunner()
+    assert runner.invoke(app, ["ingest", "-c", str(path), "--json"]).exit_code == 0
+    assert runner.invoke(app, ["synth", "-c", str(path), "--json"]).exit_code == 0
+    result = runner.invoke(app, ["finetune", "-c", str(path), "--resume"])
+    assert result.exit_code == 1 and "nothing to resume" in result.output
