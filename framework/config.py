@@ -119,7 +119,7 @@ class FinetuneConfig(_Section):
     keep_checkpoints: int = Field(default=2, ge=1)
     early_stopping_patience: int = Field(default=0, ge=0)
     report_to: list[ReportTarget] = []
-    base_precision: Literal["auto", "fp32"] = "auto"
+    base_precision: Literal["fp32", "bf16"] = "fp32"
 
 
 # An adapter name, optionally pinned to a version: "support" or "support@v0003".

@@ -4,8 +4,7 @@ Examples are rendered with the model's chat template from the same prompts the
 router serves with; the loss covers the answer tokens only. Examples are packed
 padding-free (DataCollatorWithFlattening): each batch is one sequence whose position
 ids restart per example, and the attention mask keeps examples apart, so no compute
-goes to padding. bf16 autocast is used where the hardware runs it fast, with the frozen
-base weights stored in bf16. Checkpoints, resume, per-epoch eval loss, early stopping,
+goes to padding. bf16 autocast is used where the hardware runs it fast. Checkpoints, resume, per-epoch eval loss, early stopping,
 progress and experiment trackers all come from the Trainer, configured here.
 
 Example:
@@ -78,13 +77,18 @@ class AnswerOnlyPackedCollator:
 
 
 def frozen_dtype(cfg, *, bf16: bool) -> torch.dtype:
-    """dtype of the frozen base weights: bf16 when training in bf16 (unless forced to fp32).
+    """dtype of the frozen base weights: fp32, or bf16 when asked for and training in bf16.
 
-    Under autocast an fp32 base is cast to bf16 at every matmul, forward and backward;
-    storing it in bf16 once skips those casts and halves the memory the weights take.
-    The LoRA weights and their optimizer state stay fp32 either way.
+    Under autocast an fp32 base is cast to bf16 at every matmul; storing it in bf16 once
+    skips those casts and halves the memory the weights take. On a 2-core avx512_bf16 CPU
+    it was not clearly faster and moved the eval loss by more than autocast alone
+    (docs/performance.md, Training), so it is opt-in. LoRA weights and their optimizer
+    state stay fp32 either way.
     """
-    return torch.bfloat16 if bf16 and cfg.base_precision == "auto" else torch.float32
+    if cfg.base_precision == "bf16" and not bf16:
+        log.warning("finetune.base_precision=bf16 applies only when training in bf16 (precision is fp32 here); "
+                    "keeping the base weights in fp32")
+    return torch.bfloat16 if bf16 and cfg.base_precision == "bf16" else torch.float32
 
 
 def _training_args(cfg, output_dir: Path, *, bf16: bool, total_steps: int, has_eval: bool):

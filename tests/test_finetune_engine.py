@@ -179,3 +179,17 @@ def test_cli_resume_without_checkpoint_is_a_clear_error(tmp_path, corpus, tiny_m
     assert runner.invoke(app, ["synth", "-c", str(path), "--json"]).exit_code == 0
     result = runner.invoke(app, ["finetune", "-c", str(path), "--resume"])
     assert result.exit_code == 1 and "nothing to resume" in result.output
+
+
+def test_bf16_base_keeps_lora_weights_in_fp32(tmp_path, corpus, tiny_model, caplog):
+    cfg = project_config(tmp_path, corpus, tiny_model, precision="bf16", finetune={"base_precision": "bf16"})
+    project = Project(load_config_dict(cfg), show_progress=False)
+    project.ingest()
+    project.synthesize()
+    manifest = project.finetune()
+    assert manifest["precision"] == "bf16" and manifest["base_weights_dtype"] == "bfloat16"
+    tensors = _adapter_tensors(project.adapters.latest("t"))
+    assert {t.dtype for t in tensors.values()} == {torch.float32}
+    fp32 = Project(project.config.model_copy(update={"precision": "fp32"}), show_progress=False)
+    assert fp32.finetune()["base_weights_dtype"] == "float32"
+    assert "applies only when training in bf16" in caplog.text

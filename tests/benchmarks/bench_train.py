@@ -7,8 +7,9 @@ questions; the hashing embedder picks the RAFT distractors, so no embedding mode
 needed) for BENCH_STEPS optimizer steps in each setting, in one process:
 
 - fp32: fp32 weights, no autocast (the baseline);
-- bf16 autocast: fp32 base weights, bf16 autocast (what `precision: bf16` did before);
-- bf16 base: bf16 frozen base weights, fp32 LoRA weights, bf16 autocast (the default on bf16 hardware).
+- bf16 autocast: fp32 base weights, bf16 autocast (what `precision: bf16` / `auto` trains with);
+- bf16 base: bf16 frozen base weights, fp32 LoRA weights, bf16 autocast
+  (`finetune.base_precision: bf16`).
 
 Tokens/s counts steady-state steps only (the first two steps, which create the kernels,
 are left out): the total over those steps, and the median of the per-step rates, which
@@ -36,7 +37,7 @@ SKIP = 2
 SETTINGS = {  # name -> (bf16 autocast, finetune.base_precision)
     "fp32": (False, "fp32"),
     "bf16 autocast": (True, "fp32"),
-    "bf16 base": (True, "auto"),
+    "bf16 base": (True, "bf16"),
 }
 
 
