@@ -47,8 +47,21 @@ def _differences(old: dict, new: dict) -> list[str]:
             if flat_old.get(k) != flat_new.get(k)]
 
 
-def prepare_checkpoints(folder: Path, identity: dict, *, resume: bool) -> Path | None:
-    """The checkpoint to resume from, or None after clearing the folder for a fresh run."""
+def prepare_checkpoints(folder: Path, identity: dict, *, resume: bool, staging: Path) -> Path | None:
+    """The checkpoint to resume from, or None after clearing the folder (and the adapter's staging
+    folder) for a fresh run. Under torchrun / accelerate launch the main process checks and
+    clears first; the others then find the same checkpoint."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    with state.main_process_first():
+        if state.is_main_process:
+            shutil.rmtree(staging, ignore_errors=True)
+            return _prepare(folder, identity, resume=resume)
+    return last_checkpoint(folder) if resume else None
+
+
+def _prepare(folder: Path, identity: dict, *, resume: bool) -> Path | None:
     record = folder / "run.json"
     if resume:
         latest = last_checkpoint(folder)

@@ -101,7 +101,7 @@ def synth(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json:
 
 @app.command()
 def finetune(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json: bool = JsonOpt,
-             resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run from its last checkpoint.")):
+             resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run from its checkpoint.")):
     """Train a LoRA adapter on the dataset (under torchrun / accelerate launch too)."""
     manifest = _run(lambda: _project(config, set_, as_json).finetune(resume=resume))
     if not manifest:  # a non-main process of a distributed run: the main one reports

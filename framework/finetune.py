@@ -4,8 +4,9 @@ Examples are rendered with the model's chat template from the same prompts the
 router serves with; the loss covers the answer tokens only. Examples are packed
 padding-free (DataCollatorWithFlattening): each batch is one sequence whose position
 ids restart per example, and the attention mask keeps examples apart, so no compute
-goes to padding. bf16 autocast is used where the hardware runs it fast. Checkpoints, resume, per-epoch eval loss, early stopping,
-progress and experiment trackers all come from the Trainer, configured here.
+goes to padding. bf16 autocast is used where the hardware runs it fast. Checkpoints,
+resume, per-epoch eval loss, early stopping, progress and experiment trackers all come
+from the Trainer, configured here.
 
 Example:
     >>> metrics = train_lora(model_dir, train_rows, eval_rows, cfg.finetune, out_dir)  # doctest: +SKIP
@@ -198,8 +199,8 @@ def train_lora(model_dir: Path, train_rows: Sequence[dict], eval_rows: Sequence[
         metrics["eval_loss_per_epoch"] = [{"epoch": round(h["epoch"], 2), "eval_loss": round(h["eval_loss"], 4)}
                                           for h in history]
         # The last epoch's evaluation is the final one, unless early stopping restored an earlier epoch.
-        final = history[-1] if history and history[-1]["step"] == state.global_step and not args.load_best_model_at_end \
-            else trainer.evaluate()
+        last_is_final = history and history[-1]["step"] == state.global_step and not args.load_best_model_at_end
+        final = history[-1] if last_is_final else trainer.evaluate()
         metrics["eval_loss"] = round(float(final["eval_loss"]), 4)
         if cfg.early_stopping_patience:
             metrics["stopped_early"] = state.global_step < state.max_steps

@@ -17,7 +17,6 @@ import functools
 import json
 import logging
 import random
-import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -162,6 +161,7 @@ class Project:
 
         from framework.checkpoints import clear_checkpoints, prepare_checkpoints, run_identity
         from framework.finetune import frozen_dtype, train_lora
+        from framework.manifest import build_manifest
 
         folder = self.dataset_dir()
         if not (folder / "card.json").is_file():
@@ -176,39 +176,16 @@ class Project:
                                 precision="bf16" if bf16 else "fp32", hyperparameters=cfg.model_dump())
         checkpoints = self.workspace / "checkpoints" / cfg.adapter
         staging = self.adapters.staging_dir(cfg.adapter)
-        state = PartialState()
-        resume_from = None
-        with state.main_process_first():
-            if state.is_main_process:
-                resume_from = prepare_checkpoints(checkpoints, identity, resume=resume)
-                shutil.rmtree(staging, ignore_errors=True)
-        if not state.is_main_process and resume:
-            from framework.checkpoints import last_checkpoint
-
-            resume_from = last_checkpoint(checkpoints)
+        resume_from = prepare_checkpoints(checkpoints, identity, resume=resume, staging=staging)
         started = datetime.now(timezone.utc)
         metrics = train_lora(self.base_model_dir, train, evals, cfg, staging, bf16=bf16, checkpoint_dir=checkpoints,
                              resume_from=resume_from, show_progress=self.show_progress, callbacks=callbacks)
-        if not state.is_main_process:
+        if not PartialState().is_main_process:
             return {}
-        manifest = {
-            "base_model": self.config.generator.model,
-            "base_fingerprint": fingerprint,
-            "dataset": {"name": card["name"], "hash": card["hash"], "created_at": card.get("created_at"),
-                        "generator": card.get("generator"), "examples": card["split"]},
-            "documents": card["documents"],
-            "document_acl": _document_acl(self.workspace / "ledger.sqlite", card["documents"]),
-            "audience": card["audience"],
-            "hyperparameters": cfg.model_dump(),
-            "precision": identity["precision"],
-            "base_weights_dtype": str(frozen_dtype(cfg, bf16=bf16)).removeprefix("torch."),
-            "metrics": metrics,
-            "timings": {"started_at": started.isoformat(timespec="seconds"), "load_seconds": metrics["load_seconds"],
-                        "train_seconds": metrics["train_seconds"],
-                        "total_seconds": round((datetime.now(timezone.utc) - started).total_seconds(), 1)},
-            "software": _software_versions(),
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
+        manifest = build_manifest(card=card, cfg=cfg, base_model=self.config.generator.model,
+                                  base_fingerprint=fingerprint, precision=identity["precision"],
+                                  base_dtype=str(frozen_dtype(cfg, bf16=bf16)).removeprefix("torch."),
+                                  metrics=metrics, started=started, ledger=self.workspace / "ledger.sqlite")
         ref = self.adapters.publish(cfg.adapter, staging, manifest)
         clear_checkpoints(checkpoints)
         return ref.manifest
@@ -317,22 +294,6 @@ class Project:
         seconds = time.perf_counter() - start
         metrics = retrieval_metrics(retrieved, [_gold_document(r) for r in rows], ks)
         return {**metrics, "retrieval": self.config.index.retrieval, "ms_per_query": round(1000 * seconds / len(rows), 2)}
-
-
-def _document_acl(ledger: Path, documents: dict) -> dict:
-    """Who could read each trained document (per the ledger) when the adapter was trained."""
-    from framework.staleness import current_versions
-
-    current = current_versions(ledger) or {}
-    return {d: current[d][1] for d in documents if d in current}
-
-
-def _software_versions() -> dict:
-    from importlib.metadata import version
-
-    import framework
-
-    return {"ragtune": framework.__version__, **{pkg: version(pkg) for pkg in ("torch", "transformers", "peft")}}
 
 
 def _in_audience(ref, principal: Principal) -> bool:

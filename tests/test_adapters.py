@@ -80,7 +80,8 @@ def test_cli_list_show_promote_delete(two_versions):
     assert [(r["promoted"], r["serving"]) for r in listed] == [(True, True), (False, False)]
     shown = json.loads(_cli("adapters", "show", "t", "-c", path, "--json").stdout)
     assert shown["manifest"]["version"] == "v0001"
-    assert json.loads(_cli("adapters", "show", "t@v0002", "-c", path, "--json").stdout)["manifest"]["version"] == "v0002"
+    pinned = json.loads(_cli("adapters", "show", "t@v0002", "-c", path, "--json").stdout)
+    assert pinned["manifest"]["version"] == "v0002"
     refused = _cli("adapters", "delete", "t", "v0001", "-c", path)
     assert refused.exit_code == 3 and "--force" in refused.output
     assert _cli("adapters", "delete", "t", "v0001", "--force", "-c", path).exit_code == 0
