@@ -195,6 +195,6 @@ def demo(workspace: Path = typer.Option(Path(".ragtune-demo"), "--workspace"),
     out.print(f"report: {md}")
 
 
-from framework.cli_adapters import adapters_app  # noqa: E402 - it uses the helpers above
+from framework.cli_adapters import adapters_app  # noqa: E402 - it uses the functions above
 
 app.add_typer(adapters_app, name="adapters")

@@ -1,6 +1,6 @@
 """LoRA training speed on this CPU: fp32 against bf16, same data, same steps (opt in: -m benchmark).
 
-    flock /tmp/ragtune-heavy.lock pytest tests/benchmarks/bench_train.py -m benchmark -s
+    pytest tests/benchmarks/bench_train.py -m benchmark -s
 
 Trains the bundled SmolLM2-135M-Instruct on the demo's finetuning set (extractive
 questions; the hashing embedder picks the RAFT distractors, so no embedding model is

@@ -1,6 +1,6 @@
 """One LoRA training step of SmolLM2, precision variants interleaved (opt in: -m benchmark).
 
-    flock /tmp/ragtune-heavy.lock pytest tests/benchmarks/bench_train_step.py -m benchmark -s
+    pytest tests/benchmarks/bench_train_step.py -m benchmark -s
     BENCH_BATCH=16 BENCH_VARIANTS=fp32,autocast,bf16base,bf16base_compile pytest ... -m benchmark -s
 
 A finer tool than bench_train.py for trying speed-ups: it times forward + backward +
