@@ -103,9 +103,12 @@ def synth(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json:
 
 
 @app.command()
-def finetune(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json: bool = JsonOpt):
-    """Train a LoRA adapter on the dataset."""
-    manifest = _run(lambda: _project(config, set_, as_json).finetune())
+def finetune(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json: bool = JsonOpt,
+             resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run from its checkpoint.")):
+    """Train a LoRA adapter on the dataset (under torchrun / accelerate launch too)."""
+    manifest = _run(lambda: _project(config, set_, as_json).finetune(resume=resume))
+    if not manifest:  # a non-main process of a distributed run: the main one reports
+        return
     if as_json:
         print(json.dumps({k: v for k, v in manifest.items() if k != "documents"}, indent=2))
     else:
@@ -197,3 +200,8 @@ def demo(workspace: Path = typer.Option(Path(".ragtune-demo"), "--workspace"),
         out.print(_compare_table(project, q, Principal()))
     out.print(f"timings (s): {result['timings']}")
     out.print(f"report: {md}")
+
+
+from framework.cli_adapters import adapters_app  # noqa: E402 - it uses the functions above
+
+app.add_typer(adapters_app, name="adapters")

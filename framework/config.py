@@ -277,6 +277,10 @@ class DatasetConfig(_Section):
     seed: int = 0
 
 
+ReportTarget = Literal["tensorboard", "mlflow", "wandb", "comet_ml", "clearml", "neptune", "dvclive", "trackio",
+                       "swanlab", "azure_ml", "codecarbon"]
+
+
 class FinetuneConfig(_Section):
     adapter: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     rank: int = Field(default=16, ge=1)
@@ -291,12 +295,23 @@ class FinetuneConfig(_Section):
     max_length: int = Field(default=512, ge=16)
     warmup_ratio: float = Field(default=0.05, ge=0.0, lt=1.0)
     seed: int = 0
+    save_steps: int = Field(default=50, ge=0)
+    keep_checkpoints: int = Field(default=2, ge=1)
+    early_stopping_patience: int = Field(default=0, ge=0)
+    report_to: list[ReportTarget] = []
+    base_precision: Literal["fp32", "bf16"] = "fp32"
+
+
+# An adapter name, optionally pinned to a version: "support" or "support@v0003".
+AdapterSpec = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*(@v[0-9]{4,})?$")]
 
 
 class RouterConfig(_Section):
     default_mode: ModeName = "rag"
     groups: dict[str, ModeName] = {}
-    adapter: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    adapter: AdapterSpec = "default"
+    adapter_version: str | None = Field(default=None, pattern=r"^v[0-9]{4,}$")
+    group_adapters: dict[str, AdapterSpec] = {}
     auto_min_score: float = Field(default=0.35, ge=-1.0, le=1.0)
     auto_min_confidence: float = Field(default=0.5, ge=0.0, le=1.0)
     abstain_below: float | None = Field(default=None, ge=-1.0, le=1.0)

@@ -21,3 +21,9 @@ def track(items: Iterable[T], description: str, *, total: int | None = None, ena
         for item in items:
             yield item
             bar.advance(task)
+
+
+def progress_bar(*extra: TextColumn) -> Progress:
+    """A bar for work reported step by step (e.g. training), with extra fields after the count."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), *extra,
+                    TimeElapsedColumn(), console=_console, transient=False)

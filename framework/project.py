@@ -19,6 +19,7 @@ import json
 import logging
 import time
 from dataclasses import asdict
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
@@ -26,7 +27,7 @@ import torch
 
 from framework import dataset as ds
 from framework import prompts
-from framework.adapters import AdapterRegistry, base_fingerprint, check_base
+from framework.adapters import AdapterError, AdapterRef, AdapterRegistry, base_fingerprint, check_base
 from framework.confidence import Calibration, top_score
 from framework.config import Config, load_config
 from framework.embedder import Embedder, build_embedder
@@ -171,11 +172,18 @@ class Project:
                           show_progress=self.show_progress)
 
     # -- finetuning ------------------------------------------------------------------------------
-    def finetune(self) -> dict:
-        """Train a LoRA adapter on the dataset; returns the new adapter's manifest."""
-        from datetime import datetime, timezone
+    def finetune(self, *, resume: bool = False, callbacks: Sequence = ()) -> dict:
+        """Train a LoRA adapter on the dataset and publish it as the next version; returns its manifest.
 
-        from framework.finetune import train_lora
+        `resume=True` continues the interrupted run of the same adapter, dataset and settings
+        from its last checkpoint. Under torchrun / accelerate launch only the main process
+        publishes; the others return an empty dict.
+        """
+        from accelerate import PartialState
+
+        from framework.checkpoints import clear_checkpoints, prepare_checkpoints, run_identity
+        from framework.finetune import frozen_dtype, train_lora
+        from framework.manifest import build_manifest
 
         folder = self.dataset_dir()
         if not (folder / "card.json").is_file():
@@ -185,28 +193,36 @@ class Project:
         evals = [json.loads(x) for x in (folder / "eval.jsonl").read_text().splitlines() if x.strip()]
         cfg = self.config.finetune
         bf16 = resolve_dtype(self.config.precision) == torch.bfloat16
-        out = self.adapters.next_version_dir(cfg.adapter)
-        metrics = train_lora(self.base_model_dir, train, evals, cfg, out, bf16=bf16, show_progress=self.show_progress)
-        manifest = {
-            "name": cfg.adapter,
-            "version": out.name,
-            "base_model": self.config.generator.model,
-            "base_fingerprint": base_fingerprint(self.base_model_dir),
-            "dataset": {"name": card["name"], "hash": card["hash"], "examples": card["split"]},
-            "documents": card["documents"],
-            "audience": card["audience"],
-            "hyperparameters": cfg.model_dump(),
-            "precision": "bf16" if bf16 else "fp32",
-            "metrics": metrics,
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        return manifest
+        fingerprint = base_fingerprint(self.base_model_dir)
+        identity = run_identity(dataset_hash=card["hash"], base_fingerprint=fingerprint,
+                                precision="bf16" if bf16 else "fp32", hyperparameters=cfg.model_dump())
+        checkpoints = self.workspace / "checkpoints" / cfg.adapter
+        staging = self.adapters.staging_dir(cfg.adapter)
+        resume_from = prepare_checkpoints(checkpoints, identity, resume=resume, staging=staging)
+        started = datetime.now(timezone.utc)
+        metrics = train_lora(self.base_model_dir, train, evals, cfg, staging, bf16=bf16, checkpoint_dir=checkpoints,
+                             resume_from=resume_from, show_progress=self.show_progress, callbacks=callbacks)
+        if not PartialState().is_main_process:
+            return {}
+        manifest = build_manifest(card=card, cfg=cfg, base_model=self.config.generator.model,
+                                  base_fingerprint=fingerprint, precision=identity["precision"],
+                                  base_dtype=str(frozen_dtype(cfg, bf16=bf16)).removeprefix("torch."),
+                                  metrics=metrics, started=started, ledger=self.workspace / "ledger.sqlite")
+        ref = self.adapters.publish(cfg.adapter, staging, manifest)
+        clear_checkpoints(checkpoints)
+        return ref.manifest
 
     # -- answering -------------------------------------------------------------------------------
+    def adapter_for(self, principal: Principal) -> AdapterRef:
+        """The adapter version serving this principal: their group's adapter (router.group_adapters) or
+        router.adapter, at the version pinned in config, else the promoted one, else the newest."""
+        r = self.config.router
+        spec = next((r.group_adapters[g] for g in principal.groups if g in r.group_adapters), r.adapter)
+        return self.adapters.resolve(spec, pinned=r.adapter_version if spec == r.adapter else None)
+
     def _adapter_key(self, principal: Principal) -> str:
-        """Load the router's adapter (latest version) once; checks its base and its audience."""
-        ref = self.adapters.require(self.config.router.adapter)
+        """Load the principal's adapter once (beside the others); checks its base and its audience."""
+        ref = self.adapter_for(principal)
         if not _in_audience(ref, principal):
             audience = sorted(ref.manifest["audience"])
             raise PermissionError(
@@ -256,8 +272,10 @@ class Project:
         retrieved = mode == "auto"
         if retrieved:
             sources = self.retrieve(question, principal=principal)
-            latest = self.adapters.latest(self.config.router.adapter)
-            has_adapter = latest is not None and _in_audience(latest, principal)
+            try:
+                has_adapter = _in_audience(self.adapter_for(principal), principal)
+            except AdapterError:
+                has_adapter = False
             if self.calibration is not None:
                 mode, reason = resolve_auto(self.calibration.confidence(top_score(sources)), has_adapter,
                                             self.config.router.auto_min_confidence, label="retrieval confidence")

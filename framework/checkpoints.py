@@ -1,0 +1,89 @@
+"""Training checkpoints in the workspace, and resuming only the run they belong to.
+
+Checkpoints of adapter NAME go to `<workspace>/checkpoints/<NAME>/` beside a `run.json`
+that records what the run trains: dataset hash, base model fingerprint, precision and
+every hyperparameter that changes the result. `--resume` continues from the newest
+checkpoint only when that record matches the run being started; otherwise it says what
+differs. Only the Trainer writes checkpoints (optimizer, scheduler, RNG and data position
+included), so a resumed run ends where an uninterrupted one would.
+
+Example:
+    >>> start = prepare_checkpoints(Path(".ragtune/checkpoints/demo"), identity, resume=True)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# Settings that change how a run is recorded, not what it computes: a resume may change them.
+NOT_IDENTITY = ("save_steps", "keep_checkpoints", "report_to")
+
+
+class ResumeError(RuntimeError):
+    """There is no matching interrupted run to resume."""
+
+
+def run_identity(*, dataset_hash: str, base_fingerprint: str, precision: str, hyperparameters: dict) -> dict:
+    params = {k: v for k, v in hyperparameters.items() if k not in NOT_IDENTITY}
+    return {"dataset_hash": dataset_hash, "base_fingerprint": base_fingerprint, "precision": precision,
+            "hyperparameters": params}
+
+
+def last_checkpoint(folder: Path) -> Path | None:
+    steps = [(int(p.name.split("-")[1]), p) for p in folder.glob("checkpoint-*")
+             if p.is_dir() and p.name.split("-")[1].isdigit() and (p / "trainer_state.json").is_file()]
+    return max(steps)[1] if steps else None
+
+
+def _differences(old: dict, new: dict) -> list[str]:
+    flat_old = {**{k: v for k, v in old.items() if k != "hyperparameters"}, **old.get("hyperparameters", {})}
+    flat_new = {**{k: v for k, v in new.items() if k != "hyperparameters"}, **new.get("hyperparameters", {})}
+    return [f"{k}: {flat_old.get(k)!r} -> {flat_new.get(k)!r}" for k in sorted(set(flat_old) | set(flat_new))
+            if flat_old.get(k) != flat_new.get(k)]
+
+
+def prepare_checkpoints(folder: Path, identity: dict, *, resume: bool, staging: Path) -> Path | None:
+    """The checkpoint to resume from, or None after clearing the folder (and the adapter's staging
+    folder) for a fresh run. Under torchrun / accelerate launch the main process checks and
+    clears first; the others then find the same checkpoint."""
+    from accelerate import PartialState
+
+    state = PartialState()
+    with state.main_process_first():
+        if state.is_main_process:
+            shutil.rmtree(staging, ignore_errors=True)
+            return _prepare(folder, identity, resume=resume)
+    return last_checkpoint(folder) if resume else None
+
+
+def _prepare(folder: Path, identity: dict, *, resume: bool) -> Path | None:
+    record = folder / "run.json"
+    if resume:
+        latest = last_checkpoint(folder)
+        if latest is None or not record.is_file():
+            raise ResumeError(f"nothing to resume: no checkpoint in {folder}; run `ragtune finetune` without --resume")
+        changed = _differences(json.loads(record.read_text()), identity)
+        if changed:
+            raise ResumeError(
+                f"the interrupted run in {folder} trained something else ({'; '.join(changed)}); resume with the "
+                "same dataset and settings, or start over without --resume"
+            )
+        log.info("resuming from %s", latest)
+        return latest
+    if last_checkpoint(folder) is not None:
+        log.warning("starting over: discarding the checkpoints of an interrupted run in %s "
+                    "(use --resume to continue it instead)", folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    record.write_text(json.dumps(identity, indent=2))
+    return None
+
+
+def clear_checkpoints(folder: Path) -> None:
+    """A finished run's checkpoints are only in the way of the next run."""
+    shutil.rmtree(folder, ignore_errors=True)

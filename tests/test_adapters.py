@@ -1,0 +1,192 @@
+"""Adapter registry: versions, promote/pin/delete, several adapters on one base, merge, staleness."""
+
+import json
+import shutil
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from framework.adapters import AdapterError, AdapterRegistry
+from framework.cli import app
+from framework.config import load_config_dict
+from framework.generator import HFGenerator
+from framework.merge import MergeVerificationError, merge_adapter
+from framework.project import Project
+from framework.records import Principal
+
+from conftest import build_tiny_model, project_config
+
+runner = CliRunner()
+
+
+def _cli(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def two_versions(tmp_path, corpus, tiny_model):
+    """A project with adapter t at v0001 and v0002 (different seeds, so different weights)."""
+    path = tmp_path / "ragtune.yaml"
+    path.write_text(yaml.safe_dump(project_config(tmp_path, corpus, tiny_model, finetune={"learning_rate": 0.05})))
+    project = Project(load_config_dict(yaml.safe_load(path.read_text())), show_progress=False)
+    project.ingest()
+    project.synthesize()
+    project.finetune()
+    project.config = project.config.model_copy(update={"finetune": project.config.finetune.model_copy(
+        update={"seed": 1})})
+    project.finetune()
+    return project, path
+
+
+def test_router_serves_promoted_unless_config_pins(two_versions):
+    project, _ = two_versions
+    reg = project.adapters
+    assert [r.version for r in reg.versions("t")] == ["v0001", "v0002"]
+    assert project.adapter_for(Principal()).version == "v0002"  # nothing promoted: the newest
+    reg.promote("t", "v0001")
+    assert project.adapter_for(Principal()).version == "v0001"
+    assert project.ask("what is the meal limit ?", mode="finetuned").adapter == "t-v0001"
+    router = project.config.router
+    pinned = Project(project.config.model_copy(update={"router": router.model_copy(
+        update={"adapter_version": "v0002"})}), show_progress=False)
+    assert pinned.adapter_for(Principal()).version == "v0002"
+    by_spec = Project(project.config.model_copy(update={"router": router.model_copy(
+        update={"adapter": "t@v0002"})}), show_progress=False)
+    assert by_spec.ask("what is the meal limit ?", mode="finetuned").adapter == "t-v0002"
+    with pytest.raises(AdapterError, match="no version 'v0009'"):
+        reg.promote("t", "v0009")
+
+
+def test_delete_refuses_the_promoted_version_without_force(two_versions):
+    project, _ = two_versions
+    reg = project.adapters
+    reg.promote("t", "v0002")
+    with pytest.raises(AdapterError, match="promoted version"):
+        reg.delete("t", "v0002")
+    reg.delete("t", "v0001")
+    assert [r.version for r in reg.versions("t")] == ["v0002"]
+    reg.delete("t", "v0002", force=True)
+    assert reg.versions("t") == [] and reg.promoted("t") is None
+
+
+def test_cli_list_show_promote_delete(two_versions):
+    _, path = two_versions
+    listed = json.loads(_cli("adapters", "list", "-c", path, "--json").stdout)
+    assert [(r["version"], r["serving"]) for r in listed] == [("v0001", False), ("v0002", True)]
+    assert _cli("adapters", "promote", "t", "v0001", "-c", path).exit_code == 0
+    listed = json.loads(_cli("adapters", "list", "-c", path, "--json").stdout)
+    assert [(r["promoted"], r["serving"]) for r in listed] == [(True, True), (False, False)]
+    shown = json.loads(_cli("adapters", "show", "t", "-c", path, "--json").stdout)
+    assert shown["manifest"]["version"] == "v0001"
+    pinned = json.loads(_cli("adapters", "show", "t@v0002", "-c", path, "--json").stdout)
+    assert pinned["manifest"]["version"] == "v0002"
+    refused = _cli("adapters", "delete", "t", "v0001", "-c", path)
+    assert refused.exit_code == 3 and "--force" in refused.output
+    assert _cli("adapters", "delete", "t", "v0001", "--force", "-c", path).exit_code == 0
+    missing = _cli("adapters", "show", "t@v0001", "-c", path)
+    assert missing.exit_code == 3 and "versions: v0002" in missing.output
+
+
+def test_two_named_adapters_share_one_base_in_memory(two_versions, tmp_path):
+    project, _ = two_versions
+    root = project.adapters.root
+    shutil.copytree(root / "t" / "v0002", root / "support" / "v0001")  # a second team's adapter
+    gen = HFGenerator(project.base_model_dir)
+    base = gen.model
+    gen.load_adapter("t", project.adapters.get("t", "v0001").path)
+    gen.load_adapter("support", project.adapters.get("support", "v0001").path)
+    assert gen.model.get_base_model() is base
+    enc = gen.tokenizer(["how many days of annual leave ?"], return_tensors="pt")
+    with torch.no_grad():
+        logits = {}
+        for key in ("t", "support", None, "t"):
+            with gen._adapter_context(key):
+                logits.setdefault(key, []).append(gen.model(**enc).logits)
+    assert torch.equal(logits["t"][0], logits["t"][1])  # switching back gives the same output
+    assert not torch.allclose(logits["t"][0], logits["support"][0])
+    assert not torch.allclose(logits["t"][0], logits[None][0])
+
+
+def test_group_adapters_route_each_team_to_its_adapter(two_versions):
+    project, _ = two_versions
+    root = project.adapters.root
+    shutil.copytree(root / "t" / "v0001", root / "support" / "v0001")
+    cfg = project.config.model_copy(update={"router": project.config.router.model_copy(
+        update={"group_adapters": {"support": "support"}})})
+    routed = Project(cfg, show_progress=False)
+    a = routed.ask_many(["what is the meal limit ?"], mode="finetuned", principal=Principal(groups=("support",)))[0]
+    b = routed.ask_many(["what is the meal limit ?"], mode="finetuned", principal=Principal(groups=("sales",)))[0]
+    assert (a.adapter, b.adapter) == ("support-v0001", "t-v0002")
+    assert routed.generator.model.get_base_model() is not None and len(routed.generator._adapters) == 2
+
+
+def test_merge_writes_a_verified_full_model(two_versions, tmp_path):
+    project, path = two_versions
+    result = _cli("adapters", "merge", "t", "--version", "v0001", "--out", tmp_path / "merged", "-c", path, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    out = tmp_path / "merged"
+    assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
+    assert (out / "tokenizer.json").is_file() and not (out / "adapter_config.json").exists()
+    assert report["changed_tensors"] > 0 and report["max_logit_diff"] <= 1e-3
+    from transformers import AutoModelForCausalLM
+
+    merged = AutoModelForCausalLM.from_pretrained(out)
+    gen = HFGenerator(project.base_model_dir)
+    gen.load_adapter("t", project.adapters.get("t", "v0001").path)
+    enc = gen.tokenizer(["what is the meal limit ?"], return_tensors="pt")
+    with torch.no_grad():
+        gen.model.set_adapter("t")
+        assert torch.allclose(merged(**enc).logits, gen.model(**enc).logits, atol=1e-4)
+        with gen.model.disable_adapter():
+            assert not torch.allclose(merged(**enc).logits, gen.model(**enc).logits, atol=1e-4)
+
+
+def test_merge_of_an_untrained_adapter_fails_loudly(tiny_model, tmp_path):
+    """A LoRA whose B is still zero changes nothing: the merge must say so and write nothing."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from framework.adapters import base_fingerprint
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model),
+                           LoraConfig(r=2, target_modules="all-linear", task_type="CAUSAL_LM"))
+    staging = tmp_path / "reg" / "z" / ".incoming"
+    model.save_pretrained(staging)
+    ref = AdapterRegistry(tmp_path / "reg").publish("z", staging, {"base_fingerprint": base_fingerprint(tiny_model)})
+    with pytest.raises(MergeVerificationError, match="equals the base model"):
+        merge_adapter(tiny_model, ref, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    other = build_tiny_model(tmp_path / "other", seed=3)
+    with pytest.raises(AdapterError, match="trained on base model"):
+        merge_adapter(other, ref, tmp_path / "out")
+
+
+def test_show_reports_changed_and_deleted_documents(two_versions, corpus):
+    project, path = two_versions
+    fresh = json.loads(_cli("adapters", "show", "t", "-c", path, "--json").stdout)["staleness"]
+    assert fresh["changed"] == [] and fresh["deleted"] == [] and fresh["unchanged"] >= 2
+    (corpus / "handbook.md").write_text((corpus / "handbook.md").read_text().replace("28 days", "30 days"))
+    (corpus / "policies" / "expenses.txt").unlink()
+    project.ingest()
+    result = _cli("adapters", "show", "t", "-c", path)
+    assert result.exit_code == 0, result.output
+    assert "1 changed, 0 with new readers, 1 deleted" in result.output
+    assert "changed  docs:handbook.md" in result.output and "deleted  docs:policies/expenses.txt" in result.output
+    stale = json.loads(_cli("adapters", "show", "t", "-c", path, "--json").stdout)["staleness"]
+    assert stale["changed"] == ["docs:handbook.md"] and stale["deleted"] == ["docs:policies/expenses.txt"]
+
+
+def test_show_reports_documents_whose_readers_changed(two_versions):
+    project, path = two_versions
+    assert project.adapters.latest("t").manifest["document_acl"]["docs:product.pdf"] == "public"
+    cfg = yaml.safe_load(path.read_text())
+    cfg["sources"][0].update({"public": False, "acl": ["finance"]})  # no longer public: readable by finance only
+    path.write_text(yaml.safe_dump(cfg))
+    assert _cli("ingest", "-c", path, "--json").exit_code == 0
+    stale = json.loads(_cli("adapters", "show", "t", "-c", path, "--json").stdout)["staleness"]
+    learned = sorted(project.adapters.latest("t").manifest["documents"])
+    assert stale["acl_changed"] == learned and stale["changed"] == stale["deleted"] == []
+    assert "readers  docs:product.pdf" in _cli("adapters", "show", "t", "-c", path).output
