@@ -21,6 +21,7 @@ from __future__ import annotations
 import faulthandler
 import logging
 import multiprocessing
+import os
 import queue
 import signal
 import threading
@@ -38,14 +39,22 @@ log = logging.getLogger(__name__)
 Result = tuple[int, "Document | None", "str | None", float]
 
 
-def _serve(items: Sequence[SourceItem], conn: Connection) -> None:
-    """The worker's loop: parse the item at each position received, answer with the outcome."""
+def _serve(items: Sequence[SourceItem], conn: Connection, inherited: list[Connection], parent_pid: int) -> None:
+    """The worker's loop: parse the item at each position received, answer with the outcome.
+
+    It closes the parent's pipe ends it inherited, so the parent's death reads as end-of-file
+    here, and it also checks for that death, so no worker outlives a killed ingest."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it stops us
     faulthandler.disable()  # a crash is reported by the parent in one line, not as a stack dump here
+    for other in inherited:
+        other.close()
     while True:
         try:
+            while not conn.poll(1.0):
+                if os.getppid() != parent_pid:
+                    return
             position = conn.recv()
-        except EOFError:
+        except (EOFError, OSError):
             return
         if position is None:
             return
@@ -123,7 +132,9 @@ class ParsePool:
     # -- the dispatcher thread ---------------------------------------------------------------------
     def _fork(self) -> _Worker:
         parent, child = self._ctx.Pipe()
-        process = self._ctx.Process(target=_serve, args=(self.items, child), daemon=True, name="ragtune-parser")
+        inherited = [parent] + [w.conn for w in self._pool]
+        process = self._ctx.Process(target=_serve, args=(self.items, child, inherited, os.getpid()), daemon=True,
+                                    name="ragtune-parser")
         process.start()
         child.close()
         return _Worker(process, parent)
