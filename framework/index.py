@@ -1,5 +1,9 @@
 """The Chroma vector index: upsert by chunk id, delete stale ids, search within an ACL.
 
+Embedded (`PersistentClient` in the workspace, the default) or on a Chroma server
+(`index.url`, through `HttpClient`); everything else, the ledger and the BM25 index
+included, stays in the workspace either way, so both modes behave the same.
+
 chromadb is used directly (not through LlamaIndex's store) because ingest needs
 `upsert` and ACL lists in metadata. Collections are created in cosine space with the
 embedding function disabled, so Chroma never downloads its default model; the
@@ -34,8 +38,12 @@ def _client(path: str | None, url: str | None):
         parsed = urlparse(url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise IndexConfigError(f"index.url: {url!r} is not an http(s) URL like http://127.0.0.1:8000")
-        return chromadb.HttpClient(host=parsed.hostname, port=parsed.port or (443 if parsed.scheme == "https" else 80),
-                                   ssl=parsed.scheme == "https", settings=settings)
+        try:
+            return chromadb.HttpClient(host=parsed.hostname, port=parsed.port or (443 if parsed.scheme == "https" else 80),
+                                       ssl=parsed.scheme == "https", settings=settings)
+        except ValueError as err:  # chromadb's way of saying the server did not answer
+            raise IndexConfigError(f"index.url: no Chroma server answers at {url} ({err}); start one with "
+                                   "`chroma run --host 127.0.0.1 --port 8000 --path <folder>` or fix index.url") from None
     return chromadb.PersistentClient(path=path, settings=settings)
 
 
