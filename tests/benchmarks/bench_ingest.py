@@ -103,3 +103,24 @@ def test_bench_ingest(corpus, tmp_path):
     print(f"re-ingest of the unchanged corpus: {again:.2f} s = {100 * again / seconds:.1f}% of the first ingest "
           "(target < 5%)")
     assert chunks > 0 and base_chunks > 0
+
+
+@pytest.mark.benchmark
+def test_bench_parse_isolation_overhead(tmp_path):
+    """What parsing in worker processes costs per file when parsing itself is trivial (1,000 small files)."""
+    from connectors.files import FilesConnector
+    from framework.parse_pool import ParsePool
+
+    for i in range(1000):
+        (tmp_path / f"note-{i}.md").write_text(f"# Note {i}\n\n" + f"Sentence {i} about leave and expenses. " * 20)
+    items = list(FilesConnector(name="n", root=tmp_path, acl=("all",)).scan())
+    print(f"\n{'parse_workers':<14} {'ms/file':>8}")
+    timings = {}
+    for workers in (0, 1, 2) * 3:  # three rounds, best of each
+        start = time.perf_counter()
+        with ParsePool(items, workers=workers, timeout_s=60) as pool:
+            assert sum(1 for _, doc, _, _ in pool.results() if doc is not None) == len(items)
+        timings[workers] = min(timings.get(workers, 1e9), 1000 * (time.perf_counter() - start) / len(items))
+    for workers, ms in timings.items():
+        print(f"{workers:<14} {ms:>8.3f}")
+    print(f"isolation overhead: {timings[1] - timings[0]:.3f} ms per file")
