@@ -158,6 +158,8 @@ class ParsePool:
 
     def _collect(self) -> None:
         busy = [w for w in self._pool if w.position is not None]
+        if not busy:
+            return
         deadline = min(w.started for w in busy) + self.timeout_s
         ready = set(wait([w.conn for w in busy], timeout=max(0.0, min(deadline - time.monotonic(), 0.5))))
         for i, worker in enumerate(self._pool):
