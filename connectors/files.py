@@ -1,11 +1,12 @@
-"""Files connector: a folder tree of txt, md, rst, html, pdf and docx files.
+"""Files connector: a folder tree of txt, md, rst, html, pdf, docx, pptx, csv, json and jsonl files.
 
 Reads: any folder; `include`/`exclude` are glob patterns relative to it.
 Document id: `<source name>:<relative posix path>`, stable across runs and machines.
 ACL: every file gets the source's groups (`acl:`, `public: true`) plus those of each matching
 `acl_paths:` pattern (see framework.acl).
-Bad files (empty, binary junk, oversized, unparseable) are reported, never fatal, and
-symbolic links are never followed out of the folder.
+Bad files (empty, binary junk, oversized, undecodable, corrupt or encrypted) are reported,
+never fatal, and symbolic links are never followed out of the folder. Scanning hashes each
+file in blocks and keeps no content in memory; a file is read again only when it is parsed.
 
 Example:
     >>> conn = FilesConnector(name="handbook", root="docs/", acl=("hr",))  # doctest: +SKIP
@@ -26,13 +27,14 @@ from framework.acl import AclPolicy
 from framework.connector import LoadFailure, SourceItem
 from framework.records import Document
 
+from connectors.formats import (ParseError, csv_text, decode_text, docx_text, html_text, json_text, markdown_title,
+                                pdf_text, pptx_text)
+
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst"}
 HTML_SUFFIXES = {".html", ".htm"}
-SUPPORTED = TEXT_SUFFIXES | HTML_SUFFIXES | {".pdf", ".docx"}
+SUPPORTED = TEXT_SUFFIXES | HTML_SUFFIXES | {".pdf", ".docx", ".pptx", ".csv", ".json", ".jsonl"}
 
-
-class ParseError(ValueError):
-    """The file exists but holds no usable text."""
+__all__ = ["FilesConnector", "ParseError", "SUPPORTED", "decode_text", "parse_file"]
 
 
 class FilesConnector:
@@ -72,99 +74,72 @@ class FilesConnector:
         return any(match(p) for p in self.include) and not any(match(p) for p in self.exclude)
 
     def _item(self, path: Path, rel: str) -> Iterator[Union[SourceItem, LoadFailure]]:
-        uri = path.as_uri()
+        uri, doc_id = path.as_uri(), f"{self.name}:{rel}"
         try:
-            size = path.stat().st_size
-            if size == 0:
+            stat = path.stat()
+            if stat.st_size == 0:
                 yield LoadFailure(uri=uri, reason="empty file")
                 return
-            if size > self.max_bytes:
-                yield LoadFailure(uri=uri, reason=f"{size} bytes is over the source's max_file_mb limit",
-                                  doc_id=f"{self.name}:{rel}")
+            if stat.st_size > self.max_bytes:
+                yield LoadFailure(uri=uri, reason=f"{stat.st_size} bytes is over the source's max_file_mb limit "
+                                  f"({self.max_bytes} bytes); raise max_file_mb or exclude the file", doc_id=doc_id)
                 return
-            raw = path.read_bytes()
+            digest = _sha256(path)
         except OSError as err:
-            yield LoadFailure(uri=uri, reason=f"cannot read: {err.strerror or err}", doc_id=f"{self.name}:{rel}")
+            yield LoadFailure(uri=uri, reason=f"cannot read: {err.strerror or err}", doc_id=doc_id)
             return
-        digest = hashlib.sha256(raw).hexdigest()
-        mtime = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc).isoformat(timespec="seconds")
-
+        mtime = datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc).isoformat(timespec="seconds")
         acl = self.acl.for_path(rel)
 
         def read() -> Document:
+            raw = path.read_bytes()
+            if len(raw) > self.max_bytes:
+                raise ParseError(f"grew to {len(raw)} bytes since the scan, over the max_file_mb limit")
             title, text = parse_file(path, raw)
-            return Document(id=f"{self.name}:{rel}", text=text, source=self.name, uri=uri, title=title,
-                            content_hash=digest, acl=acl, updated_at=mtime, metadata={"path": rel})
+            # A file edited since the scan keeps the hash of what was parsed; the next run sees it as changed.
+            return Document(id=doc_id, text=text, source=self.name, uri=uri, title=title,
+                            content_hash=hashlib.sha256(raw).hexdigest(), acl=acl, updated_at=mtime,
+                            metadata={"path": rel})
 
-        yield SourceItem(doc_id=f"{self.name}:{rel}", uri=uri, content_hash=digest, read=read, acl=acl)
+        yield SourceItem(doc_id=doc_id, uri=uri, content_hash=digest, read=read, acl=acl)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def parse_file(path: Path, raw: bytes) -> tuple[str, str]:
-    """Return (title, text) for one file; raise ParseError when it holds no text."""
+    """Return (title, text) for one file; raise ParseError when it holds no usable text.
+
+    Example:
+        >>> parse_file(Path("notes.md"), b"# Leave\\n\\n28 days a year.")
+        ('Leave', '# Leave\\n\\n28 days a year.')
+    """
     suffix = path.suffix.lower()
+    title: str | None = None
     if suffix in TEXT_SUFFIXES:
         text = decode_text(raw)
-        title = _markdown_title(text) or path.stem
+        title = markdown_title(text)
     elif suffix in HTML_SUFFIXES:
-        title, text = _html_text(decode_text(raw))
-        title = title or path.stem
+        title, text = html_text(raw)
     elif suffix == ".pdf":
-        text = _llama_reader_text("PDFReader", path)
-        title = path.stem
+        title, text = pdf_text(raw)
     elif suffix == ".docx":
-        text = _llama_reader_text("DocxReader", path)
-        title = path.stem
+        title, text = docx_text(raw)
+    elif suffix == ".pptx":
+        title, text = pptx_text(raw)
+    elif suffix == ".csv":
+        text = csv_text(raw)
+    elif suffix in (".json", ".jsonl"):
+        title, text = json_text(raw, lines=suffix == ".jsonl")
     else:
-        raise ParseError(f"unsupported file type {suffix}")
+        raise ParseError(f"unsupported file type {suffix}; supported: {', '.join(sorted(SUPPORTED))}")
     text = re.sub(r"[ \t]+\n", "\n", text).strip()
     text = re.sub(r"\f\s*(?=\f)", "", text)  # blank pages
     if not text:
         raise ParseError("no text could be extracted (scanned or empty document?)")
-    return title, text
-
-
-def decode_text(raw: bytes) -> str:
-    """UTF-8 first, then the encoding charset-normalizer detects; binary junk is refused."""
-    if b"\x00" in raw[:8192]:
-        raise ParseError("binary content in a text file")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        pass
-    from charset_normalizer import from_bytes
-
-    best = from_bytes(raw).best()
-    if best is None:
-        raise ParseError("not text in any known encoding")
-    return str(best)
-
-
-def _markdown_title(text: str) -> str | None:
-    m = re.search(r"^#\s+(.+)$", text, flags=re.MULTILINE)
-    return m.group(1).strip() if m else None
-
-
-def _html_text(html: str) -> tuple[str | None, str]:
-    from bs4 import BeautifulSoup
-
-    soup = BeautifulSoup(html, "html.parser")
-    for tag in soup(["script", "style", "noscript", "template"]):
-        tag.decompose()
-    for level in range(1, 7):  # headings become Markdown ones, so chunks know their section
-        for tag in soup.find_all(f"h{level}"):
-            tag.replace_with(f"\n{'#' * level} {tag.get_text(' ', strip=True)}\n")
-    title = soup.title.get_text(strip=True) if soup.title else None
-    body = soup.body or soup  # the <title> is returned as the title, not repeated in the text
-    return title, body.get_text("\n")
-
-
-def _llama_reader_text(reader: str, path: Path) -> str:
-    from llama_index.readers.file import DocxReader, PDFReader
-
-    cls = {"PDFReader": PDFReader, "DocxReader": DocxReader}[reader]
-    try:
-        docs = cls().load_data(file=path)
-    except Exception as err:  # parsers raise many types for corrupt files; report, never abort
-        raise ParseError(f"{reader} could not parse the file: {type(err).__name__}: {err}") from err
-    # PDF pages are separated by form feeds, so chunks keep their page (see framework.chunking).
-    return ("\f" if reader == "PDFReader" else "\n\n").join(d.text for d in docs)
+    return title or path.stem, text

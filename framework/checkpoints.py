@@ -79,7 +79,8 @@ def _prepare(folder: Path, identity: dict, *, resume: bool) -> Path | None:
         log.warning("starting over: discarding the checkpoints of an interrupted run in %s "
                     "(use --resume to continue it instead)", folder)
     shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    # exist_ok: under torchrun another rank's Trainer may already have made its output folder.
+    folder.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps(identity, indent=2))
     return None
 

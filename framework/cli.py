@@ -85,7 +85,7 @@ def ingest(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json
         out.print(f"documents: {report['documents']}")
         out.print(f"chunks embedded: {report['chunks_embedded']}, deleted: {report['chunks_deleted']}")
         for f in report["failures"]:
-            out.print(f"  [yellow]skipped[/yellow] {f['uri']}: {f['reason']}", highlight=False)
+            out.print(f"  [yellow]skipped[/yellow] {f.get('path') or f['uri']}: {f['reason']}", highlight=False)
 
 
 @app.command()

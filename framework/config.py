@@ -215,6 +215,13 @@ class IndexConfig(_Section):
     rerank_candidates: int = Field(default=20, ge=1, le=200)
 
 
+class IngestConfig(_Section):
+    """How documents are parsed: in worker processes, each file bounded in time (see framework.parse_pool)."""
+
+    parse_workers: int = Field(default=1, ge=0, le=64)
+    parse_timeout_s: float = Field(default=60.0, gt=0)
+
+
 class GeneratorConfig(_Section):
     model: str = "bundled"
     max_new_tokens: int = Field(default=64, ge=1, le=4096)
@@ -322,6 +329,7 @@ class Config(_Section):
     precision: Precision = "auto"
     sources: list[SourceConfig] = []
     index: IndexConfig = IndexConfig()
+    ingest: IngestConfig = IngestConfig()
     generator: GeneratorConfig = GeneratorConfig()
     dataset: DatasetConfig = DatasetConfig()
     finetune: FinetuneConfig = FinetuneConfig()

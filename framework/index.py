@@ -1,5 +1,9 @@
 """The Chroma vector index: upsert by chunk id, delete stale ids, search within an ACL.
 
+Embedded (`PersistentClient` in the workspace, the default) or on a Chroma server
+(`index.url`, through `HttpClient`); everything else, the ledger and the BM25 index
+included, stays in the workspace either way, so both modes behave the same.
+
 chromadb is used directly (not through LlamaIndex's store) because ingest needs
 `upsert` and ACL lists in metadata. Collections are created in cosine space with the
 embedding function disabled, so Chroma never downloads its default model; the
@@ -34,8 +38,12 @@ def _client(path: str | None, url: str | None):
         parsed = urlparse(url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise IndexConfigError(f"index.url: {url!r} is not an http(s) URL like http://127.0.0.1:8000")
-        return chromadb.HttpClient(host=parsed.hostname, port=parsed.port or (443 if parsed.scheme == "https" else 80),
-                                   ssl=parsed.scheme == "https", settings=settings)
+        try:
+            return chromadb.HttpClient(host=parsed.hostname, port=parsed.port or (443 if parsed.scheme == "https" else 80),
+                                       ssl=parsed.scheme == "https", settings=settings)
+        except ValueError as err:  # chromadb's way of saying the server did not answer
+            raise IndexConfigError(f"index.url: no Chroma server answers at {url} ({err}); start one with "
+                                   "`chroma run --host 127.0.0.1 --port 8000 --path <folder>` or fix index.url") from None
     return chromadb.PersistentClient(path=path, settings=settings)
 
 
@@ -81,14 +89,23 @@ class ChromaIndex:
         return self.collection.count()
 
     def ids(self) -> set[str]:
-        return set(self.collection.get(include=[])["ids"])
+        return set(self._get_all([])["ids"])
 
     def acl_fingerprint(self) -> str:
         """Fingerprint of (chunk id, ACL) pairs, to tell whether the lexical index is current."""
         from framework.lexical import chunks_fingerprint
 
-        res = self.collection.get(include=["metadatas"])
+        res = self._get_all(["metadatas"])
         return chunks_fingerprint(res["ids"], [list(m.get("acl") or []) for m in res["metadatas"]])
+
+    def _get_all(self, include: list[str], page: int = 5000) -> dict:
+        """The whole collection in pages, so a large one on a Chroma server is not one huge response."""
+        out: dict[str, list] = {"ids": [], **{k: [] for k in include}}
+        for offset in range(0, self.collection.count(), page):
+            res = self.collection.get(include=include, limit=page, offset=offset)
+            for key in out:
+                out[key].extend(res[key])
+        return out
 
     def get(self, ids: Sequence[str], *, principal: Principal, query_vector: np.ndarray | None = None) -> list[Source]:
         """Chunks by id that the principal may read, in the given order; scored by cosine with a query vector."""
@@ -103,9 +120,11 @@ class ChromaIndex:
         return [by_id[i] for i in ids if i in by_id]
 
     def rows(self) -> list[dict]:
-        """Every chunk as {id, text, doc_id, title, acl, ...}: for synthesis and the lexical index."""
-        res = self.collection.get(include=["documents", "metadatas"])
-        return [{"id": i, "text": t, **m} for i, t, m in zip(res["ids"], res["documents"], res["metadatas"])]
+        """Every chunk as {id, text, doc_id, title, acl, ...}, in id order: for synthesis and the lexical
+        index, which then come out the same (ties included) whatever order the chunks were written in."""
+        res = self._get_all(["documents", "metadatas"])
+        rows = [{"id": i, "text": t, **m} for i, t, m in zip(res["ids"], res["documents"], res["metadatas"])]
+        return sorted(rows, key=lambda r: r["id"])
 
     def search(self, vector: np.ndarray, *, principal: Principal, k: int) -> list[Source]:
         """Nearest chunks the principal may read; score is cosine similarity.

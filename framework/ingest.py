@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import signal
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -27,10 +28,16 @@ from framework.connector import Connector, LoadFailure, SourceItem
 from framework.embedder import Embedder
 from framework.index import ChromaIndex
 from framework.ledger import Ledger
+from framework.parse_pool import ParsePool
 from framework.progress import track
 from framework.records import Chunk, Document
 
 log = logging.getLogger(__name__)
+
+
+# scan = listing and hashing; parse = worker time summed over documents; write = Chroma upserts/deletes
+# and the ledger; lexical = the BM25 rebuild after the run; total = the wall-clock time of the run.
+STAGES = ("scan", "parse", "chunk", "embed", "write", "lexical", "total")
 
 
 class WorkspaceBusyError(RuntimeError):
@@ -44,14 +51,17 @@ class IngestReport:
     chunks_deleted: int = 0
     failures: list[dict] = field(default_factory=list)
     seconds: Counter = field(default_factory=Counter)
+    checkpoints: Counter = field(default_factory=Counter)
 
     def to_dict(self) -> dict:
+        """What `ragtune ingest --json` prints. Parsing runs in worker processes beside chunking and
+        embedding, so the stage seconds can add up to more than `total`."""
         return {
             "documents": {k: self.counts.get(k, 0) for k in ("new", "changed", "unchanged", "deleted", "failed")},
             "chunks_embedded": self.chunks_embedded,
             "chunks_deleted": self.chunks_deleted,
             "failures": self.failures,
-            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "seconds": {k: round(self.seconds.get(k, 0.0), 3) for k in STAGES},
         }
 
 
@@ -82,63 +92,75 @@ def _timed(report: IngestReport, stage: str) -> Iterator[None]:
 
 
 def ingest(connectors: Sequence[Connector], *, embedder: Embedder, index: ChromaIndex, ledger: Ledger,
-           chunk_size: int | None, chunk_overlap: int, batch_size: int = 64,
-           show_progress: bool = True) -> IngestReport:
+           chunk_size: int | None, chunk_overlap: int, batch_size: int = 64, parse_workers: int = 1,
+           parse_timeout_s: float = 60.0, show_progress: bool = True) -> IngestReport:
+    """Bring the index up to date with `connectors`; see the module docstring for the guarantees."""
     report = IngestReport()
+    started = time.perf_counter()
     splitter = make_splitter(embedder, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
     for connector in connectors:
         with _timed(report, "scan"):
-            found = list(connector.scan())
-        seen: set[str] = set()
+            todo, seen = _classify(connector, ledger, report)
         pending: list[tuple[Document, list[Chunk], str]] = []
-        for item in track(found, f"ingest {connector.name}", enabled=show_progress):
-            if isinstance(item, LoadFailure):
-                _fail(report, item.uri, item.reason)
-                if item.doc_id:
-                    seen.add(item.doc_id)
-                continue
-            seen.add(item.doc_id)
-            state = ledger.state(item.doc_id, item.version)
-            if state == "unchanged":
-                report.counts["unchanged"] += 1
-                continue
-            doc = _read(item, report)
-            if doc is None:
-                continue
-            with _timed(report, "chunk"):
-                chunks = chunk_document(doc, splitter)
-            report.counts[state] += 1
-            pending.append((doc, chunks, item.version))
-            if sum(len(c) for _, c, _ in pending) >= batch_size * 4:
-                _write(pending, embedder, index, ledger, report)
-                pending = []
+        with ParsePool([item for item, _ in todo], workers=parse_workers, timeout_s=parse_timeout_s) as pool:
+            results = track(pool.results(), f"ingest {connector.name}", total=len(todo),
+                            enabled=show_progress and bool(todo))
+            for position, doc, error, seconds in results:
+                item, state = todo[position]
+                report.seconds["parse"] += seconds
+                if doc is None:
+                    _fail(report, item.uri, error or "no document", item.doc_id)
+                    continue
+                with _timed(report, "chunk"):
+                    chunks = chunk_document(doc, splitter)
+                report.counts[state] += 1
+                pending.append((doc, chunks, item.version))
+                _checkpoint(report, "parsed")
+                if sum(len(c) for _, c, _ in pending) >= batch_size * 4:
+                    _write(pending, embedder, index, ledger, report)
+                    pending = []
         _write(pending, embedder, index, ledger, report)
         _remove_deleted(ledger.doc_ids(connector.name) - seen, index, ledger, report)
     # A source removed from (or renamed in) the config takes its documents out of the index.
     for gone in sorted(ledger.sources() - {c.name for c in connectors}):
         log.warning("source %r is no longer configured; removing its documents from the index", gone)
         _remove_deleted(ledger.doc_ids(gone), index, ledger, report)
+    report.seconds["total"] += time.perf_counter() - started
     return report
 
 
-def _read(item: SourceItem, report: IngestReport) -> Document | None:
-    with _timed(report, "parse"):
-        try:
-            return item.read()
-        except Exception as err:  # one bad file must never abort the run; it is reported instead
-            _fail(report, item.uri, f"{type(err).__name__}: {err}")
-            return None
+def _classify(connector: Connector, ledger: Ledger,
+              report: IngestReport) -> tuple[list[tuple[SourceItem, str]], set[str]]:
+    """Scan a source: the items to parse with their state, and every document id still present."""
+    todo: list[tuple[SourceItem, str]] = []
+    seen: set[str] = set()
+    for item in connector.scan():
+        if isinstance(item, LoadFailure):
+            _fail(report, item.uri, item.reason, item.doc_id)
+            if item.doc_id:
+                seen.add(item.doc_id)
+            continue
+        seen.add(item.doc_id)
+        state = ledger.state(item.doc_id, item.version)
+        if state == "unchanged":
+            report.counts["unchanged"] += 1
+        else:
+            todo.append((item, state))
+    return todo, seen
 
 
-def _fail(report: IngestReport, uri: str, reason: str) -> None:
+def _fail(report: IngestReport, uri: str, reason: str, doc_id: str | None = None) -> None:
     report.counts["failed"] += 1
-    report.failures.append({"uri": uri, "reason": reason})
+    report.failures.append({"uri": uri, "path": _path(uri), "doc_id": doc_id, "reason": reason})
     log.warning("skipped %s: %s", uri, reason)
 
 
 def _write(batch: list[tuple[Document, list[Chunk], str]], embedder: Embedder, index: ChromaIndex, ledger: Ledger,
            report: IngestReport) -> None:
-    """Embed and upsert a batch of documents, then delete their stale chunks and commit."""
+    """Embed and upsert a batch of documents, then delete their stale chunks and commit.
+
+    Order matters for crash safety: new ids are pending in the ledger before the index
+    changes, and a document is committed only after its stale chunks are gone."""
     if not batch:
         return
     for doc, chunks, _ in batch:
@@ -148,12 +170,14 @@ def _write(batch: list[tuple[Document, list[Chunk], str]], embedder: Embedder, i
         vectors = embedder.embed([embedding_text(c.title, c.text, c.section) for c in chunks]) if chunks else None
     with _timed(report, "write"):
         index.upsert(chunks, vectors)
+        _checkpoint(report, "upserted")
         for doc, cs, version in batch:
             new_ids = [c.id for c in cs]
             stale = sorted(ledger.known_ids(doc.id) - set(new_ids))
             index.delete(stale)
             report.chunks_deleted += len(stale)
             ledger.commit(doc.id, version, new_ids)
+            _checkpoint(report, "committed")
     report.chunks_embedded += len(chunks)
 
 
@@ -161,6 +185,29 @@ def _remove_deleted(doc_ids: set[str], index: ChromaIndex, ledger: Ledger, repor
     for doc_id in sorted(doc_ids):
         ids = sorted(ledger.known_ids(doc_id))
         index.delete(ids)
+        _checkpoint(report, "removed")
         ledger.forget(doc_id)
         report.chunks_deleted += len(ids)
         report.counts["deleted"] += 1
+
+
+def _path(uri: str) -> str:
+    """A file uri as a local path for the report; other uris unchanged."""
+    if uri.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+
+        return unquote(urlparse(uri).path)
+    return uri
+
+
+def _checkpoint(report: IngestReport, point: str) -> None:
+    """A test hook for the crash-safety tests, never set in production: with the environment variable
+    RAGTUNE_TEST_KILL_AT=<point>:<n> the process kills itself with SIGKILL the n-th time it reaches
+    `point` (parsed, upserted, committed, removed), so a test can stop an ingest at an exact step."""
+    spec = os.environ.get("RAGTUNE_TEST_KILL_AT")
+    if not spec:
+        return
+    report.checkpoints[point] += 1
+    name, _, count = spec.partition(":")
+    if name == point and report.checkpoints[point] == int(count or 1):
+        os.kill(os.getpid(), signal.SIGKILL)

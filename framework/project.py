@@ -137,6 +137,8 @@ class Project:
                 report = ingest(connectors, embedder=self.embedder,
                                 index=self.index, ledger=ledger, chunk_size=c.chunk_size,
                                 chunk_overlap=c.chunk_overlap, batch_size=c.batch_size,
+                                parse_workers=self.config.ingest.parse_workers,
+                                parse_timeout_s=self.config.ingest.parse_timeout_s,
                                 show_progress=self.show_progress)
             finally:
                 ledger.close()
@@ -145,6 +147,7 @@ class Project:
                 self.retriever.refresh()
                 self.retriever.lexical  # noqa: B018 - rebuild now, inside the lock, not on the first question
                 report.seconds["lexical"] += time.perf_counter() - start
+                report.seconds["total"] += time.perf_counter() - start
             return report
 
     # -- retrieval ---------------------------------------------------------------------------------

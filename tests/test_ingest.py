@@ -1,3 +1,6 @@
+import hashlib
+import socket
+
 import pytest
 
 from framework.config import load_config_dict
@@ -9,12 +12,23 @@ from framework.records import Principal
 from conftest import project_config
 
 
-def _project(tmp_path, corpus, **sections):
-    return Project(load_config_dict(project_config(tmp_path, corpus, **sections)), show_progress=False)
+@pytest.fixture(params=["local", "server"])
+def backend(request) -> dict:
+    """Index settings for embedded Chroma, or for a real `chroma run` server on 127.0.0.1."""
+    return {"url": request.getfixturevalue("chroma_server")} if request.param == "server" else {}
 
 
-def test_ingest_indexes_every_document_and_search_finds_it(tmp_path, corpus):
-    project = _project(tmp_path, corpus)
+def _project(tmp_path, corpus, backend=None, **sections):
+    """A project whose collection is named after its workspace, so tests sharing a server never meet."""
+    cfg = project_config(tmp_path, corpus, **sections)
+    if backend:
+        name = "t" + hashlib.sha1(str(tmp_path).encode()).hexdigest()[:16]
+        cfg["index"] = {**cfg["index"], **backend, "collection": name}
+    return Project(load_config_dict(cfg), show_progress=False)
+
+
+def test_ingest_indexes_every_document_and_search_finds_it(tmp_path, corpus, backend):
+    project = _project(tmp_path, corpus, backend)
     report = project.ingest().to_dict()
     assert report["documents"]["new"] == 5 and report["documents"]["failed"] == 0
     assert report["chunks_embedded"] == project.index.count() >= 5
@@ -23,8 +37,8 @@ def test_ingest_indexes_every_document_and_search_finds_it(tmp_path, corpus):
     assert 0 < hits[0].score <= 1
 
 
-def test_reingest_unchanged_embeds_nothing(tmp_path, corpus):
-    project = _project(tmp_path, corpus)
+def test_reingest_unchanged_embeds_nothing(tmp_path, corpus, backend):
+    project = _project(tmp_path, corpus, backend)
     project.ingest()
     ids = project.index.ids()
     report = project.ingest().to_dict()
@@ -33,8 +47,8 @@ def test_reingest_unchanged_embeds_nothing(tmp_path, corpus):
     assert project.index.ids() == ids
 
 
-def test_changed_and_deleted_documents_replace_and_leave_the_index(tmp_path, corpus):
-    project = _project(tmp_path, corpus)
+def test_changed_and_deleted_documents_replace_and_leave_the_index(tmp_path, corpus, backend):
+    project = _project(tmp_path, corpus, backend)
     project.ingest()
     before = project.index.ids()
     (corpus / "handbook.md").write_text("# Employee Handbook\n\nEvery employee receives 30 days of annual leave.\n")
@@ -48,17 +62,17 @@ def test_changed_and_deleted_documents_replace_and_leave_the_index(tmp_path, cor
     assert before != after
 
 
-def test_bad_file_is_reported_and_good_ones_indexed(tmp_path, corpus):
+def test_bad_file_is_reported_and_good_ones_indexed(tmp_path, corpus, backend):
     (corpus / "junk.md").write_bytes(b"\x00\xff" * 100)
     (corpus / "empty.txt").write_bytes(b"")
-    report = _project(tmp_path, corpus).ingest().to_dict()
+    report = _project(tmp_path, corpus, backend).ingest().to_dict()
     assert report["documents"]["new"] == 5 and report["documents"]["failed"] == 2
     reasons = {f["uri"].rsplit("/", 1)[1]: f["reason"] for f in report["failures"]}
     assert "binary" in reasons["junk.md"] and reasons["empty.txt"] == "empty file"
 
 
-def test_acl_hides_documents_from_outsiders(tmp_path, corpus):
-    project = _project(tmp_path, corpus, sources=[{"name": "docs", "type": "files", "path": str(corpus),
+def test_acl_hides_documents_from_outsiders(tmp_path, corpus, backend):
+    project = _project(tmp_path, corpus, backend, sources=[{"name": "docs", "type": "files", "path": str(corpus),
                                                     "acl": ["finance"]}])
     project.ingest()
     assert project.retrieve("meal limit EUR", principal=Principal(user="eve", groups=("sales",))) == []
@@ -69,8 +83,8 @@ def test_acl_hides_documents_from_outsiders(tmp_path, corpus):
         project.index.search(project.embedder.embed(["x"])[0], principal=None, k=2)
 
 
-def test_document_without_acl_is_visible_to_nobody(tmp_path, corpus):
-    project = _project(tmp_path, corpus, sources=[{"name": "docs", "type": "files", "path": str(corpus)}])
+def test_document_without_acl_is_visible_to_nobody(tmp_path, corpus, backend):
+    project = _project(tmp_path, corpus, backend, sources=[{"name": "docs", "type": "files", "path": str(corpus)}])
     project.ingest()
     assert project.retrieve("meal limit", principal=Principal(groups=("finance", "admins"))) == []
 
@@ -82,11 +96,11 @@ def test_second_ingest_on_same_workspace_fails_fast(tmp_path):
                 pass
 
 
-def test_interrupted_write_is_finished_without_duplicates(tmp_path, corpus):
+def test_interrupted_write_is_finished_without_duplicates(tmp_path, corpus, backend):
     """A run killed between upsert and commit leaves pending ids; the next run cleans them."""
-    clean = _project(tmp_path / "clean", corpus)
+    clean = _project(tmp_path / "clean", corpus, backend)
     clean.ingest()
-    project = _project(tmp_path, corpus)
+    project = _project(tmp_path, corpus, backend)
     project.ingest()
     led = Ledger(project.workspace / "ledger.sqlite")
     led.begin("docs:handbook.md", "docs", "uri", ["orphan-chunk-from-killed-run"])
@@ -99,36 +113,59 @@ def test_interrupted_write_is_finished_without_duplicates(tmp_path, corpus):
     assert project.index.ids() == clean.index.ids()
 
 
-def test_embedder_mismatch_is_refused(tmp_path, corpus):
-    project = _project(tmp_path, corpus)
+def test_embedder_mismatch_is_refused(tmp_path, corpus, backend):
+    project = _project(tmp_path, corpus, backend)
     project.ingest()
-    other = _project(tmp_path, corpus, index={"embedder": "hashing:128"})
+    other = _project(tmp_path, corpus, backend, index={"embedder": "hashing:128"})
     with pytest.raises(RuntimeError, match="built with embedder 'hashing-256'"):
         other.index
 
 
-def test_acl_change_reindexes_and_hides_the_document(tmp_path, corpus):
+def test_acl_change_reindexes_and_hides_the_document(tmp_path, corpus, backend):
     public = [{"name": "docs", "type": "files", "path": str(corpus), "public": True}]
     restricted = [{"name": "docs", "type": "files", "path": str(corpus), "acl": ["hr"]}]
     for retrieval in ("dense", "lexical", "hybrid"):
         ws = tmp_path / retrieval
-        _project(ws, corpus, sources=public, index={"retrieval": retrieval}).ingest()
-        assert _project(ws, corpus, sources=public, index={"retrieval": retrieval}).retrieve(
+        _project(ws, corpus, backend, sources=public, index={"retrieval": retrieval}).ingest()
+        assert _project(ws, corpus, backend, sources=public, index={"retrieval": retrieval}).retrieve(
             "Tunnelwise", principal=Principal())
-        project = _project(ws, corpus, sources=restricted, index={"retrieval": retrieval})
+        project = _project(ws, corpus, backend, sources=restricted, index={"retrieval": retrieval})
         assert project.ingest().to_dict()["documents"]["changed"] == 5
         assert project.retrieve("Tunnelwise", principal=Principal()) == []
         assert project.retrieve("Tunnelwise", principal=Principal(groups=("hr",)))
 
 
-def test_removed_source_leaves_the_index(tmp_path, corpus):
+def test_removed_source_leaves_the_index(tmp_path, corpus, backend):
     other = tmp_path / "other"
     other.mkdir()
     (other / "note.md").write_text("The Zanzibar room is on the third floor.")
     both = [{"name": "docs", "type": "files", "path": str(corpus), "public": True},
             {"name": "extra", "type": "files", "path": str(other), "public": True}]
-    _project(tmp_path, corpus, sources=both).ingest()
-    project = _project(tmp_path, corpus, sources=both[:1])
+    _project(tmp_path, corpus, backend, sources=both).ingest()
+    project = _project(tmp_path, corpus, backend, sources=both[:1])
     report = project.ingest().to_dict()
     assert report["documents"]["deleted"] == 1
     assert all(h.doc_id != "extra:note.md" for h in project.retrieve("Zanzibar room", principal=Principal(), k=10))
+
+
+def test_lexical_index_follows_deletes_in_the_workspace(tmp_path, corpus, backend):
+    """The BM25 index lives in the workspace in both modes and drops what the vector index drops."""
+    project = _project(tmp_path, corpus, backend, index={"retrieval": "lexical"})
+    project.ingest()
+    assert (project.workspace / "chroma").exists() == (not backend)
+    assert (project.workspace / "lexical" / project.config.index.collection / "chunks.json").is_file()
+    assert any(h.doc_id == "docs:travel.docx" for h in project.retrieve("team lead approval", principal=Principal()))
+    (corpus / "travel.docx").unlink()
+    project.ingest()
+    again = _project(tmp_path, corpus, backend, index={"retrieval": "lexical"})  # a fresh process's view
+    for p in (project, again):
+        assert all(h.doc_id != "docs:travel.docx" for h in p.retrieve("team lead approval", principal=Principal()))
+
+
+def test_unreachable_server_is_a_clear_error(tmp_path, corpus):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    project = _project(tmp_path, corpus, {"url": f"http://127.0.0.1:{port}"})
+    with pytest.raises(RuntimeError, match=f"index.url: no Chroma server answers at http://127.0.0.1:{port}"):
+        project.ingest()
