@@ -63,6 +63,12 @@ class Page:
     index: bool
     metadata: dict[str, str] = field(default_factory=dict)
     updated_at: str | None = None
+    fetched_url: str = ""
+
+
+def _acl_path(url: str) -> str:
+    parts = urlsplit(url)
+    return parts.path.lstrip("/") + (f"?{parts.query}" if parts.query else "")
 
 
 def normalize_url(url: str, base: str | None = None) -> str | None:
@@ -112,9 +118,10 @@ class WebConnector:
 
     def item(self, page: Page) -> SourceItem:
         doc_id = f"{self.name}:{page.url}"
-        parts = urlsplit(page.url)
-        path = parts.path.lstrip("/") + (f"?{parts.query}" if parts.query else "")
-        acl = self.acl.for_path(path)
+        # Groups come from the URL that was fetched as well as the page's canonical URL: a page
+        # cannot move itself out of a restricted path by declaring a canonical link elsewhere.
+        acl = tuple(sorted(set(self.acl.for_path(_acl_path(page.url))) |
+                           set(self.acl.for_path(_acl_path(page.fetched_url or page.url)))))
         digest = hashlib.sha256(f"{page.title}\n{page.text}".encode()).hexdigest()
         doc = Document(id=doc_id, text=page.text, source=self.name, uri=page.url, title=page.title,
                        content_hash=digest, acl=acl, updated_at=page.updated_at, metadata=page.metadata)
@@ -131,6 +138,7 @@ class _Crawl:
         self.last_request: dict[str, float] = {}
         self.fetched = self.succeeded = 0
         self.transient: list[str] = []
+        self.first_failure = ""
 
     def run(self) -> Iterator[Union[SourceItem, LoadFailure]]:
         starts = [u for u in (normalize_url(s) for s in self.conn.start_urls) if u]
@@ -146,6 +154,7 @@ class _Crawl:
             if self.fetched // 50 > before // 50:
                 log.info("sources.%s: %d requests, %d pages queued", self.conn.name, self.fetched, len(queue))
             if isinstance(result, LoadFailure):
+                self.first_failure = self.first_failure or f"{result.uri}: {result.reason}"
                 yield result
                 continue
             queued.add(result.url)
@@ -160,9 +169,12 @@ class _Crawl:
         if queue:
             log.warning("sources.%s: stopped at max_pages=%d with %d pages still queued; pages not reached "
                         "this run leave the index", self.conn.name, self.conn.max_pages, len(queue))
-        if not self.succeeded and self.transient:
-            raise WebSourceError(f"sources.{self.conn.name}: no page could be fetched ({self.transient[0]}); "
-                                 "is the site up? Nothing was changed in the index")
+        if not self.succeeded and (starts or self.transient):
+            # An expired login (401/403), a single sign-on redirect or an outage look like "every
+            # page is gone"; deleting the whole source on that is never what anyone wants.
+            why = self.transient[0] if self.transient else self.first_failure or "nothing was reached"
+            raise WebSourceError(f"sources.{self.conn.name}: no page could be fetched ({why}); is the site up "
+                                 "and readable without a login? Nothing was changed in the index")
 
     def _visit(self, url: str) -> Union[Page, LoadFailure]:
         """Fetch one page, following redirects only within its host and only where robots.txt allows."""
@@ -204,6 +216,7 @@ class _Crawl:
         self.succeeded += 1
         page = parse_page(final, bytes(raw), response.encoding if "charset" in response.headers.get(
             "content-type", "") else None)
+        page.fetched_url = final
         if page.index and not page.text:
             return LoadFailure(uri=url, reason="no text found on the page")
         modified = response.headers.get("last-modified")

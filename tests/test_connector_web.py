@@ -146,3 +146,23 @@ def test_acl_paths_match_url_paths(site):
                         acl=AclPolicy(by_path=(("guides/*", ("new-hires",)),)))
     acl = {i.uri.removeprefix(base): i.acl for i in conn.scan() if isinstance(i, SourceItem)}
     assert acl["/guides/onboarding.html"] == ("new-hires",) and acl["/about.html"] == ()
+
+
+def test_login_redirect_to_another_site_raises_instead_of_emptying_the_index(site):
+    # An expired session typically sends every page to a single sign-on host.
+    base, _, server = site
+    server.redirects["/index.html"] = "https://sso.example.com/login"
+    with pytest.raises(WebSourceError, match="no page could be fetched"):
+        _scan(start_urls=(f"{base}/index.html",))
+
+
+def test_groups_come_from_the_fetched_path_even_with_a_canonical_link_elsewhere(site):
+    base, root, _ = site
+    (root / "hr").mkdir()
+    (root / "hr" / "pay.html").write_text(
+        f'<html><head><title>Pay</title><link rel="canonical" href="{base}/pay.html"></head>'
+        "<body><h1>Pay bands</h1><p>Band four starts at 51,000 a year for field guides.</p></body></html>")
+    policy = AclPolicy(groups=("staff",), by_path=(("hr/*", ("hr",)),))
+    items = [i for i in WebConnector(name="intranet", delay_s=0, acl=policy, max_depth=0,
+                                     start_urls=(f"{base}/hr/pay.html",)).scan() if isinstance(i, SourceItem)]
+    assert [(i.uri, i.acl) for i in items] == [(f"{base}/pay.html", ("hr", "staff"))]
