@@ -169,17 +169,23 @@ class Export:
             self._refuse(name, f"{size} bytes is over the max_file_mb limit")
             return False
         if total + size > self.limits.max_total_bytes:
-            self._refuse(name, f"the export's total size would pass max_total_mb "
-                               f"({self.limits.max_total_bytes // MB} MB); not read")
-            return False
+            # Reading part of an export would delete the rest of it from the index: refuse it all.
+            raise ArchiveError(f"{self.path}: the export is larger than max_total_mb "
+                               f"({self.limits.max_total_bytes // MB} MB); nothing was read or changed in the "
+                               "index. Raise max_total_mb for this source if the export is genuine.")
         self._sizes[name] = size
         return True
 
     def _report_over_count(self) -> None:
+        """Too many entries aborts the source: reading some would delete the others from the index."""
         if self._over_count:
-            self.failures.append(LoadFailure(
-                uri=self.path.resolve().as_uri(),
-                reason=f"{self._over_count} entries past the max_entries limit ({self.limits.max_entries}) not read"))
+            raise ArchiveError(
+                f"{self.path}: {len(self._sizes) + self._over_count} entries is over the max_entries limit "
+                f"({self.limits.max_entries}); nothing was read or changed in the index. Raise max_entries for "
+                "this source if the export is genuine.")
+        if not self._sizes and not self.failures:
+            raise ArchiveError(f"{self.path}: the export holds no files; nothing was changed in the index. "
+                               "Point the source's path to the export's folder or zip file.")
 
     def _scan_zip(self) -> None:
         total = 0

@@ -68,18 +68,24 @@ def test_zip_bomb_and_size_limits_are_refused(tmp_path):
     assert "zip bomb" in reasons["bomb.txt"] and "max_compression_ratio" in reasons["bomb.txt"]
     assert "max_file_mb" in reasons["big.txt"]
     assert export.names == ["a.txt", "b.txt"]
-    tight = Export.open(target, limits=ArchiveLimits(max_total_bytes=10, max_ratio=1e9))
-    assert any("max_total_mb" in r for r in _reasons(tight).values())
+    with pytest.raises(ArchiveError, match="larger than max_total_mb"):
+        Export.open(target, limits=ArchiveLimits(max_total_bytes=10, max_ratio=1e9))
 
 
-def test_entry_count_limit_reports_once(tmp_path):
+def test_entry_count_limit_aborts_the_source_instead_of_reading_part_of_it(tmp_path):
     target = tmp_path / "many.zip"
     with zipfile.ZipFile(target, "w") as z:
         for i in range(50):
             z.writestr(f"f{i:02d}.txt", "x")
-    export = Export.open(target, limits=ArchiveLimits(max_entries=10))
-    assert len(export.names) == 10
-    assert [f.reason for f in export.failures] == ["40 entries past the max_entries limit (10) not read"]
+    with pytest.raises(ArchiveError, match=r"50 entries is over the max_entries limit \(10\)"):
+        Export.open(target, limits=ArchiveLimits(max_entries=10))
+    assert len(Export.open(target, limits=ArchiveLimits(max_entries=50)).names) == 50
+
+
+def test_empty_export_aborts_the_source(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ArchiveError, match="holds no files"):
+        Export.open(tmp_path / "empty")
 
 
 def test_corrupt_entry_is_a_failure_not_a_crash(tmp_path):
