@@ -138,7 +138,7 @@ def _compare_table(project: Project, question: str, principal: Principal) -> Tab
         try:
             a = project.ask_many([question], mode=mode, principal=principal)[0]
             table.add_row(mode, a.text, ", ".join(s.title for s in a.sources) or "-")
-        except AdapterError as e:
+        except (AdapterError, PermissionError) as e:
             table.add_row(mode, f"(refused: {e})", "-")
     return table
 
@@ -160,20 +160,27 @@ def eval_(questions: Optional[Path] = typer.Option(None, "--questions", "-q",
                                               help="Score retrieval only (hit@k, recall@k, MRR); no generation."),
           calibrate: bool = typer.Option(False, "--calibrate", help="With --retrieval-only: also fit retrieval "
                                          "confidence on these questions and save it beside the index."),
+          user: str = typer.Option("anonymous", "--user"),
+          group: Optional[List[str]] = typer.Option(None, "--group", "-g",
+                                                    help="groups of the user the questions are asked as"),
           config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json: bool = JsonOpt):
-    """Score the modes on the same held-out questions and write a report."""
+    """Score the modes on the same held-out questions and write a report.
+
+    Questions are asked as `--user`/`--group`: documents and adapters outside those groups
+    are not used, exactly as when that user asks."""
     project = _run(lambda: _project(config, set_, as_json))
+    principal = Principal(user=user, groups=tuple(group or ()))
     if retrieval_only:
-        metrics = _run(lambda: project.evaluate_retrieval(questions))
+        metrics = _run(lambda: project.evaluate_retrieval(questions, principal=principal))
         if calibrate:
-            metrics["calibration"] = _run(lambda: project.calibrate(questions))
+            metrics["calibration"] = _run(lambda: project.calibrate(questions, principal=principal))
         if as_json:
             print(json.dumps(metrics, indent=2))
         else:
             out.print(" ".join(f"{k}={v}" for k, v in metrics.items()))
         return
     wanted = [m.strip() for m in modes.split(",") if m.strip()]
-    results = _run(lambda: project.evaluate(questions, modes=wanted))
+    results = _run(lambda: project.evaluate(questions, modes=wanted, principal=principal))
     md, js = write_report(project.workspace, "ragtune eval", results)
     if as_json:
         print(json.dumps({"results": results, "report": str(js)}, indent=2, ensure_ascii=False))

@@ -321,10 +321,17 @@ class Project:
             return None
         return cal
 
+    def _require_readable(self, principal: Principal) -> None:
+        """Scoring retrieval as a user who may read nothing gives zeros that look like a bad index."""
+        if not self.retrieve("probe", principal=principal, k=1):
+            raise PermissionError(f"user {principal.user!r} (groups {list(principal.groups)}) may read no chunk of "
+                                  "the index; score as a user who may read the documents (--group)")
+
     def calibrate(self, questions: Path | list[dict] | None = None, *, principal: Principal = Principal()) -> dict:
         """Fit and save retrieval confidence on questions with gold documents (see framework.confidence)."""
         rows = [r for r in self._question_rows(questions)
                 if _gold_document(r) or r.get("document") == []]
+        self._require_readable(principal)
         k = self.config.index.top_k
         scores, hits = [], []
         for row in track(rows, f"calibrate on {len(rows)} questions", enabled=self.show_progress):
@@ -366,6 +373,7 @@ class Project:
         rows = [r for r in self._question_rows(questions) if _gold_document(r)]
         if not rows:
             raise ValueError("no question names its gold document ('document' or 'doc_id'); nothing to score")
+        self._require_readable(principal)
         start = time.perf_counter()
         retrieved = [self.retrieve(r["question"], principal=principal, k=max(ks)) for r in rows]
         seconds = time.perf_counter() - start

@@ -62,3 +62,18 @@ def test_a_calibration_for_another_retrieval_setting_is_ignored(tmp_path, corpus
     project.calibrate(_rows())
     other = Project(load_config_dict({**cfg, "index": {**cfg["index"], "retrieval": "hybrid"}}), show_progress=False)
     assert project.calibration is not None and other.calibration is None
+
+
+def test_scoring_as_a_user_who_reads_nothing_is_refused_not_zero(tmp_path, corpus):
+    cfg = project_config(tmp_path, corpus)
+    cfg["sources"][0] = {**cfg["sources"][0], "public": False, "acl": ["staff"]}
+    project = Project(load_config_dict(cfg), show_progress=False)
+    project.ingest()
+    with pytest.raises(PermissionError, match="may read no chunk"):
+        project.evaluate_retrieval(_rows())
+    with pytest.raises(PermissionError, match="may read no chunk"):
+        project.calibrate(_rows())
+    from framework.records import Principal
+
+    staff = Principal(user="kim", groups=("staff",))
+    assert project.evaluate_retrieval(_rows(), principal=staff, ks=(2,))["hit@2"] > 0
