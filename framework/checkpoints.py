@@ -49,40 +49,44 @@ def _differences(old: dict, new: dict) -> list[str]:
 
 def prepare_checkpoints(folder: Path, identity: dict, *, resume: bool, staging: Path) -> Path | None:
     """The checkpoint to resume from, or None after clearing the folder (and the adapter's staging
-    folder) for a fresh run. Under torchrun / accelerate launch the main process checks and
-    clears first; the others then find the same checkpoint."""
+    folder) for a fresh run. Under torchrun / accelerate launch every process checks a resume
+    itself (so a refused resume stops them all, instead of leaving the others waiting at a
+    barrier), and only the main process clears, before the others go on."""
     from accelerate import PartialState
 
+    if resume:
+        return _resumable(folder, identity)
     state = PartialState()
     with state.main_process_first():
         if state.is_main_process:
             shutil.rmtree(staging, ignore_errors=True)
-            return _prepare(folder, identity, resume=resume)
-    return last_checkpoint(folder) if resume else None
+            _start_over(folder, identity)
+    return None
 
 
-def _prepare(folder: Path, identity: dict, *, resume: bool) -> Path | None:
+def _resumable(folder: Path, identity: dict) -> Path:
     record = folder / "run.json"
-    if resume:
-        latest = last_checkpoint(folder)
-        if latest is None or not record.is_file():
-            raise ResumeError(f"nothing to resume: no checkpoint in {folder}; run `ragtune finetune` without --resume")
-        changed = _differences(json.loads(record.read_text()), identity)
-        if changed:
-            raise ResumeError(
-                f"the interrupted run in {folder} trained something else ({'; '.join(changed)}); resume with the "
-                "same dataset and settings, or start over without --resume"
-            )
-        log.info("resuming from %s", latest)
-        return latest
+    latest = last_checkpoint(folder)
+    if latest is None or not record.is_file():
+        raise ResumeError(f"nothing to resume: no checkpoint in {folder}; run `ragtune finetune` without --resume")
+    changed = _differences(json.loads(record.read_text()), identity)
+    if changed:
+        raise ResumeError(
+            f"the interrupted run in {folder} trained something else ({'; '.join(changed)}); resume with the "
+            "same dataset and settings, or start over without --resume"
+        )
+    log.info("resuming from %s", latest)
+    return latest
+
+
+def _start_over(folder: Path, identity: dict) -> None:
     if last_checkpoint(folder) is not None:
         log.warning("starting over: discarding the checkpoints of an interrupted run in %s "
                     "(use --resume to continue it instead)", folder)
     shutil.rmtree(folder, ignore_errors=True)
     # exist_ok: under torchrun another rank's Trainer may already have made its output folder.
     folder.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps(identity, indent=2))
-    return None
+    (folder / "run.json").write_text(json.dumps(identity, indent=2))
 
 
 def clear_checkpoints(folder: Path) -> None:

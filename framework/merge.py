@@ -62,8 +62,12 @@ def merge_adapter(base_dir: Path, ref: AdapterRef, out_dir: Path, *, atol: float
         merged.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         report = verify_merged(tmp, base_state, expected, tokenizer, atol=atol, min_delta=min_delta)
+        # A merged model has no audience check of its own: record who may use it, so whoever
+        # deploys it can enforce that.
         report.update({"adapter": ref.key, "base_model": ref.manifest.get("base_model"),
-                       "base_fingerprint": ref.manifest.get("base_fingerprint")})
+                       "base_fingerprint": ref.manifest.get("base_fingerprint"),
+                       "audience": ref.manifest.get("audience", []),
+                       "document_acl": ref.manifest.get("document_acl", {})})
         (tmp / "ragtune_merge.json").write_text(json.dumps(report, indent=2))
         if out_dir.exists():
             shutil.rmtree(out_dir)

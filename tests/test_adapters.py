@@ -131,6 +131,9 @@ def test_merge_writes_a_verified_full_model(two_versions, tmp_path):
     assert (out / "model.safetensors").is_file() and (out / "config.json").is_file()
     assert (out / "tokenizer.json").is_file() and not (out / "adapter_config.json").exists()
     assert report["changed_tensors"] > 0 and report["max_logit_diff"] <= 1e-3
+    recorded = json.loads((tmp_path / "merged" / "ragtune_merge.json").read_text())
+    manifest = project.adapters.get("t", "v0001").manifest
+    assert recorded["audience"] == manifest["audience"] and recorded["document_acl"] == manifest["document_acl"]
     from transformers import AutoModelForCausalLM
 
     merged = AutoModelForCausalLM.from_pretrained(out)
