@@ -77,3 +77,10 @@ def test_scoring_as_a_user_who_reads_nothing_is_refused_not_zero(tmp_path, corpu
 
     staff = Principal(user="kim", groups=("staff",))
     assert project.evaluate_retrieval(_rows(), principal=staff, ks=(2,))["hit@2"] > 0
+
+
+def test_lexical_only_retrieval_can_still_be_scored(tmp_path, corpus):
+    cfg = project_config(tmp_path, corpus, index={"retrieval": "lexical"})
+    project = Project(load_config_dict(cfg), show_progress=False)
+    project.ingest()
+    assert project.evaluate_retrieval(_rows(), ks=(2,))["hit@2"] > 0
