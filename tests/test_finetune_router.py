@@ -7,7 +7,6 @@ from framework.adapters import AdapterError
 from framework.config import load_config_dict
 from framework.finetune import tokenize_example
 from framework.project import Project
-from framework.records import Principal
 
 from conftest import build_tiny_model, project_config
 
