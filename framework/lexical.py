@@ -83,6 +83,7 @@ class LexicalIndex:
         self.acls = acls
         self.fingerprint = chunks_fingerprint(ids, acls)
         self._vocabulary = sorted(t for t in getattr(bm25, "vocab_dict", {}) or {} if t)
+        self._masks: dict[tuple[str, ...], np.ndarray] = {}
 
     @classmethod
     def build(cls, *, ids: list[str], texts: list[str], acls: list[list[str]]) -> "LexicalIndex":
@@ -122,7 +123,7 @@ class LexicalIndex:
 
     def _mask(self, groups: tuple[str, ...]) -> np.ndarray:
         """1 for chunks the groups may read; computed once per set of groups (an index never changes)."""
-        cache = self.__dict__.setdefault("_masks", {})
+        cache = self._masks
         if groups not in cache:
             allowed = set(groups)
             if len(cache) > 256:

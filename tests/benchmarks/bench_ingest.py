@@ -16,8 +16,7 @@ anthropic_docs (232 documentation pages, one file each). Needs the `bench` extra
 
 from __future__ import annotations
 
-import hashlib
-import json
+import sys
 import time
 from pathlib import Path
 
@@ -27,6 +26,9 @@ from framework.config import load_config_dict
 from framework.embedder import build_embedder
 from framework.project import Project
 
+sys.path.insert(0, str(Path(__file__).parent))  # llamaindex_baseline.py lives beside this file
+from llamaindex_baseline import build_default_index, write_anthropic_pages  # noqa: E402
+
 DATA = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 
 
@@ -35,12 +37,7 @@ def _contoso(tmp_path: Path) -> Path:
 
 
 def _anthropic_docs(tmp_path: Path) -> Path:
-    folder = tmp_path / "anthropic_docs"
-    folder.mkdir()
-    for page in json.loads((DATA / "anthropic_docs" / "anthropic_docs.json").read_text()):
-        name = hashlib.sha1(page["chunk_link"].encode()).hexdigest()[:12] + ".md"
-        (folder / name).write_text(f"# {page['chunk_heading']}\n\n{page['text']}")
-    return folder
+    return write_anthropic_pages(DATA / "anthropic_docs", tmp_path / "anthropic_docs")
 
 
 CORPORA = {"contoso": (_contoso, DATA / "contoso" / "data"),
@@ -48,19 +45,11 @@ CORPORA = {"contoso": (_contoso, DATA / "contoso" / "data"),
 
 
 def _llamaindex_default(folder: Path, model_path: Path, chroma_path: Path) -> tuple[int, float]:
-    import chromadb
-    from chromadb.config import Settings
-    from llama_index.core import SimpleDirectoryReader, StorageContext, VectorStoreIndex
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
-    from llama_index.vector_stores.chroma import ChromaVectorStore
 
     embed_model = HuggingFaceEmbedding(model_name=str(model_path), device="cpu")  # loaded before the clock starts
     start = time.perf_counter()
-    documents = SimpleDirectoryReader(str(folder)).load_data()
-    client = chromadb.PersistentClient(path=str(chroma_path), settings=Settings(anonymized_telemetry=False))
-    collection = client.get_or_create_collection("baseline")
-    storage = StorageContext.from_defaults(vector_store=ChromaVectorStore(chroma_collection=collection))
-    VectorStoreIndex.from_documents(documents, storage_context=storage, embed_model=embed_model)
+    _, collection = build_default_index(folder, embed_model, chroma_path)
     return collection.count(), time.perf_counter() - start
 
 

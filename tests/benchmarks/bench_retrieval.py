@@ -15,7 +15,6 @@ LlamaIndex's documented default pipeline over Chroma with the same embedder
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import sys
@@ -28,25 +27,19 @@ from framework.config import load_config_dict
 from framework.project import Project
 
 sys.path.insert(0, str(Path(__file__).parent))  # llamaindex_baseline.py lives beside this file
+from llamaindex_baseline import SameEmbedder, build_default_index, page_file_name, write_anthropic_pages  # noqa: E402
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 KS = (2, 5, 10)
 CITATION = re.compile(r"\[([^\[\]#]+?\.pdf)#page=(\d+)\]")
-
-
-def _slug(link: str) -> str:
-    return hashlib.sha1(link.encode()).hexdigest()[:12] + ".md"
 
 
 def _anthropic(tmp_path: Path) -> tuple[Path, list[dict]]:
     data = SHARED / "anthropic_docs"
     if not (data / "anthropic_docs.json").is_file():
         pytest.skip(f"{data} not present; the benchmark needs the shared data sets")
-    docs = tmp_path / "docs"
-    docs.mkdir()
-    for page in json.loads((data / "anthropic_docs.json").read_text()):
-        (docs / _slug(page["chunk_link"])).write_text(f"# {page['chunk_heading']}\n\n{page['text']}")
+    docs = write_anthropic_pages(data, tmp_path / "docs")
     questions = [{"question": q["question"], "answer": q["correct_answer"],
-                  "document": [_slug(link) for link in q["correct_chunks"]]}
+                  "document": [page_file_name(link) for link in q["correct_chunks"]]}
                  for q in json.loads((data / "docs_evaluation_dataset.json").read_text())]
     return docs, questions
 
@@ -74,10 +67,8 @@ def _baseline_hit(node, gold: list[str]) -> bool:
 
 
 def _baseline(docs: Path, questions: list[dict], embedder, tmp_path: Path) -> dict:
-    from llamaindex_baseline import build_default_index
-
     start = time.perf_counter()
-    index = build_default_index(docs, embedder, tmp_path / "baseline-chroma")
+    index, _ = build_default_index(docs, SameEmbedder(embedder), tmp_path / "baseline-chroma")
     build_s = time.perf_counter() - start
     out = {"retrieval": "llamaindex default", "build_s": round(build_s, 1)}
     # hit@2 is what the documented default (similarity_top_k=2) returns; hit@5/10 use deeper lists.

@@ -1,4 +1,5 @@
-"""LlamaIndex's documented default RAG pipeline, as the baseline ragtune's benchmarks beat.
+"""LlamaIndex's documented default RAG pipeline, as the baseline ragtune's benchmarks beat,
+and the shared-set helpers the ingest and retrieval benchmarks both use.
 
 `SimpleDirectoryReader` -> `VectorStoreIndex.from_documents` (default SentenceSplitter)
 over a `ChromaVectorStore`, retrieved with `as_retriever(similarity_top_k=...)`. The
@@ -8,6 +9,8 @@ explicitly rather than through global settings, so the comparison is of the pipe
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 from llama_index.core import SimpleDirectoryReader, StorageContext, VectorStoreIndex
@@ -37,13 +40,29 @@ class SameEmbedder(BaseEmbedding):
         return self._get_text_embedding(query)
 
 
-def build_default_index(folder: Path, embedder, chroma_path: Path) -> VectorStoreIndex:
+def build_default_index(folder: Path, embed_model: BaseEmbedding, chroma_path: Path):
+    """Run the documented default pipeline over `folder`; returns (index, its Chroma collection)."""
     import chromadb
     from chromadb.config import Settings as ChromaSettings
     from llama_index.vector_stores.chroma import ChromaVectorStore
 
     client = chromadb.PersistentClient(path=str(chroma_path), settings=ChromaSettings(anonymized_telemetry=False))
-    store = ChromaVectorStore(chroma_collection=client.get_or_create_collection("baseline"))
+    collection = client.get_or_create_collection("baseline")
     documents = SimpleDirectoryReader(str(folder), recursive=True).load_data()
-    return VectorStoreIndex.from_documents(documents, storage_context=StorageContext.from_defaults(vector_store=store),
-                                           embed_model=SameEmbedder(embedder))
+    index = VectorStoreIndex.from_documents(
+        documents, storage_context=StorageContext.from_defaults(vector_store=ChromaVectorStore(chroma_collection=collection)),
+        embed_model=embed_model)
+    return index, collection
+
+
+def page_file_name(link: str) -> str:
+    """The file an anthropic_docs page is written to: stable, and the gold links map onto it."""
+    return hashlib.sha1(link.encode()).hexdigest()[:12] + ".md"
+
+
+def write_anthropic_pages(data: Path, folder: Path) -> Path:
+    """anthropic_docs' pre-chunked pages as one Markdown file each (heading, then text)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for page in json.loads((data / "anthropic_docs.json").read_text()):
+        (folder / page_file_name(page["chunk_link"])).write_text(f"# {page['chunk_heading']}\n\n{page['text']}")
+    return folder
