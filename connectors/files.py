@@ -138,8 +138,8 @@ def parse_file(path: Path, raw: bytes) -> tuple[str, str]:
         title, text = json_text(raw, lines=suffix == ".jsonl")
     else:
         raise ParseError(f"unsupported file type {suffix}; supported: {', '.join(sorted(SUPPORTED))}")
-    text = re.sub(r"[ \t]+\n", "\n", text).strip()
-    text = re.sub(r"\f\s*(?=\f)", "", text)  # blank pages
-    if not text:
+    # Blank pages keep their form feed: dropping one would renumber every page after it.
+    text = re.sub(r"[ \t]+\n", "\n", text).strip(" \t\r\n")
+    if not text.strip():
         raise ParseError("no text could be extracted (scanned or empty document?)")
     return title or path.stem, text
