@@ -71,9 +71,9 @@ def load_questions(path: Path) -> list[dict]:
 def _matches(source, document: str) -> bool:
     """A document name matches a whole path component: 'a.md' matches 'docs:x/a.md', not 'data.md'.
 
-    'plan.pdf#page=7' also requires the chunk to come from page 7 (pages are 1-based)."""
+    'plan.pdf#page=7' also requires the chunk to have text from page 7 (pages are 1-based)."""
     name, _, page = document.partition("#page=")
-    if page and str(getattr(source, "page", None)) != page:
+    if page and not (page.isdigit() and int(page) in source.pages):
         return False
     return source.doc_id == name or any(
         x.split("#", 1)[0].endswith(sep + name) for x in (source.doc_id, source.uri) for sep in (":", "/"))

@@ -163,6 +163,8 @@ def _metadata(c: Chunk) -> dict:
             "doc_hash": c.doc_hash, "acl": list(c.acl) if c.acl else ["__nobody__"], "section": c.section}
     if c.page is not None:
         meta["page"] = c.page
+    if c.page_end is not None:
+        meta["page_end"] = c.page_end
     return meta
 
 
@@ -171,4 +173,4 @@ def _source(chunk_id: str, text: str, meta: dict, score: float) -> Source:
     uri = meta.get("uri", "")
     return Source(chunk_id=chunk_id, doc_id=meta["doc_id"], title=meta.get("title", ""),
                   uri=f"{uri}#page={page}" if page else uri, score=round(float(score), 4), text=text,
-                  section=meta.get("section", ""), page=page)
+                  section=meta.get("section", ""), page=page, page_end=meta.get("page_end"))

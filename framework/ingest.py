@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from framework.chunking import chunk_document, embedding_text, make_splitter
+from framework.chunking import chunk_document, chunk_layout, embedding_text, make_splitter
 from framework.connector import Connector, LoadFailure, SourceItem
 from framework.embedder import Embedder
 from framework.index import ChromaIndex
@@ -98,9 +98,10 @@ def ingest(connectors: Sequence[Connector], *, embedder: Embedder, index: Chroma
     report = IngestReport()
     started = time.perf_counter()
     splitter = make_splitter(embedder, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+    layout = chunk_layout(splitter)
     for connector in connectors:
         with _timed(report, "scan"):
-            todo, seen = _classify(connector, ledger, report)
+            todo, seen = _classify(connector, ledger, report, layout)
         pending: list[tuple[Document, list[Chunk], str]] = []
         with ParsePool([item for item, _ in todo], workers=parse_workers, timeout_s=parse_timeout_s) as pool:
             results = track(pool.results(), f"ingest {connector.name}", total=len(todo),
@@ -114,7 +115,7 @@ def ingest(connectors: Sequence[Connector], *, embedder: Embedder, index: Chroma
                 with _timed(report, "chunk"):
                     chunks = chunk_document(doc, splitter)
                 report.counts[state] += 1
-                pending.append((doc, chunks, item.version))
+                pending.append((doc, chunks, _version(item, layout)))
                 _checkpoint(report, "parsed")
                 if sum(len(c) for _, c, _ in pending) >= batch_size * 4:
                     _write(pending, embedder, index, ledger, report)
@@ -129,8 +130,14 @@ def ingest(connectors: Sequence[Connector], *, embedder: Embedder, index: Chroma
     return report
 
 
-def _classify(connector: Connector, ledger: Ledger,
-              report: IngestReport) -> tuple[list[tuple[SourceItem, str]], set[str]]:
+def _version(item: SourceItem, layout: str) -> str:
+    """What the ledger compares: the document's content and ACL, and how it was cut into chunks,
+    so changing `index.chunk_size` (or a new chunker) re-chunks documents whose text did not change."""
+    return f"{item.version}|{layout}"
+
+
+def _classify(connector: Connector, ledger: Ledger, report: IngestReport,
+              layout: str) -> tuple[list[tuple[SourceItem, str]], set[str]]:
     """Scan a source: the items to parse with their state, and every document id still present."""
     todo: list[tuple[SourceItem, str]] = []
     seen: set[str] = set()
@@ -141,7 +148,7 @@ def _classify(connector: Connector, ledger: Ledger,
                 seen.add(item.doc_id)
             continue
         seen.add(item.doc_id)
-        state = ledger.state(item.doc_id, item.version)
+        state = ledger.state(item.doc_id, _version(item, layout))
         if state == "unchanged":
             report.counts["unchanged"] += 1
         else:

@@ -51,6 +51,7 @@ class Chunk:
     acl: tuple[str, ...]
     section: str = ""
     page: int | None = None
+    page_end: int | None = None  # set when the chunk runs on past `page`
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,15 @@ class Source:
     text: str
     section: str = ""
     page: int | None = None
+    page_end: int | None = None
     rerank_score: float | None = None
+
+    @property
+    def pages(self) -> range:
+        """The pages this chunk's text is on (empty when its document has no pages)."""
+        if self.page is None:
+            return range(0)
+        return range(self.page, (self.page_end or self.page) + 1)
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,13 @@ def current_versions(ledger_path: Path) -> dict[str, tuple[str, str]] | None:
         rows = db.execute("SELECT doc_id, version FROM documents WHERE version IS NOT NULL").fetchall()
     finally:
         db.close()
-    # The ledger's version is "<content hash>:<sorted groups, comma-separated>" (connector.SourceItem.version).
-    return {doc_id: tuple(version.split(":", 1)) if ":" in version else (version, "") for doc_id, version in rows}
+    # The ledger's version is "<content hash>:<sorted groups, comma-separated>|<chunk layout>"
+    # (connector.SourceItem.version, then framework.ingest._version); ledgers from before the layout lack "|...".
+    out = {}
+    for doc_id, version in rows:
+        content = version.rpartition("|")[0] if "|" in version else version
+        out[doc_id] = tuple(content.split(":", 1)) if ":" in content else (content, "")
+    return out
 
 
 def staleness(trained: dict[str, str], current: dict[str, tuple[str, str]],

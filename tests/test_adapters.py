@@ -170,7 +170,7 @@ def test_merge_of_an_untrained_adapter_fails_loudly(tiny_model, tmp_path):
 def test_show_reports_changed_and_deleted_documents(two_versions, corpus):
     project, path = two_versions
     fresh = json.loads(_cli("adapters", "show", "t", "-c", path, "--json").stdout)["staleness"]
-    assert fresh["changed"] == [] and fresh["deleted"] == [] and fresh["unchanged"] >= 2
+    assert fresh["changed"] == fresh["acl_changed"] == fresh["deleted"] == [] and fresh["unchanged"] >= 2
     (corpus / "handbook.md").write_text((corpus / "handbook.md").read_text().replace("28 days", "30 days"))
     (corpus / "policies" / "expenses.txt").unlink()
     project.ingest()

@@ -56,3 +56,13 @@ def test_page_level_gold_needs_the_cited_page():
     # Two gold pages, one found: a hit, but half the recall.
     assert retrieval_metrics([[p8]], [["plan.pdf#page=7", "plan.pdf#page=8"]], ks=(1,))["recall@1"] == 0.5
     assert retrieval_metrics([[p8]], ["plan.pdf"], ks=(1,))["hit@1"] == 1.0
+
+
+def test_a_chunk_running_over_pages_counts_for_each_of_them():
+    from framework.evaluation import retrieval_metrics
+    from framework.records import Source
+
+    p7_8 = Source(chunk_id="c", doc_id="hr:plan.pdf", title="", uri="file:///x/plan.pdf#page=7", score=1.0,
+                  text="", page=7, page_end=8)
+    hits = [retrieval_metrics([[p7_8]], [f"plan.pdf#page={n}"], ks=(1,))["hit@1"] for n in (6, 7, 8, 9)]
+    assert hits == [0.0, 1.0, 1.0, 0.0]

@@ -47,6 +47,18 @@ def test_reingest_unchanged_embeds_nothing(tmp_path, corpus, backend):
     assert project.index.ids() == ids
 
 
+def test_a_new_chunk_size_rechunks_documents_whose_text_did_not_change(tmp_path, corpus):
+    _project(tmp_path, corpus).ingest()
+    smaller = _project(tmp_path, corpus, index={"chunk_size": 24})
+    before = smaller.index.ids()
+    report = smaller.ingest().to_dict()
+    assert report["documents"]["changed"] == 5 and report["documents"]["unchanged"] == 0
+    fresh = _project(tmp_path / "fresh", corpus, index={"chunk_size": 24})
+    fresh.ingest()
+    assert smaller.index.ids() == fresh.index.ids() and len(fresh.index.ids()) > len(before)
+    assert smaller.ingest().to_dict()["documents"]["unchanged"] == 5
+
+
 def test_changed_and_deleted_documents_replace_and_leave_the_index(tmp_path, corpus, backend):
     project = _project(tmp_path, corpus, backend)
     project.ingest()

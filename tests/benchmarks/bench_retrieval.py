@@ -10,12 +10,19 @@ LlamaIndex's documented default pipeline over Chroma with the same embedder
 - anthropic_docs: 232 documentation pages (one file each), 100 questions; a hit is a
   retrieved chunk from one of the question's gold pages.
 - contoso: 6 PDFs (263 pages) and one Markdown file; the questions whose reference answer
-  cites a PDF page (`file.pdf#page=7`); a hit is a chunk from that page.
+  cites a PDF page (`file.pdf#page=7`); a hit is a chunk with text from that page. A chunk
+  that runs on across a page break counts for each page it covers; the benchmark also
+  prints the hybrid figures with each chunk credited only with its first, or only its last, page.
+
+`BENCH_CHUNK_SIZES=96,128,176` also ingests each set once per chunk size and prints the
+hybrid figures for each (the sweep in docs/performance.md).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import re
 import sys
 import time
@@ -24,7 +31,9 @@ from pathlib import Path
 import pytest
 
 from framework.config import load_config_dict
+from framework.evaluation import retrieval_metrics
 from framework.project import Project
+from framework.records import Principal
 
 sys.path.insert(0, str(Path(__file__).parent))  # llamaindex_baseline.py lives beside this file
 from llamaindex_baseline import SameEmbedder, build_default_index, page_file_name, write_anthropic_pages  # noqa: E402
@@ -87,26 +96,53 @@ def _baseline(docs: Path, questions: list[dict], embedder, tmp_path: Path) -> di
     return out
 
 
-def _run(name: str, docs: Path, questions: list[dict], tmp_path: Path) -> dict[str, dict]:
-    cfg = {"workspace": str(tmp_path / "ws"),
+def _ingested(name: str, docs: Path, workspace: Path, questions: list[dict], embedder=None, **index) -> Project:
+    cfg = {"workspace": str(workspace), "index": index,
            "sources": [{"name": name, "type": "files", "path": str(docs), "public": True}]}
-    project = Project(load_config_dict(cfg), show_progress=False)
+    project = Project(load_config_dict(cfg), show_progress=False, embedder=embedder)
     start = time.perf_counter()
     report = project.ingest()
     print(f"\n[{name}] ingest {time.perf_counter() - start:.1f} s, {project.index.count()} chunks, "
           f"{len(questions)} questions; seconds per stage {report.to_dict()['seconds']}")
+    return project
+
+
+def _one_page(questions: list[dict], project: Project) -> dict[str, dict]:
+    """Hybrid figures with each chunk credited with a single page: the one it starts on, or ends on."""
+    ranked = [project.retrieve(q["question"], principal=Principal(), k=max(KS)) for q in questions]
+    gold = [q["document"] for q in questions]
+    first = [[dataclasses.replace(s, page_end=None) for s in r] for r in ranked]
+    last = [[dataclasses.replace(s, page=s.page_end or s.page, page_end=None) for s in r] for r in ranked]
+    return {"hybrid, first page only": {**retrieval_metrics(first, gold, KS), "ms_per_query": ""},
+            "hybrid, last page only": {**retrieval_metrics(last, gold, KS), "ms_per_query": ""}}
+
+
+def _print(results: dict[str, dict]) -> None:
+    print(f"{'retrieval':<26} " + " ".join(f"hit@{k:<3}" for k in KS) + "  mrr    ms/query")
+    for label, m in results.items():
+        print(f"{label:<26} " + " ".join(f"{m[f'hit@{k}']:<7.3f}" for k in KS) + f" {m['mrr']:.3f}  {m['ms_per_query']}")
+
+
+def _run(name: str, docs: Path, questions: list[dict], tmp_path: Path) -> dict[str, dict]:
+    project = _ingested(name, docs, tmp_path / "ws", questions)
     results = {}
     for mode in ("dense", "lexical", "hybrid"):
         p = Project(project.config.model_copy(update={"index": project.config.index.model_copy(
             update={"retrieval": mode})}), show_progress=False, embedder=project.embedder)
         results[mode] = p.evaluate_retrieval(questions, ks=KS)
         assert results[mode]["questions"] == len(questions)
+    if any("#page=" in g for q in questions for g in q["document"]):
+        results.update(_one_page(questions, project))
     results["llamaindex"] = _baseline(docs, questions, project.embedder, tmp_path)
-    print(f"{'retrieval':<20} " + " ".join(f"hit@{k:<3}" for k in KS) + "  mrr    ms/query")
-    for label, m in results.items():
-        print(f"{label:<20} " + " ".join(f"{m[f'hit@{k}']:<7.3f}" for k in KS) + f" {m['mrr']:.3f}  {m['ms_per_query']}")
+    _print(results)
     ratio = results["hybrid"]["hit@2"] / max(results["llamaindex"]["hit@2"], 1e-9)
     print(f"hit@2 ragtune default / llamaindex default: {ratio:.2f}x")
+    sizes = [int(s) for s in os.environ.get("BENCH_CHUNK_SIZES", "").split(",") if s.strip()]
+    if sizes:
+        sweep = {f"hybrid, chunk_size {size}": _ingested(name, docs, tmp_path / f"ws-{size}", questions,
+                                                        project.embedder, chunk_size=size).evaluate_retrieval(questions, ks=KS)
+                 for size in sizes}
+        _print(sweep)
     return results
 
 
