@@ -3,7 +3,7 @@
 all-MiniLM-L6-v2 truncates at 256 word pieces: text past that is invisible to
 retrieval, so chunks are measured with the embedder's own tokenizer. The default is
 11/16 of the window (176 tokens for MiniLM): in a sweep from 96 to 192 tokens on both
-shared document sets it had the best MRR on both and met both hit@5 targets
+shared document sets it had the best hit@2 on both and met both hit@5 targets
 (docs/performance.md); it leaves room for the title line, and three retrieved chunks
 stay short enough for a 135M-parameter generator to use.
 
