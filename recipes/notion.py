@@ -6,42 +6,12 @@
 Export from Notion (Settings > Export content > Markdown & CSV, with subpages). If the
 download holds further zips (Part-1, Part-2), unzip it once and point to the folder.
 Every refused or unreadable entry is printed with its reason; the rest is indexed.
-All the work lives in `framework`; this script only strings the steps together.
+All the work lives in `framework`; this script only names its source (the shared command line is framework/recipe_cli.py).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-from pathlib import Path
-
-import framework
-from framework.records import Principal
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=str(Path(__file__).with_suffix(".yaml")))
-    parser.add_argument("--set", action="append", default=[], help="override: key.path=value")
-    parser.add_argument("--search", help="show the pages and rows that match, without a model")
-    parser.add_argument("--question", help="answer a question with the configured mode")
-    parser.add_argument("--group", action="append", default=[], help="groups of the asking user")
-    args = parser.parse_args()
-
-    project = framework.load(args.config, args.set)
-    report = project.ingest().to_dict()
-    print(json.dumps(report["documents"]))
-    for failure in report["failures"]:
-        print(f"  skipped {failure['uri']}: {failure['reason']}")
-    if args.search:
-        for hit in project.retrieve(args.search, principal=Principal(user="recipe", groups=tuple(args.group))):
-            print(f"{hit.score:.3f}  {hit.title}  ({hit.uri})")
-    if args.question:
-        answer = project.ask(args.question, groups=args.group)
-        print(answer.text)
-        for source in answer.sources:
-            print(f"  - {source.title} ({source.uri})")
-
+from framework.recipe_cli import export_recipe
 
 if __name__ == "__main__":
-    main()
+    export_recipe(__doc__, __file__, search_help="show the pages and rows that match, without a model")
