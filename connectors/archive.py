@@ -26,7 +26,19 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
-from framework.connector import LoadFailure
+from pydantic import Field
+
+from framework.ingest.contract import LoadFailure, SourceConfig
+
+
+class ExportSource(SourceConfig):
+    """An export read from a folder or a zip file, with the bounds that stop zip bombs."""
+
+    path: str
+    max_file_mb: float = Field(default=50.0, gt=0)
+    max_total_mb: float = Field(default=4096.0, gt=0)
+    max_entries: int = Field(default=100_000, ge=1)
+    max_compression_ratio: float = Field(default=200.0, gt=1)
 
 MB = 1024 * 1024
 

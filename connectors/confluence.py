@@ -25,13 +25,23 @@ import re
 import tempfile
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import Iterator, Union
+from typing import Iterator, Literal, Union
 
-from connectors.archive import ArchiveLimits, Export, export_root
+from pydantic import Field
+
+from connectors.archive import ArchiveLimits, Export, ExportSource, export_root
 from connectors.files import SUPPORTED, decode_text, parse_file
-from framework.acl import AclPolicy
-from framework.connector import LoadFailure, SourceItem
+from framework.ingest.acl import AclPolicy
+from framework.ingest.contract import LoadFailure, SourceItem
 from framework.records import Document
+
+
+class ConfluenceSource(ExportSource):
+    """A Confluence space HTML export (folder or zip)."""
+
+    type: Literal["confluence"]
+    base_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
+    attachments: bool = True
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +49,14 @@ _PAGE_ID = re.compile(r"(?:^|_)(\d+)\.html$")
 
 
 class ConfluenceConnector:
+    schema = ConfluenceSource
+
+    @classmethod
+    def from_config(cls, cfg: ConfluenceSource) -> "ConfluenceConnector":
+        """Build from the validated `sources:` entry (see docs/connectors/confluence.md)."""
+        return cls(name=cfg.name, path=cfg.path, acl=AclPolicy.from_config(cfg),
+                   limits=ArchiveLimits.from_config(cfg), base_url=cfg.base_url, attachments=cfg.attachments)
+
     def __init__(self, *, name: str, path: str | Path, acl: AclPolicy | tuple[str, ...] = (),
                  limits: ArchiveLimits = ArchiveLimits(), base_url: str | None = None,
                  attachments: bool = True) -> None:

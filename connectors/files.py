@@ -3,7 +3,7 @@
 Reads: any folder; `include`/`exclude` are glob patterns relative to it.
 Document id: `<source name>:<relative posix path>`, stable across runs and machines.
 ACL: every file gets the source's groups (`acl:`, `public: true`) plus those of each matching
-`acl_paths:` pattern (see framework.acl).
+`acl_paths:` pattern (see framework.ingest.acl).
 Bad files (empty, binary junk, oversized, undecodable, corrupt or encrypted) are reported,
 never fatal, and symbolic links are never followed out of the folder. Scanning hashes each
 file in blocks and keeps no content in memory; a file is read again only when it is parsed.
@@ -21,14 +21,34 @@ import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, Literal, Union
 
-from framework.acl import AclPolicy
-from framework.connector import LoadFailure, SourceItem
+from pydantic import Field
+
+from connectors.formats import (
+    ParseError,
+    csv_text,
+    decode_text,
+    docx_text,
+    html_text,
+    json_text,
+    markdown_title,
+    pdf_text,
+    pptx_text,
+)
+from framework.ingest.acl import AclPolicy
+from framework.ingest.contract import LoadFailure, SourceConfig, SourceItem
 from framework.records import Document
 
-from connectors.formats import (ParseError, csv_text, decode_text, docx_text, html_text, json_text, markdown_title,
-                                pdf_text, pptx_text)
+
+class FilesSource(SourceConfig):
+    """A folder tree of txt, md, html, pdf and docx files."""
+
+    type: Literal["files"]
+    path: str
+    include: list[str] = ["**/*"]
+    exclude: list[str] = []
+    max_file_mb: float = Field(default=50.0, gt=0)
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".rst"}
 HTML_SUFFIXES = {".html", ".htm"}
@@ -38,6 +58,14 @@ __all__ = ["FilesConnector", "ParseError", "SUPPORTED", "decode_text", "parse_fi
 
 
 class FilesConnector:
+    schema = FilesSource
+
+    @classmethod
+    def from_config(cls, cfg: FilesSource) -> "FilesConnector":
+        """Build from the validated `sources:` entry (see docs/connectors/files.md)."""
+        return cls(name=cfg.name, root=cfg.path, include=tuple(cfg.include), exclude=tuple(cfg.exclude),
+                   acl=AclPolicy.from_config(cfg), max_bytes=int(cfg.max_file_mb * 1024 * 1024))
+
     def __init__(self, *, name: str, root: str | Path, include: tuple[str, ...] = ("**/*",),
                  exclude: tuple[str, ...] = (), acl: AclPolicy | tuple[str, ...] = (), max_bytes: int = 50 * 2**20) -> None:
         self.name = name

@@ -74,7 +74,7 @@ def html_text(raw: bytes) -> tuple[str | None, str]:
 
 
 def pdf_text(raw: bytes) -> tuple[str | None, str]:
-    """Pages joined by form feeds, so chunks keep their page (framework.chunking); an encrypted PDF opens only when its user password is empty (no title)."""
+    """Pages joined by form feeds, so chunks keep their page (framework.ingest.chunking); an encrypted PDF opens only when its user password is empty (no title)."""
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 

@@ -8,7 +8,7 @@ unchanged file costs nothing: not even its bytes are read.
 Metadata: `commit` (the ref's commit), and per file the last commit that changed it, its
 committer date (`updated_at`) and author.
 ACL: every file gets the source's groups plus those of each matching `acl_paths:` pattern
-(see framework.acl). Binary blobs, symbolic links' targets and submodules are not text:
+(see framework.ingest.acl). Binary blobs, symbolic links' targets and submodules are not text:
 binaries are reported, links and submodules skipped.
 
 Example:
@@ -26,13 +26,32 @@ import threading
 import weakref
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterator, Union
+from typing import Iterator, Literal, Union
 
-from framework.acl import AclPolicy
-from framework.connector import LoadFailure, SourceItem
-from framework.records import Document
+from pydantic import Field, field_validator
 
 from connectors.files import SUPPORTED, ParseError, decode_text, parse_file
+from framework.ingest.acl import AclPolicy
+from framework.ingest.contract import LoadFailure, SourceConfig, SourceItem, check_template
+from framework.records import Document
+
+
+class GitSource(SourceConfig):
+    """A local git clone: text files as committed at `ref` (see connectors/git.py)."""
+
+    type: Literal["git"]
+    path: str
+    ref: str = "HEAD"
+    include: list[str] = ["**/*"]
+    exclude: list[str] = []
+    max_file_mb: float = Field(default=5.0, gt=0)
+    uri_template: str | None = None
+
+    @field_validator("uri_template")
+    @classmethod
+    def _uri_fields(cls, value: str | None) -> str | None:
+        check_template(value, allowed={"commit", "path"})
+        return value
 
 # Suffixes that are never text: reported at scan time without reading their bytes.
 BINARY_SUFFIXES = {
@@ -58,6 +77,15 @@ class FileCommit:
 
 
 class GitConnector:
+    schema = GitSource
+
+    @classmethod
+    def from_config(cls, cfg: GitSource) -> "GitConnector":
+        """Build from the validated `sources:` entry (see docs/connectors/git.md)."""
+        return cls(name=cfg.name, repo=cfg.path, ref=cfg.ref, include=tuple(cfg.include),
+                   exclude=tuple(cfg.exclude), acl=AclPolicy.from_config(cfg),
+                   max_bytes=int(cfg.max_file_mb * 1024 * 1024), uri_template=cfg.uri_template)
+
     def __init__(self, *, name: str, repo: str | Path, ref: str = "HEAD", include: tuple[str, ...] = ("**/*",),
                  exclude: tuple[str, ...] = (), acl: AclPolicy | tuple[str, ...] = (),
                  max_bytes: int = 5 * 2**20, uri_template: str | None = None) -> None:

@@ -34,11 +34,33 @@ import re
 import uuid
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Iterator, Literal, Union
 
-from framework.acl import AclPolicy
-from framework.connector import LoadFailure, SourceItem
+from pydantic import field_validator
+
+from framework.ingest.acl import AclPolicy
+from framework.ingest.contract import LoadFailure, SourceConfig, SourceItem
 from framework.records import Document
+
+
+class LlamaIndexSource(SourceConfig):
+    """Any LlamaIndex reader from the `llama_index` namespace (see connectors/llamaindex_reader.py)."""
+
+    type: Literal["llamaindex"]
+    reader: str
+    reader_args: dict[str, Any] = {}
+    load_args: dict[str, Any] = {}
+    id_key: str | None = None
+    acl_key: str | None = None
+
+    @field_validator("reader")
+    @classmethod
+    def _llama_index_only(cls, value: str) -> str:
+        if not re.fullmatch(r"llama_index(\.[A-Za-z_]\w*)+:[A-Za-z_]\w*", value):
+            raise ValueError(f"{value!r} must name a reader class as 'llama_index.<module>:<Class>', e.g. "
+                             "'llama_index.core:SimpleDirectoryReader'; for readers outside the llama_index "
+                             "namespace, build LlamaIndexReaderConnector in Python (docs/connectors/llamaindex.md)")
+        return value
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +95,14 @@ def import_reader(spec: str, reader_args: dict[str, Any], *, source: str):
 
 
 class LlamaIndexReaderConnector:
+    schema = LlamaIndexSource
+
+    @classmethod
+    def from_config(cls, cfg: LlamaIndexSource) -> "LlamaIndexReaderConnector":
+        """Build from the validated `sources:` entry (see docs/connectors/llamaindex.md)."""
+        return cls(name=cfg.name, reader=import_reader(cfg.reader, cfg.reader_args, source=cfg.name),
+                   load_args=cfg.load_args, id_key=cfg.id_key, acl_key=cfg.acl_key, acl=AclPolicy.from_config(cfg))
+
     def __init__(self, *, name: str, reader, load_args: dict[str, Any] | None = None, id_key: str | None = None,
                  acl_key: str | None = None, acl: AclPolicy | tuple[str, ...] = ()) -> None:
         self.name = name

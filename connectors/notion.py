@@ -29,13 +29,19 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Iterator, Union
+from typing import Iterator, Literal, Union
 
-from connectors.archive import ArchiveLimits, Export
+from connectors.archive import ArchiveLimits, Export, ExportSource
 from connectors.files import decode_text
-from framework.acl import AclPolicy
-from framework.connector import LoadFailure, SourceItem
+from framework.ingest.acl import AclPolicy
+from framework.ingest.contract import LoadFailure, SourceItem
 from framework.records import Document
+
+
+class NotionSource(ExportSource):
+    """A Notion "Markdown & CSV" export (folder or zip)."""
+
+    type: Literal["notion"]
 
 _NAMED = re.compile(r"^(?P<title>.*?)\s*(?P<id>[0-9a-fA-F]{32})(?P<all>_all)?$")
 
@@ -67,6 +73,14 @@ def _entry(name: str) -> _Entry:
 
 
 class NotionConnector:
+    schema = NotionSource
+
+    @classmethod
+    def from_config(cls, cfg: NotionSource) -> "NotionConnector":
+        """Build from the validated `sources:` entry (see docs/connectors/notion.md)."""
+        return cls(name=cfg.name, path=cfg.path, acl=AclPolicy.from_config(cfg),
+                   limits=ArchiveLimits.from_config(cfg))
+
     def __init__(self, *, name: str, path: str | Path, acl: AclPolicy | tuple[str, ...] = (),
                  limits: ArchiveLimits = ArchiveLimits()) -> None:
         self.name = name

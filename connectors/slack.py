@@ -31,12 +31,24 @@ import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Iterator, Union
+from typing import Iterator, Literal, Union
 
-from connectors.archive import ArchiveLimits, Export, export_root
-from framework.acl import AclPolicy
-from framework.connector import LoadFailure, SourceItem
+from pydantic import Field
+
+from connectors.archive import ArchiveLimits, Export, ExportSource, export_root
+from framework.ingest.acl import AclPolicy
+from framework.ingest.contract import LoadFailure, SourceItem
 from framework.records import Document
+
+
+class SlackSource(ExportSource):
+    """A Slack workspace export (folder or zip)."""
+
+    type: Literal["slack"]
+    workspace_url: str | None = Field(default=None, pattern=r"^https://[A-Za-z0-9.-]+/?$")
+    conversation_gap_minutes: float = Field(default=30.0, gt=0)
+    include_private: bool = True
+    include_direct: bool = False
 
 _DAY_FILE = re.compile(r"^\d{4}-\d{2}-\d{2}\.json$")
 _SKIPPED_SUBTYPES = {"channel_join", "channel_leave", "group_join", "group_leave"}
@@ -51,6 +63,16 @@ class Channel:
 
 
 class SlackConnector:
+    schema = SlackSource
+
+    @classmethod
+    def from_config(cls, cfg: SlackSource) -> "SlackConnector":
+        """Build from the validated `sources:` entry (see docs/connectors/slack.md)."""
+        return cls(name=cfg.name, path=cfg.path, acl=AclPolicy.from_config(cfg),
+                   limits=ArchiveLimits.from_config(cfg), workspace_url=cfg.workspace_url,
+                   gap_minutes=cfg.conversation_gap_minutes, include_private=cfg.include_private,
+                   include_direct=cfg.include_direct)
+
     def __init__(self, *, name: str, path: str | Path, acl: AclPolicy | tuple[str, ...] = (),
                  limits: ArchiveLimits = ArchiveLimits(), workspace_url: str | None = None,
                  gap_minutes: float = 30.0, include_private: bool = True, include_direct: bool = False) -> None:

@@ -23,11 +23,40 @@ import json
 import re
 import string
 from datetime import date, datetime
-from typing import Any, Iterator, Mapping, Union
+from typing import Any, Iterator, Literal, Mapping, Union
 
-from framework.acl import AclPolicy
-from framework.connector import LoadFailure, SourceItem
+from pydantic import field_validator, model_validator
+
+from framework.ingest.acl import AclPolicy
+from framework.ingest.contract import LoadFailure, SourceConfig, SourceItem, check_template
 from framework.records import Document
+
+
+class SqlSource(SourceConfig):
+    """Rows of a table or query in any SQLAlchemy database (see connectors/sql.py)."""
+
+    type: Literal["sql"]
+    url: str
+    query: str | None = None
+    table: str | None = None
+    id_column: str
+    text_template: str
+    title_column: str | None = None
+    updated_at_column: str | None = None
+    author_column: str | None = None
+    acl_column: str | None = None
+
+    @field_validator("text_template")
+    @classmethod
+    def _template_parses(cls, value: str) -> str:
+        check_template(value, allowed=None)
+        return value
+
+    @model_validator(mode="after")
+    def _query_or_table(self) -> "SqlSource":
+        if (self.query is None) == (self.table is None):
+            raise ValueError("give exactly one of `query` (a SELECT) or `table` (a table name)")
+        return self
 
 
 class SqlSourceError(RuntimeError):
@@ -35,6 +64,16 @@ class SqlSourceError(RuntimeError):
 
 
 class SqlConnector:
+    schema = SqlSource
+
+    @classmethod
+    def from_config(cls, cfg: SqlSource) -> "SqlConnector":
+        """Build from the validated `sources:` entry (see docs/connectors/sql.md)."""
+        return cls(name=cfg.name, url=cfg.url, query=cfg.query, table=cfg.table, id_column=cfg.id_column,
+                   text_template=cfg.text_template, title_column=cfg.title_column,
+                   updated_at_column=cfg.updated_at_column, author_column=cfg.author_column,
+                   acl_column=cfg.acl_column, acl=AclPolicy.from_config(cfg))
+
     def __init__(self, *, name: str, url: str, id_column: str, text_template: str, query: str | None = None,
                  table: str | None = None, title_column: str | None = None, updated_at_column: str | None = None,
                  author_column: str | None = None, acl_column: str | None = None,

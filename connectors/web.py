@@ -11,7 +11,7 @@ default port dropped) and replaced by the page's `<link rel="canonical">` when t
 to the same host, so one page reached by two URLs is one document. Content hash: SHA-256
 of the title and extracted text.
 ACL: the source's groups plus those of each `acl_paths:` pattern matching the URL's path
-without its leading `/` (e.g. `"hr/*"`), see framework.acl.
+without its leading `/` (e.g. `"hr/*"`), see framework.ingest.acl.
 Failures are report entries: a 404/410 (or robots.txt forbidding a page, or a non-HTML
 link) means the page is gone and leaves the index; a timeout or 5xx keeps what is indexed.
 If no page at all can be fetched, the scan raises instead, so an outage never empties the index.
@@ -30,16 +30,40 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Iterator, Union
+from typing import Iterator, Literal, Union
 from urllib.parse import urldefrag, urljoin, urlsplit, urlunsplit
 from urllib.robotparser import RobotFileParser
 from xml.etree import ElementTree
 
 import httpx
+from pydantic import Field, model_validator
 
-from framework.acl import AclPolicy
-from framework.connector import LoadFailure, SourceItem
+from framework.ingest.acl import AclPolicy
+from framework.ingest.contract import LoadFailure, SourceConfig, SourceItem
 from framework.records import Document
+
+
+class WebSource(SourceConfig):
+    """A web site crawled from start URLs or a sitemap, same host only (see connectors/web.py)."""
+
+    type: Literal["web"]
+    start_urls: list[str] = []
+    sitemap: str | None = None
+    max_depth: int = Field(default=2, ge=0)
+    max_pages: int = Field(default=500, ge=1)
+    delay_s: float = Field(default=0.5, ge=0)
+    timeout_s: float = Field(default=20.0, gt=0)
+    max_page_mb: float = Field(default=5.0, gt=0)
+    user_agent: str = "ragtune"
+
+    @model_validator(mode="after")
+    def _has_start(self) -> "WebSource":
+        if not self.start_urls and not self.sitemap:
+            raise ValueError("give `start_urls` (a list of pages) or `sitemap` (a sitemap.xml URL)")
+        for url in [*self.start_urls, *([self.sitemap] if self.sitemap else [])]:
+            if not re.match(r"^https?://[^/\s]+", url):
+                raise ValueError(f"{url!r} is not an http(s) URL with a host")
+        return self
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +117,16 @@ def _origin(url: str) -> str:
 
 
 class WebConnector:
+    schema = WebSource
+
+    @classmethod
+    def from_config(cls, cfg: WebSource) -> "WebConnector":
+        """Build from the validated `sources:` entry (see docs/connectors/web.md)."""
+        return cls(name=cfg.name, start_urls=tuple(cfg.start_urls), sitemap=cfg.sitemap,
+                   max_depth=cfg.max_depth, max_pages=cfg.max_pages, delay_s=cfg.delay_s,
+                   timeout_s=cfg.timeout_s, max_bytes=int(cfg.max_page_mb * 1024 * 1024),
+                   user_agent=cfg.user_agent, acl=AclPolicy.from_config(cfg))
+
     def __init__(self, *, name: str, start_urls: tuple[str, ...] = (), sitemap: str | None = None,
                  max_depth: int = 2, max_pages: int = 500, delay_s: float = 0.5, timeout_s: float = 20.0,
                  max_bytes: int = 5 * 2**20, user_agent: str = "ragtune",

@@ -1,5 +1,5 @@
 """`python -m framework` runs the `ragtune` command line (useful without the console script)."""
 
-from framework.cli import app
+from framework.cli.main import app
 
 app(prog_name="ragtune")

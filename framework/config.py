@@ -3,8 +3,14 @@
 Every model forbids unknown keys, so a misspelled key is an error naming its path
 instead of a silently ignored setting. `load_config` reports every problem at once.
 
+The `sources:` entries are validated by the schema of their `type:`, which each connector
+owns (connectors/<name>.py); the loader is given that table (`source_types`), so this
+module never imports a connector. `framework.load_config` passes the shipped connectors.
+
 Example:
-    >>> cfg = load_config_dict({"sources": [{"name": "docs", "type": "files", "path": "."}]})
+    >>> from connectors import source_types
+    >>> cfg = load_config_dict({"sources": [{"name": "docs", "type": "files", "path": "."}]},
+    ...                        source_types=source_types())
     >>> cfg.router.default_mode
     'rag'
 """
@@ -13,14 +19,15 @@ from __future__ import annotations
 
 import os
 import re
-import string
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, model_validator
 
-ModeName = Literal["prompt_only", "rag", "finetuned", "combined", "auto"]
+from framework.ingest.contract import SourceConfig
+from framework.records import Mode
+
 Precision = Literal["auto", "bf16", "fp32"]
 
 
@@ -30,170 +37,6 @@ class ConfigError(ValueError):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SourceBase(_Section):
-    """What every source has: a unique name and who may read its documents (see framework.acl)."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    acl: list[str] = []
-    public: bool = False
-    acl_paths: dict[str, list[str]] = {}
-
-
-class FilesSource(SourceBase):
-    """A folder tree of txt, md, html, pdf and docx files."""
-
-    type: Literal["files"]
-    path: str
-    include: list[str] = ["**/*"]
-    exclude: list[str] = []
-    max_file_mb: float = Field(default=50.0, gt=0)
-
-
-class _ExportSource(SourceBase):
-    """An export read from a folder or a zip file, with the bounds that stop zip bombs."""
-
-    path: str
-    max_file_mb: float = Field(default=50.0, gt=0)
-    max_total_mb: float = Field(default=4096.0, gt=0)
-    max_entries: int = Field(default=100_000, ge=1)
-    max_compression_ratio: float = Field(default=200.0, gt=1)
-
-
-class ConfluenceSource(_ExportSource):
-    """A Confluence space HTML export (folder or zip)."""
-
-    type: Literal["confluence"]
-    base_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
-    attachments: bool = True
-
-
-class NotionSource(_ExportSource):
-    """A Notion "Markdown & CSV" export (folder or zip)."""
-
-    type: Literal["notion"]
-
-
-class SlackSource(_ExportSource):
-    """A Slack workspace export (folder or zip)."""
-
-    type: Literal["slack"]
-    workspace_url: str | None = Field(default=None, pattern=r"^https://[A-Za-z0-9.-]+/?$")
-    conversation_gap_minutes: float = Field(default=30.0, gt=0)
-    include_private: bool = True
-    include_direct: bool = False
-
-
-class GitSource(SourceBase):
-    """A local git clone: text files as committed at `ref` (see connectors/git.py)."""
-
-    type: Literal["git"]
-    path: str
-    ref: str = "HEAD"
-    include: list[str] = ["**/*"]
-    exclude: list[str] = []
-    max_file_mb: float = Field(default=5.0, gt=0)
-    uri_template: str | None = None
-
-    @field_validator("uri_template")
-    @classmethod
-    def _uri_fields(cls, value: str | None) -> str | None:
-        _check_template(value, allowed={"commit", "path"})
-        return value
-
-
-class SqlSource(SourceBase):
-    """Rows of a table or query in any SQLAlchemy database (see connectors/sql.py)."""
-
-    type: Literal["sql"]
-    url: str
-    query: str | None = None
-    table: str | None = None
-    id_column: str
-    text_template: str
-    title_column: str | None = None
-    updated_at_column: str | None = None
-    author_column: str | None = None
-    acl_column: str | None = None
-
-    @field_validator("text_template")
-    @classmethod
-    def _template_parses(cls, value: str) -> str:
-        _check_template(value, allowed=None)
-        return value
-
-    @model_validator(mode="after")
-    def _query_or_table(self) -> "SqlSource":
-        if (self.query is None) == (self.table is None):
-            raise ValueError("give exactly one of `query` (a SELECT) or `table` (a table name)")
-        return self
-
-
-class WebSource(SourceBase):
-    """A web site crawled from start URLs or a sitemap, same host only (see connectors/web.py)."""
-
-    type: Literal["web"]
-    start_urls: list[str] = []
-    sitemap: str | None = None
-    max_depth: int = Field(default=2, ge=0)
-    max_pages: int = Field(default=500, ge=1)
-    delay_s: float = Field(default=0.5, ge=0)
-    timeout_s: float = Field(default=20.0, gt=0)
-    max_page_mb: float = Field(default=5.0, gt=0)
-    user_agent: str = "ragtune"
-
-    @model_validator(mode="after")
-    def _has_start(self) -> "WebSource":
-        if not self.start_urls and not self.sitemap:
-            raise ValueError("give `start_urls` (a list of pages) or `sitemap` (a sitemap.xml URL)")
-        for url in [*self.start_urls, *([self.sitemap] if self.sitemap else [])]:
-            if not re.match(r"^https?://[^/\s]+", url):
-                raise ValueError(f"{url!r} is not an http(s) URL with a host")
-        return self
-
-
-class LlamaIndexSource(SourceBase):
-    """Any LlamaIndex reader from the `llama_index` namespace (see connectors/llamaindex_reader.py)."""
-
-    type: Literal["llamaindex"]
-    reader: str
-    reader_args: dict[str, Any] = {}
-    load_args: dict[str, Any] = {}
-    id_key: str | None = None
-    acl_key: str | None = None
-
-    @field_validator("reader")
-    @classmethod
-    def _llama_index_only(cls, value: str) -> str:
-        if not re.fullmatch(r"llama_index(\.[A-Za-z_]\w*)+:[A-Za-z_]\w*", value):
-            raise ValueError(f"{value!r} must name a reader class as 'llama_index.<module>:<Class>', e.g. "
-                             "'llama_index.core:SimpleDirectoryReader'; for readers outside the llama_index "
-                             "namespace, build LlamaIndexReaderConnector in Python (docs/connectors/llamaindex.md)")
-        return value
-
-
-def _check_template(template: str | None, allowed: set[str] | None) -> None:
-    """A str.format template must parse, and (when `allowed` is given) name only those fields."""
-    if template is None:
-        return
-    try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
-    except ValueError as err:
-        raise ValueError(f"template {template!r} is not a valid str.format template: {err}") from None
-    for f in fields:
-        if not f or f.isdigit():
-            raise ValueError(f"template {template!r}: use named fields like {{title}}, not {{{f}}}")
-        base = re.split(r"[.\[]", f, maxsplit=1)[0]
-        if allowed is not None and base not in allowed:
-            raise ValueError(f"template {template!r}: unknown field {{{base}}}; allowed: {sorted(allowed)}")
-
-
-SourceConfig = Annotated[Union[FilesSource, ConfluenceSource, NotionSource, SlackSource,
-                               GitSource,
-                               SqlSource,
-                               WebSource,
-                               LlamaIndexSource], Field(discriminator="type")]
 
 
 class IndexConfig(_Section):
@@ -216,7 +59,7 @@ class IndexConfig(_Section):
 
 
 class IngestConfig(_Section):
-    """How documents are parsed: in worker processes, each file bounded in time (see framework.parse_pool)."""
+    """How documents are parsed: in worker processes, each file bounded in time (see framework.ingest.parse_pool)."""
 
     parse_workers: int = Field(default=1, ge=0, le=64)
     parse_timeout_s: float = Field(default=60.0, gt=0)
@@ -314,8 +157,8 @@ AdapterSpec = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*(@v[0-9]
 
 
 class RouterConfig(_Section):
-    default_mode: ModeName = "rag"
-    groups: dict[str, ModeName] = {}
+    default_mode: Mode = "rag"
+    groups: dict[str, Mode] = {}
     adapter: AdapterSpec = "default"
     adapter_version: str | None = Field(default=None, pattern=r"^v[0-9]{4,}$")
     group_adapters: dict[str, AdapterSpec] = {}
@@ -327,22 +170,13 @@ class RouterConfig(_Section):
 class Config(_Section):
     workspace: str = ".ragtune"
     precision: Precision = "auto"
-    sources: list[SourceConfig] = []
+    sources: list[SerializeAsAny[SourceConfig]] = []
     index: IndexConfig = IndexConfig()
     ingest: IngestConfig = IngestConfig()
     generator: GeneratorConfig = GeneratorConfig()
     dataset: DatasetConfig = DatasetConfig()
     finetune: FinetuneConfig = FinetuneConfig()
     router: RouterConfig = RouterConfig()
-
-    @field_validator("sources")
-    @classmethod
-    def _unique_source_names(cls, sources: list) -> list:
-        names = [s.name for s in sources]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"source names must be unique; repeated: {', '.join(dupes)}")
-        return sources
 
     def workspace_path(self) -> Path:
         return Path(self.workspace).expanduser()
@@ -370,19 +204,6 @@ def _interpolate(value: Any, path: str, errors: list[str]) -> Any:
         return match.group(0)
 
     return _ENV.sub(repl, value)
-
-
-def _format_errors(err: ValidationError) -> list[str]:
-    lines = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            msg = "unknown key (check the spelling; see docs/configuration.md)"
-        elif e["type"] == "union_tag_invalid":
-            msg = f"unknown source type {e['input'].get('type')!r}; allowed: {e['ctx']['expected_tags']}"
-        lines.append(f"{loc or '<root>'}: {msg}")
-    return lines
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -421,18 +242,61 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def load_config_dict(data: dict | None, overrides: list[str] = (), base_dir: Path | None = None) -> Config:
-    """Validate a config dict (after overrides and ${ENV} interpolation), all errors at once."""
+SourceTypes = Mapping[str, type[SourceConfig]]
+
+
+def _format_errors(err: ValidationError, prefix: str = "") -> list[str]:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in (prefix, *e["loc"]) if p != "")
+        msg = "unknown key (check the spelling; see docs/configuration.md)" if e["type"] == "extra_forbidden" \
+            else e["msg"]
+        lines.append(f"{loc or '<root>'}: {msg}")
+    return lines
+
+
+def _sources(raw: Any, types: SourceTypes, errors: list[str]) -> list[SourceConfig]:
+    """Each `sources:` entry validated by the schema of its `type:`; problems go to `errors`."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        errors.append("sources: must be a list of source sections (each with name and type)")
+        return []
+    out = []
+    for i, item in enumerate(raw):
+        kind = item.get("type") if isinstance(item, dict) else None
+        if kind not in types:
+            errors.append(f"sources.{i}: unknown source type {kind!r}; allowed: "
+                          f"{', '.join(repr(t) for t in types)}")
+            continue
+        try:
+            out.append(types[kind].model_validate(item))
+        except ValidationError as err:
+            errors.extend(_format_errors(err, f"sources.{i}"))
+    names = [s.name for s in out]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        errors.append(f"sources: source names must be unique; repeated: {', '.join(repeated)}")
+    return out
+
+
+def load_config_dict(data: dict | None, overrides: list[str] = (), base_dir: Path | None = None, *,
+                     source_types: SourceTypes) -> Config:
+    """Validate a config dict (after overrides and ${ENV} interpolation), all errors at once.
+
+    `source_types` maps each `sources[].type` to its schema (`connectors.source_types()`)."""
     data = apply_overrides(dict(data or {}), list(overrides))
     errors: list[str] = []
     data = _interpolate(data, "", errors)
+    sources = _sources(data.get("sources"), source_types, errors)
     try:
-        cfg = Config.model_validate(data)
+        cfg = Config.model_validate({**data, "sources": []})
     except ValidationError as err:
         errors.extend(_format_errors(err))
         cfg = None
     if errors:
         raise ConfigError("invalid config:\n  " + "\n  ".join(errors))
+    cfg = cfg.model_copy(update={"sources": sources})
     if base_dir is not None:
         cfg = _resolve_paths(cfg, base_dir)
     return cfg
@@ -453,8 +317,8 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
                                   "dataset": dataset})
 
 
-def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
-    """Read and validate a ragtune.yaml file."""
+def load_config(path: str | Path, overrides: list[str] = (), *, source_types: SourceTypes) -> Config:
+    """Read and validate a ragtune.yaml file (see `load_config_dict` for `source_types`)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found; create one with `ragtune init`")
@@ -464,4 +328,4 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
         raise ConfigError(f"{path} is not valid YAML: {err}") from err
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of sections, got {type(data).__name__}")
-    return load_config_dict(data, overrides, base_dir=path.resolve().parent)
+    return load_config_dict(data, overrides, base_dir=path.resolve().parent, source_types=source_types)

@@ -9,11 +9,22 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, Mapping, get_args
 
+# The one list of modes. `auto` picks one of the other four per question (serving/router.py).
 Mode = Literal["prompt_only", "rag", "finetuned", "combined", "auto"]
-MODES: tuple[str, ...] = ("prompt_only", "rag", "finetuned", "combined", "auto")
+MODES: tuple[str, ...] = get_args(Mode)
+# The modes an answer is produced in, as a table: mode -> (retrieve, use the adapter).
+MODE_TABLE: dict[str, tuple[bool, bool]] = {
+    "prompt_only": (False, False),
+    "rag": (True, False),
+    "finetuned": (False, True),
+    "combined": (True, True),
+}
+ANSWER_MODES: tuple[str, ...] = tuple(MODE_TABLE)
 PUBLIC_GROUP = "public"
 
 
@@ -120,3 +131,33 @@ class Answer:
             "prompt": self.prompt,
             "sources": [s.__dict__ for s in self.sources],
         }
+
+
+@dataclass(frozen=True)
+class QAPair:
+    """A synthetic question with its answer, about one statement (`fact`) of a chunk."""
+
+    question: str
+    answer: str
+    kind: str
+    fact: str  # the statement the pair asks about; pairs of one fact share it
+    parent: str | None = None  # for a paraphrase: the qid of the question it rewords
+
+    @property
+    def qid(self) -> str:
+        return hashlib.sha256(f"{self.fact}\n{self.question}".encode()).hexdigest()[:12]
+
+
+def record_to_dict(record: Any) -> dict:
+    """A file-backed record (card, manifest) as its JSON form: tuples as lists, and the keys it did
+    not know (its `extra` field) written back, so a file round-trips whatever wrote it."""
+    out = {f.name: getattr(record, f.name) for f in dataclasses.fields(record) if f.name != "extra"}
+    out = {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+    return {**out, **getattr(record, "extra", {})}
+
+
+def record_from_dict(cls: type, data: Mapping[str, Any]):
+    """The inverse of `record_to_dict`: missing keys take their defaults (files of older versions)."""
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "extra"}
+    known = {k: tuple(v) if isinstance(fields[k].default, tuple) else v for k, v in data.items() if k in fields}
+    return cls(**known, extra={k: v for k, v in data.items() if k not in fields})

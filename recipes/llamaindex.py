@@ -10,37 +10,20 @@ recipes/llamaindex.yaml and docs/connectors/llamaindex.md.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-from pathlib import Path
 
-from llama_index.core import SimpleDirectoryReader
-
-import framework
 from connectors.llamaindex_reader import LlamaIndexReaderConnector
+from framework.cli.recipe import run_recipe
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=str(Path(__file__).with_suffix(".yaml")))
-    parser.add_argument("--set", action="append", default=[], help="override: key.path=value")
-    parser.add_argument("--question", help="a question to answer after ingesting")
-    parser.add_argument("--group", action="append", default=[], help="groups of the asking user")
-    args = parser.parse_args()
+def markdown_notes() -> list:
+    """A reader built in Python: any object with load_data(), here the directory reader with its own
+    options. id_key gives each document an id that survives edits and other machines."""
+    from llama_index.core import SimpleDirectoryReader
 
-    project = framework.load(args.config, args.set)
-    # A reader built in Python: any object with load_data(), here the directory reader with
-    # its own options. id_key gives each document an id that survives edits and other machines.
     reader = SimpleDirectoryReader(input_dir=os.environ["RAGTUNE_DOCS"], recursive=True, required_exts=[".md"])
-    markdown = LlamaIndexReaderConnector(name="markdown", reader=reader, id_key="file_name", acl=("staff",))
-    print(json.dumps(project.ingest(extra=[markdown]).to_dict()["documents"]))
-    if args.question:
-        answer = project.ask(args.question, groups=args.group)
-        print(answer.text)
-        for source in answer.sources:
-            print(f"  - {source.title} ({source.uri})")
+    return [LlamaIndexReaderConnector(name="markdown", reader=reader, id_key="file_name", acl=("staff",))]
 
 
 if __name__ == "__main__":
-    main()
+    run_recipe(__doc__, __file__, connectors=markdown_notes)

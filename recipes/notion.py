@@ -6,12 +6,12 @@
 Export from Notion (Settings > Export content > Markdown & CSV, with subpages). If the
 download holds further zips (Part-1, Part-2), unzip it once and point to the folder.
 Every refused or unreadable entry is printed with its reason; the rest is indexed.
-All the work lives in `framework`; this script only names its source (the shared command line is framework/recipe_cli.py).
+All the work lives in `framework`; this script only names its source (the shared command line is framework/cli/recipe.py).
 """
 
 from __future__ import annotations
 
-from framework.recipe_cli import export_recipe
+from framework.cli.recipe import run_recipe
 
 if __name__ == "__main__":
-    export_recipe(__doc__, __file__, search_help="show the pages and rows that match, without a model")
+    run_recipe(__doc__, __file__)

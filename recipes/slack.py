@@ -12,7 +12,7 @@ strings the steps together.
 
 from __future__ import annotations
 
-from framework.recipe_cli import export_recipe
+from framework.cli.recipe import run_recipe
 
 if __name__ == "__main__":
-    export_recipe(__doc__, __file__, search_help="show the threads and conversations that match, without a model")
+    run_recipe(__doc__, __file__)

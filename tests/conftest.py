@@ -203,3 +203,12 @@ def chroma_server(tmp_path_factory):
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def make_chunk(text: str = "x", doc_id: str = "d", **fields):
+    """A Chunk record for the dataset stages' unit tests (id, uri and hashes are placeholders)."""
+    from framework.records import Chunk
+
+    values = {"id": f"{doc_id}-0", "doc_id": doc_id, "position": 0, "text": text, "title": doc_id,
+              "uri": f"file:///{doc_id}", "source": "t", "doc_hash": "h", "acl": ("public",)}
+    return Chunk(**{**values, **fields})

@@ -8,13 +8,14 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from framework.adapters import AdapterError, AdapterRegistry
-from framework.cli import app
-from framework.config import load_config_dict
-from framework.generator import HFGenerator
-from framework.merge import MergeVerificationError, merge_adapter
+from framework.adapters.registry import AdapterError, AdapterRegistry
+from framework.cli.main import app
+from framework.project import load_config_dict
+from framework.serving.generator import HFGenerator
+from framework.adapters.merge import MergeVerificationError, merge_adapter
 from framework.project import Project
 from framework.records import Principal
+from framework.serving.router import served_adapter
 
 from conftest import build_tiny_model, project_config
 
@@ -44,14 +45,14 @@ def test_router_serves_promoted_unless_config_pins(two_versions):
     project, _ = two_versions
     reg = project.adapters
     assert [r.version for r in reg.versions("t")] == ["v0001", "v0002"]
-    assert project.adapter_for(Principal()).version == "v0002"  # nothing promoted: the newest
+    assert served_adapter(project.adapters, project.config.router, Principal()).version == "v0002"  # nothing promoted: the newest
     reg.promote("t", "v0001")
-    assert project.adapter_for(Principal()).version == "v0001"
+    assert served_adapter(project.adapters, project.config.router, Principal()).version == "v0001"
     assert project.ask("what is the meal limit ?", mode="finetuned").adapter == "t-v0001"
     router = project.config.router
     pinned = Project(project.config.model_copy(update={"router": router.model_copy(
         update={"adapter_version": "v0002"})}), show_progress=False)
-    assert pinned.adapter_for(Principal()).version == "v0002"
+    assert served_adapter(pinned.adapters, pinned.config.router, Principal()).version == "v0002"
     by_spec = Project(project.config.model_copy(update={"router": router.model_copy(
         update={"adapter": "t@v0002"})}), show_progress=False)
     assert by_spec.ask("what is the meal limit ?", mode="finetuned").adapter == "t-v0002"
@@ -133,7 +134,7 @@ def test_merge_writes_a_verified_full_model(two_versions, tmp_path):
     assert report["changed_tensors"] > 0 and report["max_logit_diff"] <= 1e-3
     recorded = json.loads((tmp_path / "merged" / "ragtune_merge.json").read_text())
     manifest = project.adapters.get("t", "v0001").manifest
-    assert recorded["audience"] == manifest["audience"] and recorded["document_acl"] == manifest["document_acl"]
+    assert recorded["audience"] == list(manifest.audience) and recorded["document_acl"] == manifest.document_acl
     from transformers import AutoModelForCausalLM
 
     merged = AutoModelForCausalLM.from_pretrained(out)
@@ -152,13 +153,14 @@ def test_merge_of_an_untrained_adapter_fails_loudly(tiny_model, tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from framework.adapters import base_fingerprint
+    from framework.adapters.manifest import AdapterManifest
+    from framework.adapters.registry import base_fingerprint
 
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model),
                            LoraConfig(r=2, target_modules="all-linear", task_type="CAUSAL_LM"))
     staging = tmp_path / "reg" / "z" / ".incoming"
     model.save_pretrained(staging)
-    ref = AdapterRegistry(tmp_path / "reg").publish("z", staging, {"base_fingerprint": base_fingerprint(tiny_model)})
+    ref = AdapterRegistry(tmp_path / "reg").publish("z", staging, AdapterManifest(base_fingerprint=base_fingerprint(tiny_model)))
     with pytest.raises(MergeVerificationError, match="equals the base model"):
         merge_adapter(tiny_model, ref, tmp_path / "out")
     assert not (tmp_path / "out").exists()
@@ -184,12 +186,12 @@ def test_show_reports_changed_and_deleted_documents(two_versions, corpus):
 
 def test_show_reports_documents_whose_readers_changed(two_versions):
     project, path = two_versions
-    assert project.adapters.latest("t").manifest["document_acl"]["docs:product.pdf"] == "public"
+    assert project.adapters.latest("t").manifest.document_acl["docs:product.pdf"] == "public"
     cfg = yaml.safe_load(path.read_text())
     cfg["sources"][0].update({"public": False, "acl": ["finance"]})  # no longer public: readable by finance only
     path.write_text(yaml.safe_dump(cfg))
     assert _cli("ingest", "-c", path, "--json").exit_code == 0
     stale = json.loads(_cli("adapters", "show", "t", "-c", path, "--json").stdout)["staleness"]
-    learned = sorted(project.adapters.latest("t").manifest["documents"])
+    learned = sorted(project.adapters.latest("t").manifest.documents)
     assert stale["acl_changed"] == learned and stale["changed"] == stale["deleted"] == []
     assert "readers  docs:product.pdf" in _cli("adapters", "show", "t", "-c", path).output

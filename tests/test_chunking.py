@@ -2,9 +2,9 @@
 
 import re
 
-from framework.chunking import chunk_document, embedding_text, make_splitter, split_sections
-from framework.config import load_config_dict
-from framework.embedder import HashingEmbedder
+from framework.ingest.chunking import chunk_document, embedding_text, make_splitter, split_sections
+from framework.project import load_config_dict
+from framework.retrieval.embedder import HashingEmbedder
 from framework.project import Project
 from framework.records import Document, Principal
 

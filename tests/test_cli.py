@@ -1,11 +1,13 @@
 import json
+from pathlib import Path
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
-from framework.cli import app
-from framework.config import load_config
+from framework.cli.main import app
+from framework.project import load_config
+from framework.records import ANSWER_MODES, Principal
 
 from conftest import project_config
 
@@ -95,3 +97,45 @@ def test_full_cycle_then_compare_and_eval(config_file, tmp_path):
     assert 0 <= out["results"]["rag"]["retrieval_hit_rate"] <= 1
     assert out["results"]["prompt_only"]["retrieval_hit_rate"] is None
     assert (tmp_path / "ws" / "reports").is_dir()
+
+
+def _all_commands(command, path=()):
+    yield path
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _all_commands(sub, (*path, name))
+
+
+def test_every_command_has_working_help():
+    import typer
+
+    paths = list(_all_commands(typer.main.get_command(app)))
+    assert ("eval",) in paths and ("adapters", "merge") in paths
+    for path in paths:
+        result = _invoke(*path, "--help")
+        assert result.exit_code == 0 and "Usage" in result.output, (path, result.output)
+
+
+def _without_timing(value):
+    if isinstance(value, dict):
+        return {k: _without_timing(v) for k, v in value.items() if k not in ("latency_s",)}
+    if isinstance(value, list):
+        return [_without_timing(v) for v in value]
+    return value
+
+
+def test_cli_and_api_produce_the_same_compare_and_eval(config_file):
+    from framework.project import Project
+
+    for step in ("ingest", "synth", "finetune"):
+        assert _invoke(step, "-c", config_file, "--json").exit_code == 0
+    question = "how many days of annual leave ?"
+    cli = json.loads(_invoke("compare", question, "-c", config_file, "--group", "staff", "--json").stdout)
+    project = Project(load_config(config_file), show_progress=False)
+    api = project.compare(question, principal=Principal(groups=("staff",))).to_dict()
+    assert _without_timing(cli) == _without_timing(api) and set(api["answers"]) == set(ANSWER_MODES)
+    cli_eval = json.loads(_invoke("eval", "-c", config_file, "--json").stdout)
+    api_eval = project.evaluate()
+    assert _without_timing(cli_eval["results"]) == _without_timing(api_eval.to_dict())
+    written = json.loads(Path(cli_eval["report"]).read_text())
+    assert _without_timing(written["results"]) == _without_timing(api_eval.to_dict())
+    assert api_eval.report.is_file() and api_eval.report.with_suffix(".json").is_file()

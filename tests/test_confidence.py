@@ -2,9 +2,10 @@
 
 import pytest
 
-from framework.config import load_config_dict
-from framework.confidence import Calibration
-from framework.project import ABSTAIN_TEXT, Project
+from framework.project import load_config_dict
+from framework.retrieval.confidence import Calibration
+from framework.project import Project
+from framework.serving.router import ABSTAIN_TEXT
 
 from conftest import project_config
 
@@ -35,7 +36,7 @@ def test_calibrated_confidence_separates_answerable_questions_and_abstains(tmp_p
     project = Project(load_config_dict(cfg), show_progress=False)
     project.ingest()
     fit = project.calibrate(_rows())
-    assert fit["questions"] == 10 and project.calibration_path.is_file()
+    assert fit["questions"] == 10 and project.workspace.calibration(project.config.index.collection).is_file()
 
     calibrated = Project(load_config_dict({**cfg, "router": {**cfg["router"], "abstain_below": 0.5}}),
                          show_progress=False)

@@ -3,7 +3,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from framework.config import ConfigError, load_config, load_config_dict
+from connectors import source_types
+from framework import config
+from framework.config import ConfigError
+
+
+def load_config(path, overrides=()):
+    return config.load_config(path, overrides, source_types=source_types())
+
+
+def load_config_dict(data, overrides=()):
+    return config.load_config_dict(data, overrides, source_types=source_types())
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted([*ROOT.glob("framework/**/*.yaml"), *ROOT.glob("recipes/**/*.yaml")])

@@ -1,6 +1,6 @@
 from connectors.confluence import ConfluenceConnector
-from framework.config import load_config_dict
-from framework.connector import LoadFailure, SourceItem
+from framework.project import load_config_dict
+from framework.ingest.contract import LoadFailure, SourceItem
 from framework.project import Project
 from framework.records import Principal
 

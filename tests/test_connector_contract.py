@@ -5,7 +5,7 @@ import pytest
 from connectors.confluence import ConfluenceConnector
 from connectors.notion import NotionConnector
 from connectors.slack import SlackConnector
-from framework.connector import Connector, LoadFailure, SourceItem
+from framework.ingest.contract import Connector, LoadFailure, SourceItem
 
 from export_zips import ASSETS, zip_folder
 

@@ -5,9 +5,9 @@ import subprocess
 import pytest
 
 from connectors.git import GitConnector, GitError
-from framework.acl import AclPolicy
-from framework.config import load_config_dict
-from framework.connector import LoadFailure, SourceItem
+from framework.ingest.acl import AclPolicy
+from framework.project import load_config_dict
+from framework.ingest.contract import LoadFailure, SourceItem
 from framework.project import Project
 from framework.records import Principal
 

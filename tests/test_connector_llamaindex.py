@@ -4,8 +4,9 @@ from llama_index.core import SimpleDirectoryReader
 from llama_index.core.readers.base import BaseReader
 
 from connectors.llamaindex_reader import LlamaIndexReaderConnector, ReaderError, import_reader
-from framework.config import ConfigError, load_config_dict
-from framework.connector import LoadFailure
+from framework.config import ConfigError
+from framework.project import load_config_dict
+from framework.ingest.contract import LoadFailure
 from framework.project import Project
 from framework.records import Principal
 

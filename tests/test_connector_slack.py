@@ -3,8 +3,9 @@ import json
 import pytest
 
 from connectors.slack import SlackConnector
-from framework.config import ConfigError, load_config_dict
-from framework.connector import LoadFailure, SourceItem
+from framework.config import ConfigError
+from framework.project import load_config_dict
+from framework.ingest.contract import LoadFailure, SourceItem
 from framework.project import Project
 from framework.records import Principal
 

@@ -4,8 +4,9 @@ import pytest
 import sqlalchemy as sa
 
 from connectors.sql import SqlConnector, SqlSourceError
-from framework.config import ConfigError, load_config_dict
-from framework.connector import LoadFailure, SourceItem
+from framework.config import ConfigError
+from framework.project import load_config_dict
+from framework.ingest.contract import LoadFailure, SourceItem
 from framework.project import Project
 from framework.records import Principal
 
@@ -84,7 +85,7 @@ def test_rows_become_documents_with_metadata_and_carried_acl(sqlite_url):
 
 
 def test_query_mode_and_acl_paths(sqlite_url):
-    from framework.acl import AclPolicy
+    from framework.ingest.acl import AclPolicy
 
     conn = _connector(sqlite_url, table=None, acl_column=None, updated_at_column=None, author_column=None,
                       query="SELECT id, title, body, 'kb team' AS author FROM articles WHERE id < 103",

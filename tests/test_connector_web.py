@@ -1,9 +1,10 @@
 import pytest
 
 from connectors.web import WebConnector, WebSourceError, normalize_url
-from framework.acl import AclPolicy
-from framework.config import ConfigError, load_config_dict
-from framework.connector import LoadFailure, SourceItem
+from framework.ingest.acl import AclPolicy
+from framework.config import ConfigError
+from framework.project import load_config_dict
+from framework.ingest.contract import LoadFailure, SourceItem
 from framework.project import Project
 from framework.records import Principal
 

@@ -1,7 +1,7 @@
 """SIGKILL `ragtune ingest` at many moments, resume, and compare with a clean run.
 
-The kills land at exact steps through the test-only hook RAGTUNE_TEST_KILL_AT (see
-framework.ingest._checkpoint) and at random moments. The corpus also changes between
+The kills land at exact steps (tests/ingest_killed_at.py, through `Project.ingest(on_step=...)`)
+and at random moments of a `ragtune ingest` run. The corpus also changes between
 kills (edits, deletions, additions), so resumed runs must finish changed and deleted
 documents too. The end state must equal an uninterrupted run's: the same chunk ids,
 texts and metadata in Chroma, and the same BM25 index.
@@ -17,8 +17,9 @@ from pathlib import Path
 
 import yaml
 
-from framework.ingest import workspace_lock
-from framework.lexical import LexicalIndex
+from framework.ingest.pipeline import workspace_lock
+from framework.retrieval.lexical import LexicalIndex
+from framework.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPICS = ["leave", "expenses", "security", "travel", "payroll", "office", "laptops", "hiring", "training", "parking"]
@@ -53,11 +54,10 @@ def _config(tmp_path: Path, name: str, corpus: Path) -> Path:
 
 def _ingest(config: Path, kill_at: str | None = None, kill_after_s: float | None = None):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    env.pop("RAGTUNE_TEST_KILL_AT", None)
+    command = [sys.executable, "-m", "framework", "ingest", "-c", str(config), "--json"]
     if kill_at:
-        env["RAGTUNE_TEST_KILL_AT"] = kill_at
-    proc = subprocess.Popen([sys.executable, "-m", "framework", "ingest", "-c", str(config), "--json"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        command = [sys.executable, str(ROOT / "tests" / "ingest_killed_at.py"), str(config), kill_at]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if kill_after_s is not None:
         ledger = Path(yaml.safe_load(config.read_text())["workspace"]) / "ledger.sqlite"
         while proc.poll() is None and not ledger.exists():  # count from the start of the work, not of Python
@@ -117,7 +117,7 @@ def test_second_concurrent_ingest_fails_fast_with_a_clear_message(tmp_path):
     corpus = tmp_path / "corpus"
     _write_corpus(corpus)
     config = _config(tmp_path, "busy", corpus)
-    with workspace_lock(tmp_path / "busy"):  # as a running ingest holds it
+    with workspace_lock(Workspace(tmp_path / "busy")):  # as a running ingest holds it
         rc, out, err = _ingest(config)
     assert rc == 1 and out == ""
     assert "another ingest is running on workspace" in err and "wait for it to finish" in err

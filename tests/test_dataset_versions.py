@@ -5,12 +5,12 @@ import os
 
 import pytest
 
-from framework.config import load_config_dict
-from framework.dataset import heldout_documents, split_pairs
+from framework.project import load_config_dict
+from framework.dataset.split import heldout_documents, split_pairs
 from framework.project import Project
-from framework.synth import QAPair
+from framework.records import QAPair
 
-from conftest import project_config
+from conftest import make_chunk, project_config
 
 DOCS = {
     "leave.md": "Every employee receives 28 days of annual leave per year. Employees must submit leave requests "
@@ -50,18 +50,18 @@ def test_versions_latest_link_and_lineage(tmp_path):
     project.ingest()
     first = project.synthesize()
     second = project.synthesize()
-    root = project.workspace / "datasets" / "t"
-    assert (first["version"], second["version"]) == ("v0001", "v0002")
+    root = project.workspace.dataset_root("t")
+    assert (first.version, second.version) == ("v0001", "v0002")
     assert os.readlink(root / "latest") == "v0002" and project.dataset_dir() == root / "v0002"
-    assert (root / "v0001" / "train.jsonl").is_file() and second["hash"] == first["hash"]
+    assert (root / "v0001" / "train.jsonl").is_file() and second.hash == first.hash
     openai_rows = _rows(root / "v0002", "train.openai.jsonl")
-    assert len(openai_rows) == second["split"]["train"] and all(set(r) == {"messages"} for r in openai_rows)
+    assert len(openai_rows) == second.split["train"] and all(set(r) == {"messages"} for r in openai_rows)
     assert all({m["role"] for m in r["messages"]} <= {"system", "user", "assistant"} and
                all(set(m) == {"role", "content"} for m in r["messages"]) for r in openai_rows)
-    chunks = {r["id"]: r for r in project.index.rows()}
+    chunks = {r.id: r for r in project.index.rows()}
     for row in _rows(root / "v0002", "train.jsonl") + _rows(root / "v0002", "eval.jsonl"):
         chunk = chunks[row["chunk_id"]]
-        assert row["doc_id"] == chunk["doc_id"] and row["doc_hash"] == chunk["doc_hash"]
+        assert row["doc_id"] == chunk.doc_id and row["doc_hash"] == chunk.doc_hash
         assert row["chunk_hash"] and row["generator"].startswith("extractive:") and row["question_id"]
         assert row["scores"]["support"] >= 0.8 and row["scores"]["round_trip_rank"] <= 5
         assert [m["role"] for m in row["messages"]][-2:] == ["user", "assistant"]
@@ -72,15 +72,15 @@ def test_split_holds_out_documents_and_paraphrases_without_leakage(tmp_path):
     project.ingest()
     card = project.synthesize()
     train, evals = _rows(project.dataset_dir(), "train.jsonl"), _rows(project.dataset_dir(), "eval.jsonl")
-    held = set(card["heldout_documents"])
+    held = set(card.heldout_documents)
     assert held and {r["doc_id"] for r in evals if r["split_kind"] == "heldout_document"} == held
     assert not held & {r["doc_id"] for r in train}
-    held_texts = [c["text"] for c in project.index.rows() if c["doc_id"] in held]
+    held_texts = [c.text for c in project.index.rows() if c.doc_id in held]
     contexts = " ".join(r["messages"][0]["content"] for r in train if r["mode"] == "combined")
     assert contexts and not [t for t in held_texts if t in contexts]  # not even as a RAFT distractor
     assert {r["question"] for r in evals}.isdisjoint(r["question"] for r in train)
     paraphrased = [r for r in evals if r["split_kind"] == "paraphrase"]
-    assert paraphrased and card["split"]["eval_by_kind"] == {
+    assert paraphrased and card.split["eval_by_kind"] == {
         "heldout_document": len(evals) - len(paraphrased), "paraphrase": len(paraphrased)}
     trained = {(r["fact_id"]) for r in train}
     trained_ids = {r["question_id"] for r in train}
@@ -100,7 +100,7 @@ def test_heldout_documents_are_deterministic_and_sized_to_the_fraction():
 
 
 def test_split_prefers_paraphrases_of_trained_questions():
-    chunk = {"text": "x", "doc_id": "d"}
+    chunk = make_chunk("x", "d")
     pairs = []
     for f in range(10):
         parent = QAPair(f"q{f}", "a", "rule", f"fact{f}")
@@ -129,13 +129,13 @@ def test_incremental_synth_regenerates_only_changed_chunks(tmp_path):
     project = _project(tmp_path, docs)
     project.ingest()
     first = project.synthesize()
-    assert first["incremental"]["chunks_generated"] == 5 and first["incremental"]["chunks_reused"] == 0
+    assert first.incremental["chunks_generated"] == 5 and first.incremental["chunks_reused"] == 0
     (docs / "leave.md").write_text(DOCS["leave.md"].replace("28 days", "30 days"))
     (docs / "travel.md").unlink()
     (docs / "parking.md").write_text("The parking garage is called Deck Nine. Staff must display a permit.")
     project.ingest()
     card = project.synthesize()
-    assert card["incremental"] == {"previous_version": "v0001", "chunks_reused": 3, "chunks_generated": 2,
+    assert card.incremental == {"previous_version": "v0001", "chunks_reused": 3, "chunks_generated": 2,
                                    "chunks_failed": 0, "chunks_dropped": 2, "documents_dropped": 1}
     written = "".join(p.read_text() for p in project.dataset_dir().iterdir() if p.is_file())
     assert "docs:travel.md" not in written and "second class" not in written
@@ -146,7 +146,7 @@ def test_incremental_synth_regenerates_only_changed_chunks(tmp_path):
     changed = project.synthesize(), project.config
     project2 = Project(changed[1].model_copy(update={"dataset": changed[1].dataset.model_copy(
         update={"paraphrases": 1})}), show_progress=False)
-    assert project2.synthesize()["incremental"]["chunks_generated"] == 5  # new generator settings: all again
+    assert project2.synthesize().incremental["chunks_generated"] == 5  # new generator settings: all again
 
 
 def test_round_trip_filter_drops_questions_that_miss_their_chunk(tmp_path):
@@ -155,23 +155,23 @@ def test_round_trip_filter_drops_questions_that_miss_their_chunk(tmp_path):
     on = _project(tmp_path, docs, heldout_documents_fraction=0.0, round_trip_top_k=1)
     on.ingest()
     card = on.synthesize()
-    assert card["round_trip"]["checked"] == card["round_trip"]["passed"] + card["dropped"]["round_trip"]
+    assert card.round_trip["checked"] == card.round_trip["passed"] + card.dropped["round_trip"]
     off = Project(on.config.model_copy(update={"dataset": on.config.dataset.model_copy(
         update={"round_trip": False, "name": "off"})}), show_progress=False)
-    assert off.synthesize()["dropped"]["round_trip"] == 0 and card["dropped"]["round_trip"] >= 0
+    assert off.synthesize().dropped["round_trip"] == 0 and card.dropped["round_trip"] >= 0
 
 
 def test_eval_reports_paraphrase_and_heldout_document_questions_apart(tmp_path, tiny_model):
     project = _project(tmp_path, _corpus(tmp_path), tiny_model)
     project.ingest()
     project.synthesize()
-    results = project.evaluate(modes=["prompt_only", "rag"])
+    result = project.evaluate(modes=["prompt_only", "rag"])
     for mode in ("prompt_only", "rag"):
-        kinds = results[mode]["by_split_kind"]
+        kinds = result.scores(mode)["by_split_kind"]
         assert set(kinds) == {"paraphrase", "heldout_document"}
-        assert sum(k["questions"] for k in kinds.values()) == results[mode]["questions"]
-    from framework.report import markdown_table
-    assert "| rag (heldout_document," in markdown_table(results)
+        assert sum(k["questions"] for k in kinds.values()) == result.scores(mode)["questions"]
+    from framework.evaluation.report import markdown_table
+    assert "| rag (heldout_document," in markdown_table(result.to_dict())
 
 
 def test_finetune_reads_the_latest_version(tmp_path, tiny_model):
@@ -179,7 +179,7 @@ def test_finetune_reads_the_latest_version(tmp_path, tiny_model):
     project.ingest()
     card = project.synthesize()
     manifest = project.finetune()
-    assert manifest["dataset"]["hash"] == card["hash"]
+    assert manifest.dataset["hash"] == card.hash
 
 
 def test_round_trip_ranks_are_reused_while_the_index_is_unchanged(tmp_path):
@@ -188,8 +188,8 @@ def test_round_trip_ranks_are_reused_while_the_index_is_unchanged(tmp_path):
     project.ingest()
     first = project.synthesize()
     second = project.synthesize()
-    assert first["round_trip"]["reused"] == 0 and second["round_trip"]["reused"] == second["round_trip"]["checked"]
-    assert second["hash"] == first["hash"]
+    assert first.round_trip["reused"] == 0 and second.round_trip["reused"] == second.round_trip["checked"]
+    assert second.hash == first.hash
     (docs / "parking.md").write_text("The parking garage is called Deck Nine. Staff must display a permit.")
     project.ingest()
-    assert project.synthesize()["round_trip"]["reused"] == 0  # the index changed: every question searched again
+    assert project.synthesize().round_trip["reused"] == 0  # the index changed: every question searched again

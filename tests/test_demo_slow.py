@@ -2,15 +2,16 @@
 
 import pytest
 
-from framework.demo_run import MODES, run_demo
+from framework.cli.demo import run_demo
+from framework.records import ANSWER_MODES
 
 
 @pytest.mark.slow
 def test_demo_pipeline_with_bundled_models(tmp_path):
     result = run_demo(workspace=tmp_path / "ws", overrides=["finetune.max_steps=8", "generator.max_new_tokens=24"],
                       say=lambda s: None, show_progress=False)
-    results = result["results"]
-    assert set(results) == set(MODES)
+    results = result["result"].to_dict()
+    assert set(results) == set(ANSWER_MODES) and result["result"].report.is_file()
     for mode, row in results.items():
         assert row["questions"] == 40 and 0 <= row["token_f1"] <= 1
         assert all(a["text"] for a in row["answers"]), f"{mode} produced an empty answer"

@@ -1,6 +1,6 @@
 import pytest
 
-from framework.evaluation import answer_recall, load_questions, token_f1
+from framework.evaluation.metrics import answer_recall, load_questions, token_f1
 
 
 def test_token_f1_and_recall():
@@ -26,7 +26,7 @@ def test_question_file_errors_name_the_line(tmp_path):
 
 
 def test_gold_document_matches_whole_names_only():
-    from framework.evaluation import retrieval_metrics
+    from framework.evaluation.metrics import retrieval_metrics
     from framework.records import Source
 
     data = Source(chunk_id="c", doc_id="docs:data.md", title="", uri="file:///x/data.md", score=1.0, text="")
@@ -44,7 +44,7 @@ def test_question_file_must_be_a_file_and_gold_must_be_names(tmp_path):
 
 
 def test_page_level_gold_needs_the_cited_page():
-    from framework.evaluation import retrieval_metrics
+    from framework.evaluation.metrics import retrieval_metrics
     from framework.records import Source
 
     p7 = Source(chunk_id="c", doc_id="hr:plan.pdf", title="", uri="file:///x/plan.pdf#page=7", score=1.0, text="",
@@ -59,7 +59,7 @@ def test_page_level_gold_needs_the_cited_page():
 
 
 def test_a_chunk_running_over_pages_counts_for_each_of_them():
-    from framework.evaluation import retrieval_metrics
+    from framework.evaluation.metrics import retrieval_metrics
     from framework.records import Source
 
     p7_8 = Source(chunk_id="c", doc_id="hr:plan.pdf", title="", uri="file:///x/plan.pdf#page=7", score=1.0,

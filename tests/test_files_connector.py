@@ -1,7 +1,7 @@
 import os
 
 from connectors.files import FilesConnector
-from framework.connector import LoadFailure, SourceItem
+from framework.ingest.contract import LoadFailure, SourceItem
 
 
 def _scan(root, **kw):
@@ -67,7 +67,7 @@ def test_include_and_exclude_globs(corpus):
 
 
 def test_acl_paths_add_groups_per_path(corpus):
-    from framework.acl import AclPolicy
+    from framework.ingest.acl import AclPolicy
 
     policy = AclPolicy(groups=("staff",), by_path=(("policies/*", ("security",)),))
     items = [i for i in FilesConnector(name="docs", root=corpus, acl=policy).scan() if isinstance(i, SourceItem)]
@@ -78,7 +78,7 @@ def test_acl_paths_add_groups_per_path(corpus):
 
 
 def test_acl_paths_from_config_reach_the_index(tmp_path, corpus):
-    from framework.config import load_config_dict
+    from framework.project import load_config_dict
     from connectors import build_connector
 
     cfg = load_config_dict({"sources": [{"name": "docs", "type": "files", "path": str(corpus),

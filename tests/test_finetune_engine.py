@@ -12,8 +12,9 @@ import yaml
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from framework.checkpoints import ResumeError
-from framework.config import ConfigError, load_config_dict
+from framework.training.checkpoints import ResumeError
+from framework.config import ConfigError
+from framework.project import load_config_dict
 from framework.project import Project
 
 from conftest import project_config
@@ -53,21 +54,21 @@ def dataset_ready(tmp_path, corpus, tiny_model):
 def test_killed_run_resumes_to_the_same_weights(dataset_ready):
     straight = dataset_ready("straight")
     full = straight.finetune()
-    assert full["metrics"]["steps"] >= 6, "the test needs a run that crosses several checkpoints"
+    assert full.metrics["steps"] >= 6, "the test needs a run that crosses several checkpoints"
     crashed = dataset_ready("crashed")
     with pytest.raises(KeyboardInterrupt):
         crashed.finetune(callbacks=[Crash(at=5)])
-    ckpts = crashed.workspace / "checkpoints" / "t"
+    ckpts = crashed.workspace.checkpoints("t")
     assert sorted(p.name for p in ckpts.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
     assert crashed.adapters.latest("t") is None  # nothing half-written was published
     resumed = crashed.finetune(resume=True)
-    assert resumed["metrics"]["resumed_from_step"] == 4
-    assert resumed["metrics"]["steps"] == full["metrics"]["steps"]
+    assert resumed.metrics["resumed_from_step"] == 4
+    assert resumed.metrics["steps"] == full.metrics["steps"]
     a, b = _adapter_tensors(straight.adapters.latest("t")), _adapter_tensors(crashed.adapters.latest("t"))
     assert a.keys() == b.keys() and any(t.abs().max() > 0 for k, t in a.items() if "lora_B" in k)
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-6), key
-    assert resumed["metrics"]["eval_loss"] == pytest.approx(full["metrics"]["eval_loss"], abs=1e-4)
+    assert resumed.metrics["eval_loss"] == pytest.approx(full.metrics["eval_loss"], abs=1e-4)
     assert not ckpts.exists()  # a finished run leaves no checkpoints behind
 
 
@@ -86,24 +87,24 @@ def test_resume_refuses_another_run(dataset_ready):
 def test_eval_loss_each_epoch_and_a_complete_manifest(dataset_ready):
     project = dataset_ready("ws", epochs=3)
     manifest = project.finetune()
-    m = manifest["metrics"]
+    m = manifest.metrics
     assert [e["epoch"] for e in m["eval_loss_per_epoch"]] == [1.0, 2.0, 3.0]
     assert all(e["eval_loss"] > 0 for e in m["eval_loss_per_epoch"]) and m["eval_loss"] > 0
     assert m["tokens"] > 0 and m["tokens_per_second"] > 0
     card = json.loads((project.dataset_dir() / "card.json").read_text())
-    assert manifest["base_fingerprint"] and manifest["base_model"] == project.config.generator.model
-    assert manifest["dataset"]["hash"] == card["hash"] and manifest["dataset"]["created_at"] == card["created_at"]
-    assert manifest["documents"] == card["documents"] and "docs:handbook.md" in manifest["documents"]
-    assert manifest["audience"] == [] and manifest["hyperparameters"]["rank"] == 4
-    assert set(manifest["timings"]) >= {"started_at", "train_seconds", "total_seconds"}
-    assert manifest["created_at"] and manifest["software"]["peft"]
-    assert json.loads((project.adapters.latest("t").path / "manifest.json").read_text()) == manifest
+    assert manifest.base_fingerprint and manifest.base_model == project.config.generator.model
+    assert manifest.dataset["hash"] == card["hash"] and manifest.dataset["created_at"] == card["created_at"]
+    assert manifest.documents == card["documents"] and "docs:handbook.md" in manifest.documents
+    assert manifest.audience == () and manifest.hyperparameters["rank"] == 4
+    assert set(manifest.timings) >= {"started_at", "train_seconds", "total_seconds"}
+    assert manifest.created_at and manifest.software["peft"]
+    assert json.loads((project.adapters.latest("t").path / "manifest.json").read_text()) == manifest.to_dict()
 
 
 def test_early_stopping_stops_when_eval_loss_stalls(dataset_ready):
     # A learning rate this small cannot move the loss, so each evaluation is no better than the last.
     project = dataset_ready("ws", epochs=6, learning_rate=1e-12, early_stopping_patience=1)
-    m = project.finetune()["metrics"]
+    m = project.finetune().metrics
     assert m["stopped_early"] is True and m["epochs"] == 2.0
     assert len(m["eval_loss_per_epoch"]) == 2
 
@@ -132,7 +133,7 @@ def test_progress_bar_shows_loss_and_tokens_per_second(tmp_path, corpus, tiny_mo
 def test_report_to_is_checked_against_installed_trackers(tmp_path, corpus, tiny_model, monkeypatch):
     from transformers import integrations
 
-    from framework.finetune import _training_args
+    from framework.training.lora import _training_args
 
     with pytest.raises(ConfigError, match="finetune.report_to.0"):
         load_config_dict(project_config(tmp_path, corpus, tiny_model, finetune={"report_to": ["tensorbord"]}))
@@ -166,13 +167,13 @@ def test_same_entry_point_runs_under_torchrun(tmp_path, corpus, tiny_model):
     manifest = json.loads(run.stdout)
     assert manifest["metrics"]["world_size"] == 2 and manifest["metrics"]["steps"] == 4
     assert [r.version for r in project.adapters.versions("t")] == ["v0001"]
-    assert not (project.workspace / "checkpoints" / "t").exists()
+    assert not project.workspace.checkpoints("t").exists()
 
 
 def test_cli_resume_without_checkpoint_is_a_clear_error(tmp_path, corpus, tiny_model):
     from typer.testing import CliRunner
 
-    from framework.cli import app
+    from framework.cli.main import app
 
     path = tmp_path / "ragtune.yaml"
     path.write_text(yaml.safe_dump(project_config(tmp_path, corpus, tiny_model)))
@@ -189,9 +190,9 @@ def test_bf16_base_keeps_lora_weights_in_fp32(tmp_path, corpus, tiny_model, capl
     project.ingest()
     project.synthesize()
     manifest = project.finetune()
-    assert manifest["precision"] == "bf16" and manifest["base_weights_dtype"] == "bfloat16"
+    assert manifest.precision == "bf16" and manifest.base_weights_dtype == "bfloat16"
     tensors = _adapter_tensors(project.adapters.latest("t"))
     assert {t.dtype for t in tensors.values()} == {torch.float32}
     fp32 = Project(project.config.model_copy(update={"precision": "fp32"}), show_progress=False)
-    assert fp32.finetune()["base_weights_dtype"] == "float32"
+    assert fp32.finetune().base_weights_dtype == "float32"
     assert "applies only when training in bf16" in caplog.text

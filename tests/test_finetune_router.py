@@ -3,9 +3,9 @@ import json
 import pytest
 import torch
 
-from framework.adapters import AdapterError
-from framework.config import load_config_dict
-from framework.finetune import tokenize_example
+from framework.adapters.registry import AdapterError
+from framework.project import load_config_dict
+from framework.training.lora import tokenize_example
 from framework.project import Project
 
 from conftest import build_tiny_model, project_config
@@ -42,14 +42,14 @@ def trained(tmp_path, corpus, tiny_model):
 def test_finetune_writes_adapter_with_manifest(trained):
     project, manifest = trained
     ref = project.adapters.latest("t")
-    assert ref.version == "v0001" == manifest["version"]
+    assert ref.version == "v0001" == manifest.version
     assert (ref.path / "adapter_model.safetensors").is_file()
     on_disk = json.loads((ref.path / "manifest.json").read_text())
     assert on_disk["dataset"]["hash"] == json.loads((project.dataset_dir() / "card.json").read_text())["hash"]
     assert "docs:handbook.md" in on_disk["documents"]
     assert on_disk["metrics"]["steps"] == 2 and on_disk["metrics"]["train_loss"] > 0
     assert on_disk["base_fingerprint"] and on_disk["audience"] == []
-    assert project.finetune()["version"] == "v0002"
+    assert project.finetune().version == "v0002"
 
 
 def test_one_base_model_serves_all_four_modes(trained):
@@ -115,7 +115,7 @@ def test_unknown_mode_lists_allowed(trained):
 def test_answer_only_logits_give_the_same_loss_as_full_logits(tiny_model):
     from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorWithFlattening
 
-    from framework.finetune import AnswerOnlyPackedCollator
+    from framework.training.lora import AnswerOnlyPackedCollator
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
@@ -135,7 +135,7 @@ def test_adapter_serves_only_its_audience(tmp_path, corpus, tiny_model):
     project = _project(tmp_path, corpus, tiny_model, sources=restricted, dataset={"audience": ["hr", "finance"]})
     project.ingest()
     project.synthesize()
-    assert project.finetune()["audience"] == ["hr", "finance"]
+    assert project.finetune().audience == ("hr", "finance")
     with pytest.raises(PermissionError, match="not in that audience"):
         project.ask("what is the meal limit ?", mode="finetuned", user="sam", groups=["sales"])
     assert project.ask("what is the meal limit ?", mode="finetuned", groups=["hr"]).adapter == "t-v0001"

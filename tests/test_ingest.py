@@ -3,9 +3,10 @@ import socket
 
 import pytest
 
-from framework.config import load_config_dict
-from framework.ingest import WorkspaceBusyError, workspace_lock
-from framework.ledger import Ledger
+from framework.project import load_config_dict
+from framework.ingest.pipeline import WorkspaceBusyError, workspace_lock
+from framework.workspace import Workspace
+from framework.ingest.ledger import Ledger
 from framework.project import Project
 from framework.records import Principal
 
@@ -102,9 +103,9 @@ def test_document_without_acl_is_visible_to_nobody(tmp_path, corpus, backend):
 
 
 def test_second_ingest_on_same_workspace_fails_fast(tmp_path):
-    with workspace_lock(tmp_path):
+    with workspace_lock(Workspace(tmp_path)):
         with pytest.raises(WorkspaceBusyError, match="another ingest is running"):
-            with workspace_lock(tmp_path):
+            with workspace_lock(Workspace(tmp_path)):
                 pass
 
 
@@ -114,7 +115,7 @@ def test_interrupted_write_is_finished_without_duplicates(tmp_path, corpus, back
     clean.ingest()
     project = _project(tmp_path, corpus, backend)
     project.ingest()
-    led = Ledger(project.workspace / "ledger.sqlite")
+    led = Ledger(project.workspace.ledger)
     led.begin("docs:handbook.md", "docs", "uri", ["orphan-chunk-from-killed-run"])
     led.close()
     project.index.collection.upsert(ids=["orphan-chunk-from-killed-run"], embeddings=[[0.1] * 256],
@@ -164,8 +165,8 @@ def test_lexical_index_follows_deletes_in_the_workspace(tmp_path, corpus, backen
     """The BM25 index lives in the workspace in both modes and drops what the vector index drops."""
     project = _project(tmp_path, corpus, backend, index={"retrieval": "lexical"})
     project.ingest()
-    assert (project.workspace / "chroma").exists() == (not backend)
-    assert (project.workspace / "lexical" / project.config.index.collection / "chunks.json").is_file()
+    assert project.workspace.chroma.exists() == (not backend)
+    assert (project.workspace.lexical(project.config.index.collection) / "chunks.json").is_file()
     assert any(h.doc_id == "docs:travel.docx" for h in project.retrieve("team lead approval", principal=Principal()))
     (corpus / "travel.docx").unlink()
     project.ingest()

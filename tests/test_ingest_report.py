@@ -5,8 +5,8 @@ import json
 import yaml
 from typer.testing import CliRunner
 
-from framework.cli import app
-from framework.ingest import STAGES
+from framework.cli.main import app
+from framework.ingest.pipeline import STAGES
 
 from conftest import project_config
 

@@ -1,15 +1,15 @@
 import pytest
 import torch
 
-from framework.config import load_config_dict
-from framework.models import ModelNotFoundError, resolve_embedder, resolve_generator
-from framework.precision import resolve_dtype
+from framework.project import load_config_dict
+from framework.runtime.models import ModelNotFoundError, resolve_embedder, resolve_generator
+from framework.runtime.precision import resolve_dtype
 from framework.project import Project
 
 
 def test_missing_generator_names_the_config_key(tmp_path):
     with pytest.raises(ModelNotFoundError, match=r"generator.model: no model at .*never downloads"):
-        resolve_generator(str(tmp_path / "nope"), workspace=tmp_path)
+        resolve_generator(str(tmp_path / "nope"), cache_dir=tmp_path)
 
 
 def test_hub_id_is_not_downloaded(tmp_path):
@@ -34,7 +34,7 @@ def test_precision_switch():
 def test_bundled_embedder_truncates_long_text_instead_of_crashing():
     # Counting tokens for chunking must not lift the model's own length limit: a question
     # longer than the window is embedded (truncated), not an index-out-of-range error.
-    from framework.embedder import build_embedder
+    from framework.retrieval.embedder import build_embedder
 
     embedder = build_embedder("bundled", precision="fp32")
     text = "leave policy " * 600

@@ -8,12 +8,12 @@ import ctypes
 import os
 import time
 
-from framework.connector import SourceItem
-from framework.embedder import HashingEmbedder
-from framework.index import ChromaIndex
-from framework.ingest import ingest
-from framework.ledger import Ledger
-from framework.parse_pool import ParsePool
+from framework.ingest.contract import SourceItem
+from framework.retrieval.embedder import HashingEmbedder
+from framework.retrieval.index import ChromaIndex
+from framework.ingest.pipeline import ingest
+from framework.ingest.ledger import Ledger
+from framework.ingest.parse_pool import ParsePool
 from framework.records import Document
 
 
@@ -61,7 +61,7 @@ def test_hung_and_crashing_parsers_become_report_entries(tmp_path):
     assert "crashed" in reasons["t:segv"] and "SIGSEGV" in reasons["t:segv"]
     assert reasons["t:bad"] == "ValueError: unsupported compression method"
     assert report["documents"]["new"] == 3 and report["documents"]["failed"] == 3
-    assert {r["doc_id"] for r in index.rows()} == {"t:good1", "t:good2", "t:good3"}
+    assert {r.doc_id for r in index.rows()} == {"t:good1", "t:good2", "t:good3"}
 
 
 def test_worker_and_in_process_parsing_agree(tmp_path, corpus):

@@ -3,8 +3,8 @@ from collections import Counter
 
 import pytest
 
-from framework.config import load_config_dict
-from framework.pii import Scrubber
+from framework.project import load_config_dict
+from framework.dataset.pii import Scrubber
 from framework.project import Project
 
 from conftest import project_config
@@ -70,9 +70,9 @@ def test_planted_pii_never_reaches_the_dataset(tmp_path, mode):
     card = project.synthesize()
     written = "".join(p.read_text() for p in project.dataset_dir().iterdir())
     assert [k for k, v in PLANTED.items() if v in written] == []
-    assert sum(card["pii"]["found"].values()) >= len(PLANTED)
+    assert sum(card.pii["found"].values()) >= len(PLANTED)
     if mode == "redact":
         assert "[EMAIL]" in written and "[CARD_NUMBER]" in written
     else:
-        assert card["dropped"]["pii"] > 0 and "[EMAIL]" not in "".join(
+        assert card.dropped["pii"] > 0 and "[EMAIL]" not in "".join(
             json.loads(x)["answer"] for x in (project.dataset_dir() / "train.jsonl").read_text().splitlines())

@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from framework.config import load_config, load_config_dict
+from framework.project import load_config, load_config_dict
 from framework.project import Project
-from framework.qa_import import ImportFormatError, read_import
+from framework.dataset.imports import ImportFormatError, read_import
 
 from conftest import project_config
 
@@ -60,8 +60,8 @@ def test_imports_are_mixed_into_train_and_paths_are_relative_to_the_config(tmp_p
     train = [json.loads(x) for x in (project.dataset_dir() / "train.jsonl").read_text().splitlines()]
     imported = [r for r in train if r["generator"].startswith("import:")]
     assert {r["generator"] for r in imported} == {"import:chat.jsonl", "import:faq.csv"}
-    assert card["generated_by_generator"]["import:faq.csv"] == 1 and card["kept_by_generator"]["import:chat.jsonl"] == 1
-    assert card["config"]["import"] == [str(tmp_path / "chat.jsonl"), str(tmp_path / "faq.csv")]
+    assert card.generated_by_generator["import:faq.csv"] == 1 and card.kept_by_generator["import:chat.jsonl"] == 1
+    assert card.config["import"] == [str(tmp_path / "chat.jsonl"), str(tmp_path / "faq.csv")]
 
 
 def test_missing_import_file_is_a_clear_error(tmp_path, corpus):

@@ -2,10 +2,10 @@
 
 import pytest
 
-from framework.config import load_config_dict
+from framework.project import load_config_dict
 from framework.project import Project
 from framework.records import Principal
-from framework.rerank import CrossEncoderReranker
+from framework.retrieval.rerank import CrossEncoderReranker
 
 from conftest import project_config
 

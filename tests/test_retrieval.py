@@ -1,7 +1,7 @@
 import pytest
 
-from framework.config import load_config_dict
-from framework.lexical import LexicalIndex, rrf
+from framework.project import load_config_dict
+from framework.retrieval.lexical import LexicalIndex, rrf
 from framework.project import Project
 from framework.records import Principal
 
@@ -73,7 +73,7 @@ def test_retrieval_refuses_without_principal(tmp_path, corpus):
 
 
 def test_retrieval_metrics():
-    from framework.evaluation import retrieval_metrics
+    from framework.evaluation.metrics import retrieval_metrics
     from framework.records import Source
 
     def src(doc):
@@ -90,7 +90,7 @@ def test_cli_retrieval_only_eval(tmp_path, corpus):
     import yaml
     from typer.testing import CliRunner
 
-    from framework.cli import app
+    from framework.cli.main import app
 
     cfg = tmp_path / "ragtune.yaml"
     cfg.write_text(yaml.safe_dump(project_config(tmp_path, corpus)))
@@ -106,7 +106,7 @@ def test_cli_retrieval_only_eval(tmp_path, corpus):
 
 
 def test_lexical_search_stems_and_forgives_typos():
-    from framework.lexical import LexicalIndex
+    from framework.retrieval.lexical import LexicalIndex
 
     lex = LexicalIndex.build(ids=["hearing", "dental"], texts=["Hearing aids are covered once a year.",
                                                                 "Dental cleanings are covered twice."],
@@ -119,7 +119,7 @@ def test_lexical_search_stems_and_forgives_typos():
 def test_lexical_index_from_another_tokenizer_is_rebuilt(tmp_path):
     import json
 
-    from framework.lexical import LexicalIndex
+    from framework.retrieval.lexical import LexicalIndex
 
     LexicalIndex.build(ids=["a"], texts=["leave days"], acls=[["public"]]).save(tmp_path / "lex")
     assert LexicalIndex.load(tmp_path / "lex") is not None
@@ -133,7 +133,7 @@ def test_dense_search_returns_the_nearest_readable_chunks_for_wide_and_narrow_re
     # only (too few among them: the filtered query runs). Both must equal brute force.
     import numpy as np
 
-    from framework.index import ChromaIndex
+    from framework.retrieval.index import ChromaIndex
     from framework.records import Chunk
 
     rng = np.random.default_rng(1)

@@ -3,12 +3,14 @@ from collections import Counter
 
 import pytest
 
-from framework.config import DatasetConfig, load_config_dict
-from framework.dataset import DatasetTooSmallError, filter_pairs, split_pairs
+from framework.config import DatasetConfig
+from framework.project import load_config_dict
+from framework.dataset.filters import DatasetTooSmallError, filter_pairs
+from framework.dataset.split import split_pairs
 from framework.project import Project
-from framework.synth import QAPair, extractive_pairs, parse_llm_reply, sentences
+from framework.dataset.generators import QAPair, extractive_pairs, parse_llm_reply, sentences
 
-from conftest import project_config
+from conftest import make_chunk, project_config
 
 
 def test_extractive_questions_come_with_copied_answers():
@@ -30,7 +32,7 @@ def test_sentences_skip_headings_and_split_bullets():
 
 
 def test_filters_count_every_drop():
-    chunk = {"text": "The meal limit is 45 EUR per day."}
+    chunk = make_chunk("The meal limit is 45 EUR per day.")
     pairs = [(chunk, QAPair("What is the meal limit?", "The meal limit is 45 EUR per day.", "d", "f1")),
              (chunk, QAPair("What is the meal limit?", "The meal limit is 45 EUR per day.", "d", "f1")),
              (chunk, QAPair("What is the meal limit ?!", "The meal limit is 45 EUR per day.", "d", "f1")),
@@ -42,7 +44,7 @@ def test_filters_count_every_drop():
 
 
 def test_split_holds_out_a_phrasing_and_keeps_the_fact_trained():
-    chunk = {"text": "x"}
+    chunk = make_chunk("x")
     pairs = [(chunk, QAPair(f"q{f}-{i}", "a", "k", f"fact{f}")) for f in range(20) for i in range(3)]
     train, evals = split_pairs(pairs, 0.25, seed=1)
     assert len(evals) == 5 and len(train) == 55
@@ -69,7 +71,7 @@ def test_synthesize_writes_chat_jsonl_with_lineage(tmp_path, corpus):
     folder = project.dataset_dir()
     train = [json.loads(x) for x in (folder / "train.jsonl").read_text().splitlines()]
     evals = [json.loads(x) for x in (folder / "eval.jsonl").read_text().splitlines()]
-    assert card["split"]["train"] == len(train) and card["split"]["eval"] == len(evals) > 0
+    assert card.split["train"] == len(train) and card.split["eval"] == len(evals) > 0
     chunk_ids = project.index.ids()
     for row in train + evals:
         assert [m["role"] for m in row["messages"]][-1] == "assistant"
@@ -77,7 +79,7 @@ def test_synthesize_writes_chat_jsonl_with_lineage(tmp_path, corpus):
     combined = [r for r in train if r["mode"] == "combined"]
     assert combined and all("Question:" in r["messages"][0]["content"] for r in combined)
     assert {r["question"] for r in evals}.isdisjoint({r["question"] for r in train})
-    assert json.loads((folder / "card.json").read_text())["hash"] == card["hash"]
+    assert json.loads((folder / "card.json").read_text())["hash"] == card.hash
 
 
 def test_audience_keeps_restricted_documents_out(tmp_path, corpus):
@@ -117,7 +119,7 @@ class _ScriptedGenerator:
 
 
 def test_llm_pairs_parse_good_replies_retry_and_count_bad_ones():
-    from framework.synth import llm_pairs
+    from framework.dataset.generators import llm_pairs
 
     gen = _ScriptedGenerator([("must start with", "Question: Is travel second class?\nAnswer: Train travel is "
                                "second class."),
@@ -141,7 +143,7 @@ def test_llm_generator_with_a_real_model_counts_unparseable_replies(tmp_path, co
 
 
 def test_split_holds_out_whole_facts_when_none_has_two_phrasings():
-    chunk = {"text": "x"}
+    chunk = make_chunk("x")
     pairs = [(chunk, QAPair(f"q{f}", "a", "llm", f"fact{f}")) for f in range(20)]
     train, evals = split_pairs(pairs, 0.2, seed=0)
     assert len(evals) == 4 and len(train) == 16
@@ -174,7 +176,7 @@ def test_pdf_lines_wrapped_at_the_page_width_are_joined():
 
 
 def test_template_paraphrases_are_deterministic_and_point_at_their_parent():
-    from framework.paraphrase import parse_paraphrases, template_paraphrases
+    from framework.dataset.paraphrase import parse_paraphrases, template_paraphrases
 
     parent = QAPair("How many days of leave do employees get?", "28 days.", "number", "Leave is 28 days.")
     variants = template_paraphrases(parent, 3, title="Handbook")
@@ -189,7 +191,7 @@ def test_template_paraphrases_are_deterministic_and_point_at_their_parent():
 
 
 def test_llm_reply_parsing_tolerates_formats():
-    from framework.synth import parse_llm_pairs
+    from framework.dataset.generators import parse_llm_pairs
 
     assert parse_llm_pairs("**Question:** What is X?\n**Answer:** X is Y.") == [("What is X?", "X is Y.")]
     assert parse_llm_pairs("1. Q: What is X?\nA: Y.\n2. Q: Who is Z?\nA: W.") == [("What is X?", "Y."), ("Who is Z?", "W.")]
@@ -201,7 +203,7 @@ def test_llm_reply_parsing_tolerates_formats():
 
 
 def test_a_question_without_answer_gets_the_best_matching_chunk_sentence():
-    from framework.synth import llm_pairs
+    from framework.dataset.generators import llm_pairs
 
     chunk = "Parking is free for staff. The meal limit is 45 EUR per day for every employee. Trains are second class."
     gen = _ScriptedGenerator([("meal limit", "What's the meal limit per day for an employee?")])

@@ -7,10 +7,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from framework.config import load_config_dict
-from framework.dataset import DatasetTooSmallError
+from framework.project import load_config_dict
+from framework.dataset.filters import DatasetTooSmallError
 from framework.project import Project
-from framework.teacher import OpenAICompatibleTeacher, TeacherConfigError
+from framework.dataset.teacher import OpenAICompatibleTeacher, TeacherConfigError
 
 from conftest import project_config
 
@@ -124,10 +124,10 @@ def test_synth_through_an_openai_compatible_endpoint(tmp_path, fake_openai, monk
     project = _llm_project(tmp_path, docs, fake_openai, heldout_documents_fraction=0.0)
     project.ingest()
     card = project.synthesize()
-    assert card["dropped"]["unparseable_reply"] == 1 and card["dropped"]["teacher_error"] == 1
-    assert card["teacher"]["parse_retries"] == 1  # the malformed one was asked again, more strictly
-    assert card["teacher"]["http_failed"] == 1 and "503" in card["teacher"]["http_last_error"]
-    assert card["generated_by_generator"] == {"llm:llm": 5, "llm:paraphrase": 10}
+    assert card.dropped["unparseable_reply"] == 1 and card.dropped["teacher_error"] == 1
+    assert card.teacher["parse_retries"] == 1  # the malformed one was asked again, more strictly
+    assert card.teacher["http_failed"] == 1 and "503" in card.teacher["http_last_error"]
+    assert card.generated_by_generator == {"llm:llm": 5, "llm:paraphrase": 10}
     rows = [json.loads(x) for x in (project.dataset_dir() / "train.jsonl").read_text().splitlines()]
     rows += [json.loads(x) for x in (project.dataset_dir() / "eval.jsonl").read_text().splitlines()]
     assert {r["generator"] for r in rows} == {"llm:llm", "llm:paraphrase"}
@@ -136,7 +136,7 @@ def test_synth_through_an_openai_compatible_endpoint(tmp_path, fake_openai, monk
     assert "k-secret" not in (project.dataset_dir() / "card.json").read_text()
     # The failed chunk is not cached: the next run asks for it again and reuses the rest.
     again = project.synthesize()
-    assert again["incremental"]["chunks_reused"] == 6 and again["incremental"]["chunks_generated"] == 1
+    assert again.incremental["chunks_reused"] == 6 and again.incremental["chunks_generated"] == 1
 
 
 def test_missing_api_key_variable_is_a_clear_error(tmp_path, corpus, fake_openai, monkeypatch):

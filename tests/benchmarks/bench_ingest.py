@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from framework.config import load_config_dict
-from framework.embedder import build_embedder
+from framework.project import load_config_dict
+from framework.retrieval.embedder import build_embedder
 from framework.project import Project
 
 sys.path.insert(0, str(Path(__file__).parent))  # llamaindex_baseline.py lives beside this file
@@ -76,7 +76,7 @@ def test_bench_ingest(corpus, tmp_path):
     make, marker = CORPORA[corpus]
     if not marker.exists():
         pytest.skip(f"{marker} not present; the benchmark needs the shared data sets")
-    from framework.models import resolve_embedder
+    from framework.runtime.models import resolve_embedder
 
     folder = make(tmp_path)
     embedder = build_embedder("bundled")
@@ -103,7 +103,7 @@ def test_bench_ingest(corpus, tmp_path):
 def test_bench_parse_isolation_overhead(tmp_path):
     """What parsing in worker processes costs per file when parsing itself is trivial (1,000 small files)."""
     from connectors.files import FilesConnector
-    from framework.parse_pool import ParsePool
+    from framework.ingest.parse_pool import ParsePool
 
     for i in range(1000):
         (tmp_path / f"note-{i}.md").write_text(f"# Note {i}\n\n" + f"Sentence {i} about leave and expenses. " * 20)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from framework.config import load_config_dict
+from framework.project import load_config_dict
 from framework.project import Project
 from framework.records import Principal
 

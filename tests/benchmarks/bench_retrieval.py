@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from framework.config import load_config_dict
-from framework.evaluation import retrieval_metrics
+from framework.project import load_config_dict
+from framework.evaluation.metrics import retrieval_metrics
 from framework.project import Project
 from framework.records import Principal
 

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from framework.config import load_config_dict
-from framework.paraphrase import llm_paraphrases
-from framework.pii import Scrubber
+from framework.project import load_config_dict
+from framework.dataset.paraphrase import llm_paraphrases
+from framework.dataset.pii import Scrubber
 from framework.project import Project
-from framework.synth import llm_pairs
-from framework.teacher import OpenAICompatibleTeacher
+from framework.dataset.generators import llm_pairs
+from framework.dataset.teacher import OpenAICompatibleTeacher
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from test_teacher import fake_openai  # noqa: E402,F401  (the fixture)
@@ -76,31 +76,31 @@ def test_bench_synth_contoso(tmp_path, fake_openai):  # noqa: F811
     start = time.perf_counter()
     card = project.synthesize()
     wall = time.perf_counter() - start
-    rt = card["round_trip"]
-    print(json.dumps({k: card[k] for k in ("chunks", "generated", "generated_by_generator", "dropped", "kept",
+    rt = card.round_trip
+    print(json.dumps({k: card.to_dict()[k] for k in ("chunks", "generated", "generated_by_generator", "dropped", "kept",
                                            "split", "round_trip", "pii", "incremental", "seconds")}, indent=1))
     start = time.perf_counter()
     again = project.synthesize()
     incremental_s = time.perf_counter() - start
 
-    chunks = [c for c in project.index.rows() if c["doc_id"].startswith("contoso:")]
-    chunks.sort(key=lambda c: c["id"])
+    chunks = [c for c in project.index.rows() if c.doc_id.startswith("contoso:")]
+    chunks.sort(key=lambda c: c.id)
     start = time.perf_counter()
-    pairs, stats = llm_pairs(project.generator, [c["text"] for c in chunks[:LLM_CHUNKS]], max_new_tokens=96)
+    pairs, stats = llm_pairs(project.generator, [c.text for c in chunks[:LLM_CHUNKS]], max_new_tokens=96)
     flat = [p for ps in pairs for p in ps or []]
     variants, pstats = llm_paraphrases(project.generator, flat, 2, max_new_tokens=96)
     bundled_s, bundled_n = time.perf_counter() - start, len(flat) + sum(map(len, variants))
 
     teacher = OpenAICompatibleTeacher(f"http://127.0.0.1:{fake_openai.server_address[1]}/v1", model="fake")
     start = time.perf_counter()
-    api_pairs, api_stats = llm_pairs(teacher, [c["text"] for c in chunks[:300]])
+    api_pairs, api_stats = llm_pairs(teacher, [c.text for c in chunks[:300]])
     api_flat = [p for ps in api_pairs for p in ps or []]
     api_variants, _ = llm_paraphrases(teacher, api_flat, 2)
     api_s, api_n = time.perf_counter() - start, len(api_flat) + sum(map(len, api_variants))
 
-    extractive = _rate(card["generated"], card["seconds"]["generate"])
-    rows = [("extractive (generation only)", card["generated"], card["seconds"]["generate"], extractive),
-            ("extractive (whole synth, kept)", card["kept"], wall, _rate(card["kept"], wall)),
+    extractive = _rate(card.generated, card.seconds["generate"])
+    rows = [("extractive (generation only)", card.generated, card.seconds["generate"], extractive),
+            ("extractive (whole synth, kept)", card.kept, wall, _rate(card.kept, wall)),
             (f"bundled SmolLM2 ({LLM_CHUNKS} chunks)", bundled_n, bundled_s, _rate(bundled_n, bundled_s)),
             ("OpenAI-compatible fake (300 chunks)", api_n, api_s, _rate(api_n, api_s))]
     print(f"\n{'generator':<38} {'examples':>8} {'seconds':>8} {'per min':>10} {'vs extractive':>13}")
@@ -110,14 +110,14 @@ def test_bench_synth_contoso(tmp_path, fake_openai):  # noqa: F811
     print(f"incremental re-run: {incremental_s:.1f}s, {again['incremental']}")
     print(f"round trip before the filter: {rt['passed']}/{rt['checked']} = {rt['passed'] / rt['checked']:.3f}")
 
-    findings = sorted({(k, c["text"][a:b]) for c in chunks for a, b, k in Scrubber().find(c["text"])})
+    findings = sorted({(k, c.text[a:b]) for c in chunks for a, b, k in Scrubber().find(c.text)})
     print(f"PII findings in the contoso chunks (false positives show here): {findings}")
 
     folder = project.dataset_dir()
     text = "".join(p.read_text() for p in folder.iterdir() if p.is_file())
     assert not [k for k, v in PLANTED.items() if v in text], "planted PII reached the dataset"
     assert "restricted:" not in text and "role_library" not in text
-    assert card["split"]["eval_by_kind"].get("heldout_document") and card["split"]["eval_by_kind"].get("paraphrase")
-    assert set(card["dropped"]) >= {"too_short", "too_long", "unsupported_answer", "duplicate", "near_duplicate",
+    assert card.split["eval_by_kind"].get("heldout_document") and card.split["eval_by_kind"].get("paraphrase")
+    assert set(card.dropped) >= {"too_short", "too_long", "unsupported_answer", "duplicate", "near_duplicate",
                                     "round_trip"}
-    assert again["incremental"]["chunks_generated"] == 0
+    assert again.incremental["chunks_generated"] == 0

@@ -27,9 +27,9 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from framework.config import load_config
-from framework.demo_run import demo_dir
-from framework.finetune import train_lora
+from framework.project import load_config
+from framework.cli.demo import demo_dir
+from framework.training.lora import train_lora
 from framework.project import Project
 
 STEPS = int(os.environ.get("BENCH_STEPS", "20"))

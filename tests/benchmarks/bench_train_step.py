@@ -21,9 +21,9 @@ import time
 import pytest
 import torch
 
-from framework.config import load_config
-from framework.demo_run import demo_dir
-from framework.finetune import AnswerOnlyPackedCollator, tokenize_rows
+from framework.project import load_config
+from framework.cli.demo import demo_dir
+from framework.training.lora import AnswerOnlyPackedCollator, tokenize_rows
 from framework.project import Project
 
 BATCH = int(os.environ.get("BENCH_BATCH", "8"))

@@ -1,0 +1,1 @@
+"""Adapters: the registry of trained LoRA versions, their manifests, staleness and merging."""

@@ -1,0 +1,170 @@
+"""The adapter registry: adapters/<name>/<version>/ with peft files and manifest.json.
+
+The manifest records what the adapter learned from (dataset hash, document ids and
+content hashes), who may use it (audience), the base model's fingerprint, the
+hyperparameters and metrics. An adapter is only ever loaded on the base it was
+trained on: a different base is refused.
+
+Example:
+    >>> reg = AdapterRegistry(Path(".ragtune/adapters"))    # doctest: +SKIP
+    >>> reg.latest("default").version                       # doctest: +SKIP
+    'v0002'
+    >>> reg.promote("default", "v0001")                     # doctest: +SKIP
+    >>> reg.resolve("default").version                      # doctest: +SKIP
+    'v0001'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from framework.adapters.manifest import AdapterManifest
+
+
+class AdapterError(RuntimeError):
+    """An adapter is missing or does not fit the base model."""
+
+
+@dataclass(frozen=True)
+class AdapterRef:
+    name: str
+    version: str
+    path: Path
+    manifest: AdapterManifest
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}-{self.version}"
+
+
+def base_fingerprint(model_dir: Path) -> str:
+    """Hash of the base model's config and weight headers: cheap, and changes with the weights' layout."""
+    h = hashlib.sha256()
+    model_dir = Path(model_dir)
+    h.update((model_dir / "config.json").read_bytes() if (model_dir / "config.json").is_file() else b"")
+    for f in sorted(model_dir.glob("*.safetensors")):
+        with open(f, "rb") as fh:
+            head = fh.read(8)
+            h.update(head + fh.read(int.from_bytes(head, "little")))
+            fh.seek(max(0, f.stat().st_size - 2**20))
+            h.update(fh.read())
+    return h.hexdigest()[:16]
+
+
+def parse_spec(spec: str) -> tuple[str, str | None]:
+    """'support' -> ('support', None); 'support@v0003' -> ('support', 'v0003')."""
+    name, _, version = spec.partition("@")
+    if version and not re.fullmatch(r"v\d{4,}", version):
+        raise AdapterError(f"adapter version {version!r} in {spec!r} must look like v0003")
+    return name, version or None
+
+
+class AdapterRegistry:
+    """Versions of each named adapter, which one is promoted, and atomic publishing.
+
+    `registry.json` beside the versions records the promoted version. The router serves
+    a pinned version if config names one, else the promoted one, else the newest.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def names(self) -> list[str]:
+        return sorted(d.name for d in self.root.iterdir() if d.is_dir() and self.versions(d.name)) \
+            if self.root.is_dir() else []
+
+    def versions(self, name: str) -> list[AdapterRef]:
+        folder = self.root / name
+        refs = []
+        for d in sorted(folder.glob("v[0-9]*")) if folder.is_dir() else []:
+            manifest = d / "manifest.json"
+            if manifest.is_file():
+                refs.append(AdapterRef(name, d.name, d, AdapterManifest.from_dict(json.loads(manifest.read_text()))))
+        return refs
+
+    def latest(self, name: str) -> AdapterRef | None:
+        refs = self.versions(name)
+        return refs[-1] if refs else None
+
+    def get(self, name: str, version: str) -> AdapterRef:
+        for ref in self.versions(name):
+            if ref.version == version:
+                return ref
+        known = ", ".join(r.version for r in self.versions(name)) or "none"
+        raise AdapterError(f"adapter {name!r} has no version {version!r} (versions: {known}); "
+                           "see `ragtune adapters list`")
+
+    def promoted(self, name: str) -> str | None:
+        state = self.root / name / "registry.json"
+        return json.loads(state.read_text()).get("promoted") if state.is_file() else None
+
+    def promote(self, name: str, version: str) -> AdapterRef:
+        ref = self.get(name, version)
+        self._write_state(name, {"promoted": version,
+                                 "promoted_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        return ref
+
+    def delete(self, name: str, version: str, *, force: bool = False) -> None:
+        ref = self.get(name, version)
+        if self.promoted(name) == version:
+            if not force:
+                raise AdapterError(f"{ref.key} is the promoted version that the router serves; promote another "
+                                   "version first, or delete it anyway with --force")
+            (self.root / name / "registry.json").unlink()
+        shutil.rmtree(ref.path)
+
+    def resolve(self, spec: str, pinned: str | None = None) -> AdapterRef:
+        """What the router serves for `spec`: a pinned version, else the promoted one, else the newest."""
+        name, version = parse_spec(spec)
+        version = version or pinned or self.promoted(name)
+        return self.get(name, version) if version else self.require(name)
+
+    def next_version_dir(self, name: str) -> Path:
+        existing = [int(m.group(1)) for d in (self.root / name).glob("v*") if (m := re.fullmatch(r"v(\d+)", d.name))]
+        return self.root / name / f"v{max(existing, default=0) + 1:04d}"
+
+    def staging_dir(self, name: str) -> Path:
+        """Where a training run writes its adapter before it is published (invisible to readers)."""
+        return self.root / name / ".incoming"
+
+    def publish(self, name: str, staging: Path, manifest: AdapterManifest) -> AdapterRef:
+        """Give the staged adapter the next version and its manifest, in one rename."""
+        target = self.next_version_dir(name)
+        manifest = dataclasses.replace(manifest, name=name, version=target.name)
+        (staging / "manifest.json").write_text(json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False))
+        staging.rename(target)
+        return AdapterRef(name, target.name, target, manifest)
+
+    def require(self, name: str) -> AdapterRef:
+        """The latest version of `name`, or an error that says how to train one."""
+        ref = self.latest(name)
+        if ref is None:
+            raise AdapterError(
+                f"no trained adapter named {name!r} in {self.root}; train one with `ragtune synth` then "
+                "`ragtune finetune` (or choose mode prompt_only or rag)"
+            )
+        return ref
+
+    def _write_state(self, name: str, state: dict) -> None:
+        tmp = self.root / name / ".registry.json.tmp"
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(self.root / name / "registry.json")
+
+
+def check_base(ref: AdapterRef, base_dir: Path) -> None:
+    """Refuse an adapter trained on other base weights: its deltas would be meaningless there."""
+    expected = ref.manifest.base_fingerprint
+    actual = base_fingerprint(base_dir)
+    if expected != actual:
+        raise AdapterError(
+            f"adapter {ref.key} was trained on base model {ref.manifest.base_model!r} "
+            f"(fingerprint {expected}), but generator.model is {str(base_dir)!r} (fingerprint {actual}); "
+            "retrain the adapter on this base or set generator.model back"
+        )

@@ -1,0 +1,1 @@
+"""The `ragtune` command line: parses arguments, calls the library, formats the results."""

@@ -1,0 +1,136 @@
+"""`ragtune adapters ...`: the adapter registry from the command line.
+
+list, show (lineage, metrics and staleness), promote, delete, merge. Every command reads
+the workspace of the project config, like the other commands.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.table import Table
+
+from framework.adapters.registry import AdapterRef, parse_spec
+from framework.adapters.staleness import staleness_since_training
+from framework.cli.common import ConfigOpt, JsonOpt, SetOpt, out
+from framework.cli.common import project as _project
+from framework.cli.common import run as _run
+from framework.serving.router import served_version
+
+adapters_app = typer.Typer(no_args_is_help=True, help="List, inspect, promote, delete and merge trained adapters.")
+
+
+def _serving(project, name: str) -> str | None:
+    return served_version(project.adapters, project.config.router, name)
+
+
+@adapters_app.command("list")
+def list_(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json: bool = JsonOpt):
+    """Every adapter version, with the promoted and the served one marked."""
+    project = _run(lambda: _project(config, set_, True))
+    reg = project.adapters
+    rows = []
+    for name in reg.names():
+        promoted, serving = reg.promoted(name), _run(lambda: _serving(project, name))
+        for ref in reg.versions(name):
+            m = ref.manifest
+            rows.append({"name": name, "version": ref.version, "promoted": ref.version == promoted,
+                         "serving": ref.version == serving, "created_at": m.created_at,
+                         "dataset": m.dataset.get("hash", "")[:12], "audience": list(m.audience),
+                         "eval_loss": m.metrics.get("eval_loss")})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        out.print(f"no adapters in {reg.root}; train one with `ragtune finetune`")
+        return
+    table = Table()
+    for col in ("name", "version", "status", "created", "dataset", "audience", "eval loss"):
+        table.add_column(col)
+    for r in rows:
+        status = " ".join(s for s, on in (("promoted", r["promoted"]), ("serving", r["serving"])) if on)
+        table.add_row(r["name"], r["version"], status, r["created_at"] or "", r["dataset"],
+                      ",".join(r["audience"]) or "everyone", str(r["eval_loss"]))
+    out.print(table)
+
+
+def _show(project, spec: str) -> tuple[AdapterRef, dict]:
+    name, version = parse_spec(spec)
+    ref = project.adapters.get(name, version) if version else project.adapters.get(name, _serving(project, name))
+    m = ref.manifest
+    return ref, staleness_since_training(m.documents, m.document_acl, project.workspace.ledger)
+
+
+@adapters_app.command()
+def show(spec: str = typer.Argument(..., metavar="NAME[@VERSION]"), config: Path = ConfigOpt,
+         set_: Optional[List[str]] = SetOpt, as_json: bool = JsonOpt):
+    """Lineage, settings and metrics of one version (default: the served one), and what changed since."""
+    project = _run(lambda: _project(config, set_, True))
+    ref, stale = _run(lambda: _show(project, spec))
+    if as_json:
+        print(json.dumps({"manifest": ref.manifest.to_dict(), "staleness": stale}, indent=2, ensure_ascii=False))
+        return
+    m = ref.manifest
+    out.print(f"[bold]{ref.name}@{ref.version}[/bold]  created {m.created_at}", highlight=False)
+    out.print(f"base: {m.base_model} (fingerprint {m.base_fingerprint})", highlight=False)
+    d = m.dataset
+    out.print(f"dataset: {d.get('name')} hash {d.get('hash', '')[:12]} created {d.get('created_at')}, "
+              f"examples {d.get('examples')}", highlight=False)
+    out.print(f"audience: {', '.join(m.audience) or 'everyone (public documents only)'}")
+    metrics = {k: v for k, v in m.metrics.items() if k != "eval_loss_per_epoch"}
+    out.print(f"metrics: {metrics}", highlight=False)
+    out.print(f"documents learned: {len(m.documents)}")
+    if stale is None:
+        out.print("[yellow]staleness unknown: this workspace has no ingest ledger[/yellow]")
+    elif stale["changed"] or stale["acl_changed"] or stale["deleted"]:
+        out.print(f"[yellow]stale: {len(stale['changed'])} changed, {len(stale['acl_changed'])} with new readers, "
+                  f"{len(stale['deleted'])} deleted since training; retrain (`ragtune synth` then "
+                  "`ragtune finetune`) to learn the current text and access[/yellow]")
+        for kind, label in (("changed", "changed"), ("acl_changed", "readers"), ("deleted", "deleted")):
+            for doc in stale[kind]:
+                out.print(f"  {label:<8} {doc}", highlight=False)
+    else:
+        out.print("up to date: every document it learned from is unchanged")
+
+
+@adapters_app.command()
+def promote(name: str, version: str, config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt):
+    """Make VERSION the one the router serves (unless config pins another)."""
+    project = _run(lambda: _project(config, set_, True))
+    ref = _run(lambda: project.adapters.promote(name, version))
+    out.print(f"promoted {ref.name}@{ref.version}", highlight=False)
+
+
+@adapters_app.command()
+def delete(name: str, version: str, force: bool = typer.Option(False, "--force", help="Delete even if promoted."),
+           config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt):
+    """Delete one version (the promoted one only with --force)."""
+    project = _run(lambda: _project(config, set_, True))
+    _run(lambda: project.adapters.delete(name, version, force=force))
+    out.print(f"deleted {name}@{version}", highlight=False)
+
+
+@adapters_app.command()
+def merge(name: str, version: Optional[str] = typer.Option(None, "--version", help="default: the served version"),
+          out_dir: Optional[Path] = typer.Option(None, "--out", help="default: <workspace>/merged/NAME-VERSION"),
+          config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json: bool = JsonOpt):
+    """Write base + adapter as one verified model folder (safetensors, config, tokenizer)."""
+    from framework.adapters.merge import merge_adapter
+
+    project = _run(lambda: _project(config, set_, True))
+
+    def work() -> dict:
+        ref = project.adapters.get(name, version or _serving(project, name))
+        target = out_dir or project.workspace.merged(ref.key)
+        return {**merge_adapter(project.base_model_dir, ref, target), "out": str(target)}
+
+    report = _run(work)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    out.print(f"merged {report['adapter']} into {report['out']}: {report['changed_tensors']}/{report['total_tensors']} "
+              f"tensors changed (max {report['max_weight_delta']:.2e}), logits match the adapter within "
+              f"{report['max_logit_diff']:.1e}", highlight=False)

@@ -1,0 +1,59 @@
+"""What every `ragtune` command shares: the config options, the consoles, and error handling.
+
+Exit codes: 0 success, 1 failure (bad input, empty index...), 2 invalid config or
+arguments, 3 refused (e.g. a mode that needs an adapter nobody trained).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import typer
+from rich.console import Console
+
+from framework.adapters.registry import AdapterError
+from framework.config import ConfigError
+from framework.project import Project, load_config
+from framework.runtime.models import ModelNotFoundError
+from framework.serving.router import UnknownModeError
+
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+ConfigOpt = typer.Option(Path("ragtune.yaml"), "--config", "-c", help="Project config file.")
+SetOpt = typer.Option(None, "--set", "-s", help="Override a config key: key.path=value (repeatable).")
+JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
+UserOpt = typer.Option("anonymous", "--user", help="Who is asking (their groups decide what they may read).")
+GroupOpt = typer.Option(None, "--group", "-g", help="A group of the asking user (repeatable).")
+
+
+def _quiet_libraries() -> None:
+    """Keep the terminal for ragtune's own progress: no per-load bars, no upstream deprecation notes."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+
+
+def run(fn: Callable):
+    """Turn the errors users can fix into one clear line and a scriptable exit code."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    _quiet_libraries()
+    try:
+        return fn()
+    except (ConfigError, UnknownModeError) as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False)
+        raise typer.Exit(2)
+    except (AdapterError, PermissionError) as e:
+        err.print(f"[red]refused:[/red] {e}", highlight=False)
+        raise typer.Exit(3)
+    except (ModelNotFoundError, OSError, ValueError, RuntimeError) as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False)
+        raise typer.Exit(1)
+
+
+def project(config: Path, overrides: Optional[List[str]], quiet: bool = False) -> Project:
+    return Project(load_config(config, overrides or []), show_progress=not quiet)

@@ -1,0 +1,302 @@
+"""`ragtune synth` end to end: generate (incrementally), scrub, filter, split, format, write a version.
+
+Generation is the slow step, so its output is cached per chunk in the dataset
+version (`generated.jsonl`, keyed by document id and chunk text hash, already
+scrubbed of PII). The next run reuses the pairs of unchanged chunks, generates only
+for new or changed chunks, and leaves out chunks of deleted documents; a change of
+generator settings regenerates everything. Filters, split and formatting always run
+over the whole set, since they depend on the whole index.
+
+Example:
+    >>> card = synthesize(chunks, cfg.dataset, root, search=..., teacher=...)  # doctest: +SKIP
+    >>> card.incremental                                                        # doctest: +SKIP
+    {'previous_version': 'v0001', 'chunks_reused': 40, 'chunks_generated': 2, 'chunks_dropped': 3, ...}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import random
+import time
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+from framework import prompts
+from framework.config import DatasetConfig
+from framework.dataset import store
+from framework.dataset.card import DatasetCard, build_card
+from framework.dataset.filters import (
+    FILTERS,
+    check_size,
+    filter_imports,
+    filter_pairs,
+    readable_by_audience,
+    round_trip_filter,
+)
+from framework.dataset.formatting import format_examples, text_hash, uniform_row
+from framework.dataset.generators import generate_per_chunk
+from framework.dataset.imports import read_import
+from framework.dataset.paraphrase import llm_paraphrases, template_paraphrases
+from framework.dataset.pii import Scrubber
+from framework.dataset.split import heldout_documents, split_pairs
+from framework.records import Chunk, QAPair, Source
+
+log = logging.getLogger(__name__)
+_FORMAT_VERSION = 3  # bump when the extractive rules change, so cached pairs are regenerated
+
+
+def generation_fingerprint(cfg: DatasetConfig, generator_model: str) -> str:
+    """What the cached pairs depend on; another value regenerates every chunk."""
+    parts = {"v": _FORMAT_VERSION, "generator": cfg.generator, "max_q": cfg.max_questions_per_chunk,
+             "paraphrases": cfg.paraphrases, "pii": [cfg.pii_mode, cfg.pii_patterns, cfg.pii_phone_region, cfg.pii_allow]}
+    if cfg.generator == "llm":
+        t = cfg.teacher
+        parts["teacher"] = [t.base_url, t.api_model, t.model if t.model != "generator" else generator_model,
+                            t.max_new_tokens, t.parse_attempts, prompts.LLM_QA_INSTRUCTION,
+                            prompts.LLM_PARAPHRASE_INSTRUCTION]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class _Scrub:
+    """Applies dataset.pii_mode to pairs and rows and counts what it found, per kind."""
+
+    def __init__(self, cfg: DatasetConfig) -> None:
+        self.mode = cfg.pii_mode
+        self.scrubber = Scrubber(extra=cfg.pii_patterns, phone_region=cfg.pii_phone_region,
+                                 allow=tuple(cfg.pii_allow))
+        self.found: Counter = Counter()
+        self.dropped = 0
+
+    def text(self, text: str) -> str:
+        if self.mode == "off":
+            return text
+        clean, counts = self.scrubber.redact(text)
+        self.found.update(counts)
+        return clean
+
+    def pairs(self, pairs: list[QAPair]) -> list[QAPair]:
+        """Redact, or (mode drop) leave out, pairs whose question, answer or fact holds PII."""
+        if self.mode == "off":
+            return pairs
+        out = []
+        for p in pairs:
+            found = [self.scrubber.find(t) for t in (p.question, p.answer, p.fact)]
+            if any(found) and self.mode == "drop":
+                self.found.update(k for spans in found for _, _, k in spans)
+                self.dropped += 1
+                continue
+            out.append(QAPair(self.text(p.question), self.text(p.answer), p.kind, self.text(p.fact), p.parent)
+                       if any(found) else p)
+        return out
+
+    def rows(self, rows: list[dict], *, drop: bool) -> list[dict]:
+        """Every message of every row redacted; with `drop` (imports in drop mode) such rows are left out."""
+        out = []
+        for row in rows:
+            texts = [m["content"] for m in row["messages"]]
+            if drop and self.mode == "drop" and any(self.scrubber.find(t) for t in texts):
+                self.dropped += 1
+                continue
+            messages = [{**m, "content": self.text(m["content"])} for m in row["messages"]]
+            out.append({**row, "messages": messages, "question": self.text(row["question"]),
+                        "answer": self.text(row["answer"])})
+        return out
+
+
+def _key(chunk: Chunk) -> str:
+    return f"{chunk.doc_id}\n{text_hash(chunk.text)}"
+
+
+def _previous_cache(root: Path, fingerprint: str) -> tuple[dict[str, dict], dict]:
+    """The previous version's cache entries by key (empty if its generator settings differ), and its card."""
+    folder = store.resolve_dataset_dir(root.parent, root.name)
+    card_path = folder / "card.json"
+    if not card_path.is_file():
+        return {}, {}
+    card = json.loads(card_path.read_text())
+    if card.get("generation_fingerprint") != fingerprint:
+        log.info("generator settings changed since %s; regenerating every chunk", card.get("version"))
+        return {}, card
+    return {e["key"]: e for e in store.read_jsonl(folder / store.CACHE_FILE)}, card
+
+
+def _known_ranks(entries: list[dict], previous: dict, same_search: bool) -> dict:
+    """Round-trip ranks of reused chunks, valid only when index and retrieval settings are unchanged."""
+    if not same_search:
+        return {}
+    return {(e["chunk_id"], qid): r for e in entries if e["key"] in previous
+            for qid, r in (e.get("round_trip") or {}).items()}
+
+
+def _store_ranks(entries: list[dict], ranks: dict) -> None:
+    by_chunk: dict[str, dict] = {}
+    for (chunk_id, qid), rank in ranks.items():
+        by_chunk.setdefault(chunk_id, {})[qid] = rank
+    for e in entries:
+        e["round_trip"] = by_chunk.get(e["chunk_id"], {})
+
+
+def _generate(chunks: list[Chunk], cfg: DatasetConfig, teacher: Callable, scrub: _Scrub, show_progress: bool):
+    """Scrubbed pairs (parents then paraphrases) per chunk, None where the teacher failed; counts."""
+    inputs = chunks if cfg.generator == "extractive" else [dataclasses.replace(c, text=scrub.text(c.text)) for c in chunks]
+    per_chunk, stats = generate_per_chunk(inputs, cfg, teacher, show_progress=show_progress)
+    per_chunk = [None if ps is None else scrub.pairs(ps) for ps in per_chunk]
+    if cfg.paraphrases:
+        if cfg.generator == "extractive":
+            variants = [[v for p in ps for v in template_paraphrases(p, cfg.paraphrases, title=c.title)]
+                        if ps else ps for c, ps in zip(chunks, per_chunk)]
+        else:
+            flat = [(i, p) for i, ps in enumerate(per_chunk) for p in ps or []]
+            found, pstats = llm_paraphrases(teacher(), [p for _, p in flat], cfg.paraphrases,
+                                            max_new_tokens=cfg.teacher.max_new_tokens,
+                                            attempts=cfg.teacher.parse_attempts, show_progress=show_progress)
+            stats.update(pstats)
+            variants = [[] if ps is not None else None for ps in per_chunk]
+            for (i, _), vs in zip(flat, found):
+                variants[i].extend(vs)
+        per_chunk = [None if ps is None else ps + scrub.pairs(vs) for ps, vs in zip(per_chunk, variants)]
+    return per_chunk, stats
+
+
+def _cache_entries(chunks: list[Chunk], cfg: DatasetConfig, teacher: Callable, scrub: _Scrub, previous: dict,
+                   show_progress: bool) -> tuple[list[dict], dict, Counter]:
+    """One cache entry per eligible chunk: reused when its key is cached, generated otherwise."""
+    todo = [c for c in chunks if _key(c) not in previous]
+    generated, stats = _generate(todo, cfg, teacher, scrub, show_progress) if todo else ([], Counter())
+    fresh = {_key(c): ps for c, ps in zip(todo, generated)}
+    entries = []
+    for c in chunks:
+        key = _key(c)
+        if key in previous:
+            entries.append({**previous[key], "chunk_id": c.id})
+        elif fresh[key] is not None:
+            entries.append({"key": key, "doc_id": c.doc_id, "chunk_id": c.id,
+                            "pairs": [asdict(p) for p in fresh[key]]})
+    current = {_key(c) for c in chunks}
+    report = {"chunks_reused": len(chunks) - len(todo), "chunks_generated": len(todo),
+              "chunks_failed": sum(ps is None for ps in generated),
+              "chunks_dropped": sum(k not in current for k in previous),
+              "documents_dropped": len({e["doc_id"] for e in previous.values()} - {c.doc_id for c in chunks})}
+    return entries, report, stats
+
+
+def _retrievers(search, eligible_ids: set[str], heldout: set[str]):
+    """Round-trip search over the eligible chunks; RAFT distractors also avoid held-out documents."""
+
+    def round_trip(questions: list[str], k: int) -> list[list[Source]]:
+        return [[s for s in hits if s.chunk_id in eligible_ids] for hits in search(questions, k)]
+
+    def distractors(q: str, k: int) -> list[Source]:
+        return [s for s in round_trip([q], k)[0] if s.doc_id not in heldout]
+
+    return round_trip, distractors
+
+
+def _http_stats(cfg: DatasetConfig, teacher: Callable, generated_chunks: int) -> dict:
+    """Requests, retries and failures of an endpoint teacher, with its last error, for the card."""
+    if cfg.generator != "llm" or not generated_chunks or not cfg.teacher.base_url:
+        return {}
+    t = teacher()
+    return {f"http_{k}": v for k, v in t.stats.items()} | ({"http_last_error": t.last_error} if t.last_error else {})
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._last, 3)
+        self._last = now
+
+
+def _filtered(pairs: list, cfg: DatasetConfig, round_trip, known: dict, teacher_stats: Counter, clock: _Clock,
+              show_progress: bool):
+    """Kept pairs, drop counts per filter (zeros too), scores per pair, round-trip ranks, how many it checked."""
+    scores: dict = {}
+    kept, found = filter_pairs(pairs, cfg, scores)
+    dropped = Counter({name: found[name] for name in FILTERS})
+    for name in ("unparseable_reply", "paraphrase_unparseable", "teacher_error"):
+        if teacher_stats.get(name):
+            dropped[name] = teacher_stats[name]
+    checked, ranks = len(kept), {}
+    clock.lap("filter")
+    if cfg.round_trip:
+        kept, dropped["round_trip"], ranks = round_trip_filter(kept, round_trip, cfg.round_trip_top_k,
+                                                                  scores=scores, known=known,
+                                                                  show_progress=show_progress)
+    clock.lap("round_trip")
+    return kept, dropped, scores, ranks, checked
+
+
+def _rows(kept: list, cfg: DatasetConfig, heldout: set[str], distractors, scores: dict, scrub: _Scrub, imports: list[dict]):
+    """Split, then chat rows in both modes for train and closed-book rows for eval, all scrubbed."""
+    train_pairs, eval_triples = split_pairs(kept, cfg.eval_fraction, cfg.seed, heldout_docs=heldout)
+    rng = random.Random(cfg.seed)
+    train = format_examples(train_pairs, generator=cfg.generator, raft=cfg.raft, retrieve=distractors, rng=rng,
+                               scores=scores)
+    evals = format_examples([(c, p) for c, p, _ in eval_triples], generator=cfg.generator,
+                               raft=cfg.raft.model_copy(update={"fraction": 0.0}), retrieve=distractors, rng=rng,
+                               scores=scores, split_kinds=[k for _, _, k in eval_triples])
+    train = [uniform_row(r) for r in scrub.rows(train, drop=False) + imports]
+    return train, [uniform_row(r) for r in scrub.rows(evals, drop=False)], len(train_pairs)
+
+
+def synthesize(chunks: list[Chunk], cfg: DatasetConfig, root: Path, *, search: Callable[[list[str], int], list[list[Source]]],
+               teacher: Callable, generator_model: str = "", search_fingerprint: str = "",
+               show_progress: bool = True) -> DatasetCard:
+    """Build and write the next dataset version under `root`; returns its card.
+
+    `search(questions, k)` retrieves for the dataset's audience; `teacher()` returns the
+    llm generator's model (called only when something must be generated).
+    `search_fingerprint` names the index state and retrieval settings: when the previous
+    version has the same one, its round-trip ranks are reused instead of searched again.
+    """
+    if not chunks:
+        raise ValueError("the index is empty; run `ragtune ingest` first")
+    clock, scrub = _Clock(), _Scrub(cfg)
+    imports = [row for path in cfg.imports for row in read_import(Path(path))]  # a bad file fails before any work
+    eligible = [c for c in chunks if readable_by_audience(c.acl, cfg.audience)]
+    fingerprint = generation_fingerprint(cfg, generator_model)
+    previous, previous_card = _previous_cache(root, fingerprint)
+    search_fingerprint = f"{search_fingerprint}:{cfg.round_trip_top_k}:{sorted(cfg.audience)}"
+    entries, incremental, teacher_stats = _cache_entries(eligible, cfg, teacher, scrub, previous, show_progress)
+    clock.lap("generate")
+    by_id = {c.id: c for c in eligible}
+    pairs = [(by_id[e["chunk_id"]], QAPair(**p)) for e in entries for p in e["pairs"]]
+    generated = Counter(f"{cfg.generator}:{p.kind}" for _, p in pairs)
+    heldout = heldout_documents(Counter(c.doc_id for c in eligible), cfg.heldout_documents_fraction, cfg.seed)
+    round_trip, distractors = _retrievers(search, set(by_id), heldout)
+    known = _known_ranks(entries, previous, previous_card.get("search_fingerprint") == search_fingerprint)
+    kept, dropped, scores, ranks, checked = _filtered(pairs, cfg, round_trip, known, teacher_stats, clock,
+                                                      show_progress)
+    _store_ranks(entries, ranks)
+    imports = scrub.rows(filter_imports(imports, cfg, dropped), drop=True)
+    generated.update(r["generator"] for r in imports)
+    found_in_pairs = Counter(scrub.found)
+    train, evals, n_train_pairs = _rows(kept, cfg, heldout, distractors, scores, scrub, imports)
+    dropped["pii"] += scrub.dropped
+    check_size(n_train_pairs + len(imports), dropped, len(pairs), cfg.min_examples)
+    clock.lap("format")
+    extra = {
+        "generation_fingerprint": fingerprint,
+        "search_fingerprint": search_fingerprint,
+        "incremental": {"previous_version": previous_card.get("version"), **incremental},
+        "teacher": {**teacher_stats, **_http_stats(cfg, teacher, incremental["chunks_generated"])},
+        "round_trip": {"enabled": cfg.round_trip, "top_k": cfg.round_trip_top_k, "checked": checked,
+                       "reused": sum(key in known for key in ranks),
+                       "passed": checked - dropped["round_trip"] if cfg.round_trip else None},
+        "pii": {"mode": cfg.pii_mode, "found": dict(found_in_pairs), "found_in_context":
+                dict(scrub.found - found_in_pairs), "dropped_examples": scrub.dropped},
+        "heldout_documents": sorted(heldout),
+        "seconds": clock.laps,
+    }
+    card = build_card(cfg, chunks=len(chunks), eligible=len(eligible), generated=generated, dropped=dropped,
+                         kept=kept, train=train, evals=evals, extra=extra)
+    return DatasetCard.from_dict(store.write_version(root, train, evals, card, entries))

@@ -1,0 +1,1 @@
+"""Evaluation: scores, runs of the modes side by side, retrieval metrics, reports."""

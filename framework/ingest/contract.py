@@ -1,0 +1,88 @@
+"""The Connector protocol: what every document source implements.
+
+A connector lists its documents cheaply (`scan`), each with a stable id and a hash of
+the raw bytes, and parses one only when asked (`SourceItem.read`). The ingest ledger
+compares hashes first, so an unchanged document costs a hash and nothing more.
+
+Example:
+    >>> from connectors.files import FilesConnector
+    >>> conn = FilesConnector(name="docs", root=".", acl=("public",))  # doctest: +SKIP
+    >>> for item in conn.scan(): ...                                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass
+from typing import Callable, Iterator, Protocol, Union, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from framework.records import Document
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    """A document found by a connector, not yet parsed."""
+
+    doc_id: str
+    uri: str
+    content_hash: str
+    read: Callable[[], Document]
+    acl: tuple[str, ...] = ()
+
+    @property
+    def version(self) -> str:
+        """What the ledger compares: the content and who may read it (an ACL change re-indexes)."""
+        return f"{self.content_hash}:{','.join(sorted(self.acl))}"
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    """A document that could not be read, with the reason the ingest report shows.
+
+    With a `doc_id`, the document still exists (e.g. unreadable for now, or over the
+    size limit) and its indexed chunks are kept; without one it is treated as gone.
+    """
+
+    uri: str
+    reason: str
+    doc_id: str | None = None
+
+
+@runtime_checkable
+class Connector(Protocol):
+    name: str
+
+    def scan(self) -> Iterator[Union[SourceItem, LoadFailure]]: ...
+
+
+class SourceConfig(BaseModel):
+    """The keys every `sources:` entry has: a unique name, its type, and who may read its
+    documents (see framework.ingest.acl). Each connector's schema extends it with its own
+    keys and a `type: Literal[...]` naming it; unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    type: str
+    acl: list[str] = []
+    public: bool = False
+    acl_paths: dict[str, list[str]] = {}
+
+
+def check_template(template: str | None, allowed: set[str] | None) -> None:
+    """A str.format template must parse, and (when `allowed` is given) name only those fields."""
+    if template is None:
+        return
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as err:
+        raise ValueError(f"template {template!r} is not a valid str.format template: {err}") from None
+    for f in fields:
+        if not f or f.isdigit():
+            raise ValueError(f"template {template!r}: use named fields like {{title}}, not {{{f}}}")
+        base = re.split(r"[.\[]", f, maxsplit=1)[0]
+        if allowed is not None and base not in allowed:
+            raise ValueError(f"template {template!r}: unknown field {{{base}}}; allowed: {sorted(allowed)}")

@@ -1,0 +1,1 @@
+"""Runtime: what the machine provides: model files, precision, progress display."""

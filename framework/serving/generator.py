@@ -1,0 +1,98 @@
+"""The generator: one base causal LM in memory, LoRA adapters switched per request.
+
+peft keeps every loaded adapter beside the base weights; a request names an adapter
+(or none) and the model runs with exactly that one active, so `rag` and `combined`
+answers come from the same weights in memory, with and without the adapter.
+
+Example:
+    >>> gen = HFGenerator(Path(".ragtune/models/SmolLM2-135M-Instruct"))  # doctest: +SKIP
+    >>> gen.generate([closed_book("Hi")], adapter=None)                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import torch
+
+log = logging.getLogger(__name__)
+
+
+class Generator(Protocol):
+    """What the router needs from a generation backend: render a prompt, generate with an adapter
+    on or off, and load adapters by key."""
+
+    def render(self, conversation: list[dict]) -> str: ...
+
+    def generate(self, conversations: Sequence[list[dict]], *, adapter: str | None = None,
+                 max_new_tokens: int = 64) -> list[str]: ...
+
+    def has_adapter(self, key: str) -> bool: ...
+
+    def load_adapter(self, key: str, path: Path) -> None: ...
+
+
+class HFGenerator:
+    def __init__(self, model_dir: Path, *, dtype: torch.dtype = torch.float32, batch_size: int = 8,
+                 repetition_penalty: float = 1.1) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.model_dir = Path(model_dir)
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, local_files_only=True)
+        self.model.eval()
+        self.batch_size = batch_size
+        self.repetition_penalty = repetition_penalty
+        self._adapters: set[str] = set()
+
+    def has_adapter(self, key: str) -> bool:
+        return key in self._adapters
+
+    def load_adapter(self, key: str, path: Path) -> None:
+        """Load a peft adapter under `key` (kept in memory beside the others)."""
+        if key in self._adapters:
+            return
+        from peft import PeftModel
+
+        if not self._adapters:
+            self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=key, is_trainable=False)
+        else:
+            self.model.load_adapter(str(path), adapter_name=key, is_trainable=False)
+        self.model.eval()
+        self._adapters.add(key)
+
+    def render(self, conversation: list[dict]) -> str:
+        return self.tokenizer.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+
+    def _adapter_context(self, adapter: str | None):
+        if adapter is None:
+            return self.model.disable_adapter() if self._adapters else contextlib.nullcontext()
+        if adapter not in self._adapters:
+            raise KeyError(f"adapter {adapter!r} is not loaded")
+        self.model.set_adapter(adapter)
+        return contextlib.nullcontext()
+
+    @torch.inference_mode()
+    def generate(self, conversations: Sequence[list[dict]], *, adapter: str | None = None,
+                 max_new_tokens: int = 64) -> list[str]:
+        prompts = [self.render(c) for c in conversations]
+        out: list[str] = []
+        with self._adapter_context(adapter):
+            for start in range(0, len(prompts), self.batch_size):
+                out.extend(self._generate_batch(prompts[start:start + self.batch_size], max_new_tokens))
+        return out
+
+    def _generate_batch(self, prompts: list[str], max_new_tokens: int) -> list[str]:
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = enc.to(self.model.device)
+        ids = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                  repetition_penalty=self.repetition_penalty,
+                                  pad_token_id=self.tokenizer.pad_token_id)
+        new = ids[:, enc["input_ids"].shape[1]:]
+        return [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in new]

@@ -1,0 +1,208 @@
+"""The router: which mode answers a question, with which adapter, and why, in one place.
+
+Mode: the caller's explicit choice, else the first of the principal's groups that config
+maps to a mode (`router.groups`), else `router.default_mode`. The four answering modes are
+a table (`framework.records.MODE_TABLE`: retrieve? adapter?), not a graph. `auto` decides
+per question from retrieval: `combined` (or `rag` without a usable adapter) when retrieval
+is confident, `finetuned` (or `prompt_only`) otherwise. Confidence is the calibrated
+probability when the index has a calibration (framework.retrieval.confidence), else the
+raw top cosine score; it is computed once per question and also decides abstention
+(`router.abstain_below`: "The documents don't say." instead of guessing).
+
+Adapter: the principal's group adapter (`router.group_adapters`) or `router.adapter`, at
+the version pinned in config, else the promoted one, else the newest. An adapter trained
+on restricted documents serves only members of its audience (weights cannot filter what
+they learned), so anyone else is refused, and `auto` falls back to the modes without it.
+
+Generation runs in batches grouped by adapter: no two adapters in one forward pass.
+Everything but `Router` is a pure function; `Router` takes its parts, so it is tested
+without a Project.
+
+Example:
+    >>> from framework.config import RouterConfig
+    >>> choose_mode(None, Principal(groups=("support",)), RouterConfig(groups={"support": "combined"}))
+    ('combined', 'group support')
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from framework import prompts
+from framework.adapters.manifest import AdapterManifest
+from framework.adapters.registry import AdapterError, AdapterRef, AdapterRegistry, check_base, parse_spec
+from framework.config import RouterConfig
+from framework.records import MODE_TABLE, MODES, Answer, Principal, Source
+from framework.retrieval.confidence import Calibration, top_score
+from framework.retrieval.retriever import Retriever
+from framework.serving.generator import Generator
+
+ABSTAIN_TEXT = "The documents don't say."
+
+
+class UnknownModeError(ValueError):
+    pass
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise UnknownModeError(f"unknown mode {mode!r}; allowed: {', '.join(MODES)}")
+    return mode
+
+
+def choose_mode(explicit: str | None, principal: Principal, cfg: RouterConfig) -> tuple[str, str]:
+    """Return (mode, reason)."""
+    if explicit:
+        return check_mode(explicit), "explicit"
+    for group in principal.groups:
+        if group in cfg.groups:
+            return cfg.groups[group], f"group {group}"
+    return cfg.default_mode, "router.default_mode"
+
+
+def resolve_auto(top_score: float | None, has_adapter: bool, min_score: float,
+                 label: str = "top retrieval score") -> tuple[str, str]:
+    """auto: use the documents when retrieval is confident, the adapter's memory otherwise.
+
+    `top_score` is the calibrated confidence when the index has a calibration (`label`
+    says which), else the raw top cosine similarity."""
+    confident = top_score is not None and top_score >= min_score
+    score = "none" if top_score is None else f"{top_score:.3f}"
+    if confident:
+        return ("combined" if has_adapter else "rag"), f"auto: {label} {score} >= {min_score}"
+    return ("finetuned" if has_adapter else "prompt_only"), f"auto: {label} {score} < {min_score}"
+
+
+def in_audience(manifest: AdapterManifest, principal: Principal) -> bool:
+    """An adapter trained on restricted documents serves only members of its audience."""
+    return not manifest.audience or bool(set(manifest.audience).intersection(principal.groups))
+
+
+def served_adapter(registry: AdapterRegistry, cfg: RouterConfig, principal: Principal) -> AdapterRef:
+    """The adapter version serving this principal: their group's adapter or `router.adapter`, at the
+    version pinned in config (`router.adapter_version` applies to `router.adapter` only), else the
+    promoted one, else the newest."""
+    spec = next((cfg.group_adapters[g] for g in principal.groups if g in cfg.group_adapters), cfg.adapter)
+    return registry.resolve(spec, pinned=cfg.adapter_version if spec == cfg.adapter else None)
+
+
+def served_version(registry: AdapterRegistry, cfg: RouterConfig, name: str) -> str | None:
+    """The version the router serves for adapter `name` (what `ragtune adapters list` marks)."""
+    mine = parse_spec(cfg.adapter)[0] == name
+    return registry.resolve(cfg.adapter if mine else name, pinned=cfg.adapter_version if mine else None).version
+
+
+def abstention(value: float | None, floor: float | None, label: str) -> str | None:
+    """Why a retrieving answer abstains (the reason's suffix), or None when it answers."""
+    if floor is None or (value is not None and value >= floor):
+        return None
+    shown = "none" if value is None else f"{value:.3f}"
+    return f"abstained: {label} {shown} < router.abstain_below {floor}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything decided for one question before generation."""
+
+    question: str
+    mode: str
+    reason: str
+    sources: tuple[Source, ...]
+    adapter: str | None
+    confidence: float | None
+    abstain: bool
+    conversation: list[dict]
+
+
+class Router:
+    """Answers questions for a principal: plans each one, then generates in batches per adapter.
+
+    Example:
+        >>> router = Router(cfg.router, retriever=retriever, generator=generator,   # doctest: +SKIP
+        ...                 registry=AdapterRegistry(ws.adapters), base_model_dir=base)
+        >>> router.answer(["How many leave days?"], principal=Principal(groups=("staff",)))  # doctest: +SKIP
+    """
+
+    def __init__(self, cfg: RouterConfig, *, retriever: Retriever, generator: Generator, registry: AdapterRegistry,
+                 base_model_dir: Path, calibration: Calibration | None = None, max_new_tokens: int = 64) -> None:
+        self.cfg = cfg
+        self.retriever = retriever
+        self.generator = generator
+        self.registry = registry
+        self.base_model_dir = base_model_dir
+        self.calibration = calibration
+        self.max_new_tokens = max_new_tokens
+
+    def answer(self, questions: Sequence[str], *, principal: Principal, mode: str | None = None) -> list[Answer]:
+        """Answer several questions in one batch of generation per adapter (same requested mode for all)."""
+        if not all(isinstance(q, str) and q.strip() for q in questions):
+            raise ValueError("every question must be a non-empty string")
+        requested, reason = choose_mode(mode, principal, self.cfg)
+        start = time.perf_counter()
+        plans = [self.plan(q, requested, reason, principal) for q in questions]
+        texts = [ABSTAIN_TEXT if p.abstain else "" for p in plans]
+        by_adapter: dict[str | None, list[int]] = {}
+        for i, p in enumerate(plans):
+            if not p.abstain:
+                by_adapter.setdefault(p.adapter, []).append(i)
+        for adapter, idx in by_adapter.items():
+            outs = self.generator.generate([plans[i].conversation for i in idx], adapter=adapter,
+                                           max_new_tokens=self.max_new_tokens)
+            for i, text in zip(idx, outs):
+                texts[i] = text
+        per_question = (time.perf_counter() - start) / max(1, len(questions))
+        return [Answer(text=t, question=p.question, mode=p.mode, prompt=self.generator.render(p.conversation),
+                       sources=p.sources, adapter=p.adapter, latency_s=per_question, reason=p.reason,
+                       confidence=p.confidence, abstained=p.abstain) for p, t in zip(plans, texts)]
+
+    def plan(self, question: str, mode: str, reason: str, principal: Principal) -> Plan:
+        """Mode, sources, confidence, abstention and adapter for one question, retrieving at most once."""
+        sources: list[Source] | None = None
+        if mode == "auto":
+            sources = self.retriever.retrieve(question, principal=principal)
+            mode, reason = self._auto(sources, principal)
+        retrieve, use_adapter = MODE_TABLE[check_mode(mode)]
+        if not retrieve:
+            sources = []
+        elif sources is None:
+            sources = self.retriever.retrieve(question, principal=principal)
+        confidence = self._confidence(sources) if retrieve else None
+        why = None
+        if retrieve:
+            value = confidence if confidence is not None else top_score(sources)
+            why = abstention(value, self.cfg.abstain_below, "confidence" if confidence is not None else "top score")
+        adapter = self.adapter_key(principal) if use_adapter and why is None else None
+        conversation = prompts.with_context(question, sources) if retrieve else prompts.closed_book(question)
+        return Plan(question=question, mode=mode, reason=f"{reason}; {why}" if why else reason,
+                    sources=tuple(sources), adapter=adapter, confidence=confidence, abstain=why is not None,
+                    conversation=conversation)
+
+    def _confidence(self, sources: Sequence[Source]) -> float | None:
+        return self.calibration.confidence(top_score(sources)) if self.calibration is not None else None
+
+    def _auto(self, sources: Sequence[Source], principal: Principal) -> tuple[str, str]:
+        try:
+            has_adapter = in_audience(served_adapter(self.registry, self.cfg, principal).manifest, principal)
+        except AdapterError:
+            has_adapter = False
+        if self.calibration is not None:
+            return resolve_auto(self._confidence(sources), has_adapter, self.cfg.auto_min_confidence,
+                                label="retrieval confidence")
+        return resolve_auto(top_score(sources), has_adapter, self.cfg.auto_min_score)
+
+    def adapter_key(self, principal: Principal) -> str:
+        """The principal's adapter, loaded into the generator once; checks its audience and its base."""
+        ref = served_adapter(self.registry, self.cfg, principal)
+        if not in_audience(ref.manifest, principal):
+            raise PermissionError(
+                f"adapter {ref.key} learned documents restricted to {sorted(ref.manifest.audience)}; user "
+                f"{principal.user!r} (groups {list(principal.groups)}) is not in that audience. Use mode rag or "
+                "prompt_only, or an adapter trained for this user's groups."
+            )
+        if not self.generator.has_adapter(ref.key):
+            check_base(ref, self.base_model_dir)
+            self.generator.load_adapter(ref.key, ref.path)
+        return ref.key

@@ -1,0 +1,1 @@
+"""Training: LoRA on a dataset version with transformers Trainer + peft, then publishing it."""

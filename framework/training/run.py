@@ -1,0 +1,67 @@
+"""Train an adapter on a dataset version and publish it: the `ragtune finetune` lifecycle.
+
+Reads the dataset version (card, train and eval rows), checks a resume against the
+interrupted run's identity, trains into the adapter's staging folder, then publishes the
+next version with its manifest in one rename and clears the checkpoints. A run killed at
+any point leaves the registry as it was: the staged files are invisible to readers.
+
+Example:
+    >>> manifest = train_and_publish(dataset_dir=ws.dataset_root("default") / "v0001",  # doctest: +SKIP
+    ...     base_model_dir=base, base_model="bundled", cfg=cfg.finetune, precision="auto",
+    ...     registry=AdapterRegistry(ws.adapters), workspace=ws)
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from framework.adapters.manifest import AdapterManifest, build_manifest
+from framework.adapters.registry import AdapterRegistry, base_fingerprint
+from framework.config import FinetuneConfig, Precision
+from framework.dataset.card import DatasetCard
+from framework.runtime.precision import resolve_dtype
+from framework.training.checkpoints import clear_checkpoints, prepare_checkpoints, run_identity
+from framework.training.lora import frozen_dtype, train_lora
+from framework.workspace import Workspace
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
+def train_and_publish(*, dataset_dir: Path, base_model_dir: Path, base_model: str, cfg: FinetuneConfig,
+                      precision: Precision, registry: AdapterRegistry, workspace: Workspace, resume: bool = False,
+                      callbacks: Sequence = (), show_progress: bool = True) -> AdapterManifest | None:
+    """Train `cfg.adapter` on the dataset version in `dataset_dir`; returns the published manifest.
+
+    Under torchrun / accelerate launch every process trains its share and only the main one
+    publishes; the others return None.
+    """
+    from accelerate import PartialState
+
+    card = DatasetCard.load(dataset_dir)
+    train, evals = _rows(dataset_dir / "train.jsonl"), _rows(dataset_dir / "eval.jsonl")
+    bf16 = resolve_dtype(precision) == torch.bfloat16
+    fingerprint = base_fingerprint(base_model_dir)
+    identity = run_identity(dataset_hash=card.hash, base_fingerprint=fingerprint,
+                            precision="bf16" if bf16 else "fp32", hyperparameters=cfg.model_dump())
+    checkpoints = workspace.checkpoints(cfg.adapter)
+    staging = registry.staging_dir(cfg.adapter)
+    resume_from = prepare_checkpoints(checkpoints, identity, resume=resume, staging=staging)
+    started = datetime.now(timezone.utc)
+    metrics = train_lora(base_model_dir, train, evals, cfg, staging, bf16=bf16, checkpoint_dir=checkpoints,
+                         resume_from=resume_from, show_progress=show_progress, callbacks=callbacks)
+    if not PartialState().is_main_process:
+        return None
+    manifest = build_manifest(card=card, cfg=cfg, base_model=base_model, base_fingerprint=fingerprint,
+                              precision=identity["precision"],
+                              base_dtype=str(frozen_dtype(cfg, bf16=bf16)).removeprefix("torch."),
+                              metrics=metrics, started=started, ledger=workspace.ledger)
+    ref = registry.publish(cfg.adapter, staging, manifest)
+    clear_checkpoints(checkpoints)
+    return ref.manifest

@@ -1,0 +1,79 @@
+"""Every path of a workspace, in one place.
+
+Everything a project writes lives under one folder (`workspace:` in ragtune.yaml, default
+`./.ragtune`): deleting it resets the project, and nothing else on disk is written. Code
+asks a `Workspace` for a path instead of joining folder names itself, so the layout is
+spelled once and a new file never lands somewhere unexpected.
+
+Example:
+    >>> ws = Workspace(Path(".ragtune"))
+    >>> ws.ledger.as_posix()
+    '.ragtune/ledger.sqlite'
+    >>> ws.dataset_root("default").as_posix()
+    '.ragtune/datasets/default'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Workspace:
+    root: Path
+
+    @property
+    def chroma(self) -> Path:
+        """The embedded Chroma store (unused when `index.url` names a Chroma server)."""
+        return self.root / "chroma"
+
+    @property
+    def ledger(self) -> Path:
+        """The ingest ledger: which documents are indexed at which version (SQLite)."""
+        return self.root / "ledger.sqlite"
+
+    @property
+    def ingest_lock(self) -> Path:
+        return self.root / "ingest.lock"
+
+    def lexical(self, collection: str) -> Path:
+        """The BM25 index kept beside a Chroma collection."""
+        return self.root / "lexical" / collection
+
+    def calibration(self, collection: str) -> Path:
+        """The retrieval-confidence fit of a collection (`ragtune eval --retrieval-only --calibrate`)."""
+        return self.root / "calibration" / f"{collection}.json"
+
+    @property
+    def datasets(self) -> Path:
+        return self.root / "datasets"
+
+    def dataset_root(self, name: str) -> Path:
+        """The folder holding a dataset's `vNNNN/` versions and its `latest` link."""
+        return self.datasets / name
+
+    @property
+    def adapters(self) -> Path:
+        return self.root / "adapters"
+
+    def checkpoints(self, adapter: str) -> Path:
+        """Checkpoints of an adapter's training run in progress (`ragtune finetune --resume`)."""
+        return self.root / "checkpoints" / adapter
+
+    def merged(self, key: str) -> Path:
+        """Default output of `ragtune adapters merge` for an adapter version key ("name-v0001")."""
+        return self.root / "merged" / key
+
+    @property
+    def models(self) -> Path:
+        """Models converted for this workspace (the bundled GGUF as safetensors)."""
+        return self.root / "models"
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
