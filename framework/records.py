@@ -117,6 +117,8 @@ class Answer:
     reason: str = ""
     confidence: float | None = None
     abstained: bool = False
+    generated_tokens: int = 0
+    truncated: bool = False  # generation hit generator.max_new_tokens before the answer ended
 
     def to_dict(self) -> dict:
         return {
@@ -128,6 +130,8 @@ class Answer:
             "abstained": self.abstained,
             "adapter": self.adapter,
             "latency_s": round(self.latency_s, 4),
+            "generated_tokens": self.generated_tokens,
+            "truncated": self.truncated,
             "prompt": self.prompt,
             "sources": [s.__dict__ for s in self.sources],
         }

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence
 
@@ -21,14 +22,24 @@ import torch
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Generation:
+    """One generated answer: its text, how many tokens were generated, and whether it was cut off
+    by the token budget (`max_new_tokens`) instead of ending on its own."""
+
+    text: str
+    tokens: int = 0
+    truncated: bool = False
+
+
 class Generator(Protocol):
     """What the router needs from a generation backend: render a prompt, generate with an adapter
     on or off, and load adapters by key."""
 
     def render(self, conversation: list[dict]) -> str: ...
 
-    def generate(self, conversations: Sequence[list[dict]], *, adapter: str | None = None,
-                 max_new_tokens: int = 64) -> list[str]: ...
+    def complete(self, conversations: Sequence[list[dict]], *, adapter: str | None = None,
+                 max_new_tokens: int = 64) -> list[Generation]: ...
 
     def has_adapter(self, key: str) -> bool: ...
 
@@ -78,21 +89,36 @@ class HFGenerator:
         self.model.set_adapter(adapter)
         return contextlib.nullcontext()
 
-    @torch.inference_mode()
     def generate(self, conversations: Sequence[list[dict]], *, adapter: str | None = None,
                  max_new_tokens: int = 64) -> list[str]:
+        """The texts only (what a synthetic-data teacher needs)."""
+        return [g.text for g in self.complete(conversations, adapter=adapter, max_new_tokens=max_new_tokens)]
+
+    @torch.inference_mode()
+    def complete(self, conversations: Sequence[list[dict]], *, adapter: str | None = None,
+                 max_new_tokens: int = 64) -> list[Generation]:
+        """Greedy answers in batches of `batch_size`, all with the same adapter (or none)."""
         prompts = [self.render(c) for c in conversations]
-        out: list[str] = []
+        out: list[Generation] = []
         with self._adapter_context(adapter):
             for start in range(0, len(prompts), self.batch_size):
                 out.extend(self._generate_batch(prompts[start:start + self.batch_size], max_new_tokens))
         return out
 
-    def _generate_batch(self, prompts: list[str], max_new_tokens: int) -> list[str]:
+    def _generate_batch(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         enc = enc.to(self.model.device)
         ids = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                                   repetition_penalty=self.repetition_penalty,
                                   pad_token_id=self.tokenizer.pad_token_id)
-        new = ids[:, enc["input_ids"].shape[1]:]
-        return [self.tokenizer.decode(row, skip_special_tokens=True).strip() for row in new]
+        return [self._finished(row, max_new_tokens) for row in ids[:, enc["input_ids"].shape[1]:]]
+
+    def _finished(self, row: torch.Tensor, max_new_tokens: int) -> Generation:
+        """A row after the prompt: generation ends at the first end-of-sequence (or padding, which
+        follows a finished row); a row with none ran out of budget."""
+        eos = self.model.generation_config.eos_token_id
+        ends = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.pad_token_id}
+        stop = next((i for i, token in enumerate(row.tolist()) if token in ends), None)
+        n = len(row) if stop is None else stop
+        return Generation(text=self.tokenizer.decode(row[:n], skip_special_tokens=True).strip(), tokens=n,
+                          truncated=stop is None and len(row) >= max_new_tokens)

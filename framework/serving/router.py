@@ -38,7 +38,7 @@ from framework.config import RouterConfig
 from framework.records import MODE_TABLE, MODES, Answer, Principal, Source
 from framework.retrieval.confidence import Calibration, top_score
 from framework.retrieval.retriever import Retriever
-from framework.serving.generator import Generator
+from framework.serving.generator import Generation, Generator
 
 ABSTAIN_TEXT = "The documents don't say."
 
@@ -143,20 +143,21 @@ class Router:
         requested, reason = choose_mode(mode, principal, self.cfg)
         start = time.perf_counter()
         plans = [self.plan(q, requested, reason, principal) for q in questions]
-        texts = [ABSTAIN_TEXT if p.abstain else "" for p in plans]
+        outs = [Generation(ABSTAIN_TEXT) if p.abstain else None for p in plans]
         by_adapter: dict[str | None, list[int]] = {}
         for i, p in enumerate(plans):
             if not p.abstain:
                 by_adapter.setdefault(p.adapter, []).append(i)
         for adapter, idx in by_adapter.items():
-            outs = self.generator.generate([plans[i].conversation for i in idx], adapter=adapter,
+            done = self.generator.complete([plans[i].conversation for i in idx], adapter=adapter,
                                            max_new_tokens=self.max_new_tokens)
-            for i, text in zip(idx, outs):
-                texts[i] = text
+            for i, generation in zip(idx, done):
+                outs[i] = generation
         per_question = (time.perf_counter() - start) / max(1, len(questions))
-        return [Answer(text=t, question=p.question, mode=p.mode, prompt=self.generator.render(p.conversation),
+        return [Answer(text=g.text, question=p.question, mode=p.mode, prompt=self.generator.render(p.conversation),
                        sources=p.sources, adapter=p.adapter, latency_s=per_question, reason=p.reason,
-                       confidence=p.confidence, abstained=p.abstain) for p, t in zip(plans, texts)]
+                       confidence=p.confidence, abstained=p.abstain, generated_tokens=g.tokens,
+                       truncated=g.truncated) for p, g in zip(plans, outs)]
 
     def plan(self, question: str, mode: str, reason: str, principal: Principal) -> Plan:
         """Mode, sources, confidence, abstention and adapter for one question, retrieving at most once."""
