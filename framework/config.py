@@ -66,10 +66,22 @@ class IngestConfig(_Section):
 
 
 class GeneratorConfig(_Section):
+    """How answers are generated (see docs/configuration.md; defaults measured in docs/results.md)."""
+
     model: str = "bundled"
-    max_new_tokens: int = Field(default=64, ge=1, le=4096)
+    max_new_tokens: int = Field(default=96, ge=1, le=4096)
+    max_sentences: int | None = Field(default=3, ge=1)
     batch_size: int = Field(default=8, ge=1)
-    repetition_penalty: float = Field(default=1.1, ge=1.0)
+    repetition_penalty: float = Field(default=1.0, ge=1.0)
+    no_repeat_ngram_size: int = Field(default=0, ge=0)
+    answer_style: Literal["generative", "extractive"] = "generative"
+    evidence_sentences: int = Field(default=2, ge=0, le=10)
+
+
+class RuntimeConfig(_Section):
+    """What the process may use of the machine (see framework.runtime.threads)."""
+
+    threads: int | None = Field(default=None, ge=1, le=1024)
 
 
 class RaftConfig(_Section):
@@ -177,6 +189,7 @@ class Config(_Section):
     dataset: DatasetConfig = DatasetConfig()
     finetune: FinetuneConfig = FinetuneConfig()
     router: RouterConfig = RouterConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
 
     def workspace_path(self) -> Path:
         return Path(self.workspace).expanduser()

@@ -33,6 +33,7 @@ from framework.retrieval.rerank import CrossEncoderReranker, Reranker
 from framework.retrieval.retriever import Retriever
 from framework.runtime.models import resolve_generator
 from framework.runtime.precision import resolve_dtype
+from framework.runtime.threads import configure_threads
 from framework.workspace import Workspace
 
 
@@ -44,6 +45,7 @@ class Project:
         self.show_progress = show_progress
         self._embedder = embedder
         self._reranker = reranker
+        configure_threads(config.runtime.threads)  # torch's threads: the CPUs this process may use
 
     @functools.cached_property
     def embedder(self) -> Embedder:
@@ -64,7 +66,7 @@ class Project:
 
     @functools.cached_property
     def base_model_dir(self) -> Path:
-        return resolve_generator(self.config.generator.model, cache_dir=self.workspace.models)
+        return resolve_generator(self.config.generator.model)
 
     @functools.cached_property
     def generator(self):
@@ -74,7 +76,8 @@ class Project:
         from framework.serving.generator import HFGenerator
 
         g, dtype = self.config.generator, resolve_dtype(self.config.precision)
-        return HFGenerator(path, dtype=dtype, batch_size=g.batch_size, repetition_penalty=g.repetition_penalty)
+        return HFGenerator(path, dtype=dtype, batch_size=g.batch_size, repetition_penalty=g.repetition_penalty,
+                           no_repeat_ngram_size=g.no_repeat_ngram_size, max_sentences=g.max_sentences)
 
     @property
     def adapters(self) -> AdapterRegistry:
@@ -90,9 +93,10 @@ class Project:
     def router(self):
         from framework.serving.router import Router
 
+        g = self.config.generator
         return Router(self.config.router, retriever=self.retriever, generator=self.generator, registry=self.adapters,
-                      base_model_dir=self.base_model_dir, calibration=self.calibration,
-                      max_new_tokens=self.config.generator.max_new_tokens)
+                      base_model_dir=self.base_model_dir, calibration=self.calibration, max_new_tokens=g.max_new_tokens,
+                      answer_style=g.answer_style, evidence_sentences=g.evidence_sentences)
 
     def dataset_dir(self, version: str | None = None) -> Path:
         """A version folder of the configured dataset (the latest unless `version` names one)."""
@@ -104,7 +108,7 @@ class Project:
 
         return build_teacher(self.config.dataset.teacher, serving=lambda: self.generator,
                              load_local=lambda spec: self._hf_generator(
-                                 resolve_generator(spec, cache_dir=self.workspace.models, key="dataset.teacher.model")))
+                                 resolve_generator(spec, key="dataset.teacher.model")))
 
     def ingest(self, *, extra: Sequence = (), on_step: Callable[[str], None] | None = None) -> IngestReport:
         """Bring the index up to date with every source; `extra`: connectors built in Python (pass them on every

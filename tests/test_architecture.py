@@ -16,7 +16,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("ingest", "retrieval", "dataset", "adapters", "training", "serving", "evaluation", "cli")
-FOUNDATION = {"framework", "framework.records", "framework.config", "framework.workspace", "framework.prompts"}
+FOUNDATION = {"framework", "framework.records", "framework.config", "framework.workspace", "framework.prompts",
+              "framework.text"}
 CONTRACT = {"framework.records", "framework.ingest.contract", "framework.ingest.acl"}
 
 

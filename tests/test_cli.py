@@ -139,3 +139,13 @@ def test_cli_and_api_produce_the_same_compare_and_eval(config_file):
     written = json.loads(Path(cli_eval["report"]).read_text())
     assert _without_timing(written["results"]) == _without_timing(api_eval.to_dict())
     assert api_eval.report.is_file() and api_eval.report.with_suffix(".json").is_file()
+
+
+def test_ask_shows_the_evidence_of_its_answer(config_file):
+    _invoke("ingest", "-c", config_file, "--json")
+    args = ("what is the meal limit ?", "--mode", "rag", "-c", config_file, "--set", "generator.answer_style=extractive")
+    shown = _invoke("ask", *args)
+    assert shown.exit_code == 0, shown.output
+    answer = json.loads(_invoke("ask", *args, "--json").stdout)
+    assert answer["evidence"] and all(e["uri"].startswith("file://") for e in answer["evidence"])
+    assert all(f'evidence "{e["text"]}"' in " ".join(shown.output.split()) for e in answer["evidence"])

@@ -17,4 +17,6 @@ def test_demo_pipeline_with_bundled_models(tmp_path):
         assert all(a["text"] for a in row["answers"]), f"{mode} produced an empty answer"
     assert results["rag"]["retrieval_hit_rate"] >= 0.6
     assert results["rag"]["answer_recall"] > results["prompt_only"]["answer_recall"]
-    assert (tmp_path / "ws" / "models" / "SmolLM2-135M-Instruct" / "model.safetensors").is_file()
+    from framework.runtime.models import resolve_generator
+
+    assert (resolve_generator("bundled") / "model.safetensors").is_file()

@@ -9,7 +9,7 @@ from framework.project import Project
 
 def test_missing_generator_names_the_config_key(tmp_path):
     with pytest.raises(ModelNotFoundError, match=r"generator.model: no model at .*never downloads"):
-        resolve_generator(str(tmp_path / "nope"), cache_dir=tmp_path)
+        resolve_generator(str(tmp_path / "nope"))
 
 
 def test_hub_id_is_not_downloaded(tmp_path):

@@ -8,7 +8,8 @@ from framework.project import load_config_dict
 from framework.dataset.filters import DatasetTooSmallError, filter_pairs
 from framework.dataset.split import split_pairs
 from framework.project import Project
-from framework.dataset.generators import QAPair, extractive_pairs, parse_llm_reply, sentences
+from framework.dataset.generators import QAPair, extractive_pairs, parse_llm_reply
+from framework.text import sentences
 
 from conftest import make_chunk, project_config
 

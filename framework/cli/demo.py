@@ -27,7 +27,8 @@ def demo_dir() -> Path:
 
 def run_demo(*, workspace: Path, overrides: Sequence[str] = (), say: Callable[[str], None] = print,
              show_progress: bool = True) -> dict:
-    cfg = load_config(demo_dir() / "ragtune.yaml", [f"workspace={workspace}", *overrides])
+    # The workspace is relative to where the demo runs, never to the installed package (which may be read-only).
+    cfg = load_config(demo_dir() / "ragtune.yaml", [f"workspace={Path(workspace).expanduser().resolve()}", *overrides])
     project = Project(cfg, show_progress=show_progress)
     timings: dict[str, float] = {}
 

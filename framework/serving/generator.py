@@ -19,6 +19,9 @@ from typing import Protocol, Sequence
 
 import torch
 
+from framework.serving.decoding import cut_after_sentences, decoding_controls, trim_unfinished
+from framework.text import sentence_ends
+
 log = logging.getLogger(__name__)
 
 
@@ -47,8 +50,16 @@ class Generator(Protocol):
 
 
 class HFGenerator:
+    """A local Hugging Face causal LM; greedy decoding with the controls of framework.serving.decoding.
+
+    `repetition_penalty` and `no_repeat_ngram_size` apply to the answer's own tokens only;
+    `max_sentences` ends an answer after that many sentences; an answer the token budget cut
+    off is trimmed back to its last complete sentence (and reported as truncated).
+    """
+
     def __init__(self, model_dir: Path, *, dtype: torch.dtype = torch.float32, batch_size: int = 8,
-                 repetition_penalty: float = 1.1) -> None:
+                 repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0,
+                 max_sentences: int | None = None) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model_dir = Path(model_dir)
@@ -60,6 +71,8 @@ class HFGenerator:
         self.model.eval()
         self.batch_size = batch_size
         self.repetition_penalty = repetition_penalty
+        self.no_repeat_ngram_size = no_repeat_ngram_size
+        self.max_sentences = max_sentences
         self._adapters: set[str] = set()
 
     def has_adapter(self, key: str) -> bool:
@@ -108,10 +121,13 @@ class HFGenerator:
     def _generate_batch(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         enc = enc.to(self.model.device)
-        ids = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                  repetition_penalty=self.repetition_penalty,
-                                  pad_token_id=self.tokenizer.pad_token_id)
-        return [self._finished(row, max_new_tokens) for row in ids[:, enc["input_ids"].shape[1]:]]
+        length = enc["input_ids"].shape[1]
+        processors, stopping = decoding_controls(prompt_length=length, repetition_penalty=self.repetition_penalty,
+                                                 no_repeat_ngram_size=self.no_repeat_ngram_size,
+                                                 max_sentences=self.max_sentences, tokenizer=self.tokenizer)
+        ids = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, logits_processor=processors,
+                                  stopping_criteria=stopping, pad_token_id=self.tokenizer.pad_token_id)
+        return [self._finished(row, max_new_tokens) for row in ids[:, length:]]
 
     def _finished(self, row: torch.Tensor, max_new_tokens: int) -> Generation:
         """A row after the prompt: generation ends at the first end-of-sequence (or padding, which
@@ -120,5 +136,8 @@ class HFGenerator:
         ends = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.pad_token_id}
         stop = next((i for i, token in enumerate(row.tolist()) if token in ends), None)
         n = len(row) if stop is None else stop
-        return Generation(text=self.tokenizer.decode(row[:n], skip_special_tokens=True).strip(), tokens=n,
-                          truncated=stop is None and len(row) >= max_new_tokens)
+        truncated = stop is None and len(row) >= max_new_tokens
+        text = cut_after_sentences(self.tokenizer.decode(row[:n], skip_special_tokens=True).strip(), self.max_sentences)
+        if truncated and len(sentence_ends(text)) < (self.max_sentences or 10**9):
+            text = trim_unfinished(text)
+        return Generation(text=text, tokens=n, truncated=truncated)

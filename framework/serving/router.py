@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +36,10 @@ from framework import prompts
 from framework.adapters.manifest import AdapterManifest
 from framework.adapters.registry import AdapterError, AdapterRef, AdapterRegistry, check_base, parse_spec
 from framework.config import RouterConfig
-from framework.records import MODE_TABLE, MODES, Answer, Principal, Source
+from framework.records import MODE_TABLE, MODES, Answer, Evidence, Principal, Source
 from framework.retrieval.confidence import Calibration, top_score
 from framework.retrieval.retriever import Retriever
+from framework.serving.evidence import extractive_answer, supporting_evidence
 from framework.serving.generator import Generation, Generator
 
 ABSTAIN_TEXT = "The documents don't say."
@@ -127,7 +129,8 @@ class Router:
     """
 
     def __init__(self, cfg: RouterConfig, *, retriever: Retriever, generator: Generator, registry: AdapterRegistry,
-                 base_model_dir: Path, calibration: Calibration | None = None, max_new_tokens: int = 64) -> None:
+                 base_model_dir: Path, calibration: Calibration | None = None, max_new_tokens: int = 96,
+                 answer_style: str = "generative", evidence_sentences: int = 2) -> None:
         self.cfg = cfg
         self.retriever = retriever
         self.generator = generator
@@ -135,6 +138,8 @@ class Router:
         self.base_model_dir = base_model_dir
         self.calibration = calibration
         self.max_new_tokens = max_new_tokens
+        self.answer_style = answer_style
+        self.evidence_sentences = evidence_sentences
 
     def answer(self, questions: Sequence[str], *, principal: Principal, mode: str | None = None) -> list[Answer]:
         """Answer several questions in one batch of generation per adapter (same requested mode for all)."""
@@ -144,20 +149,27 @@ class Router:
         start = time.perf_counter()
         plans = [self.plan(q, requested, reason, principal) for q in questions]
         outs = [Generation(ABSTAIN_TEXT) if p.abstain else None for p in plans]
+        evidence: list[tuple[Evidence, ...] | None] = [() if p.abstain else None for p in plans]
+        extract = self.answer_style == "extractive"
         by_adapter: dict[str | None, list[int]] = {}
         for i, p in enumerate(plans):
-            if not p.abstain:
+            if extract and p.sources and not p.abstain:  # the sources' own sentences, no generation
+                text, evidence[i] = extractive_answer(p.question, p.sources, embed=self.retriever.embedder.embed,
+                                                      limit=max(1, self.evidence_sentences))
+                outs[i], plans[i] = Generation(text), dataclasses.replace(p, adapter=None)
+            elif not p.abstain:
                 by_adapter.setdefault(p.adapter, []).append(i)
         for adapter, idx in by_adapter.items():
             done = self.generator.complete([plans[i].conversation for i in idx], adapter=adapter,
                                            max_new_tokens=self.max_new_tokens)
             for i, generation in zip(idx, done):
                 outs[i] = generation
+                evidence[i] = supporting_evidence(generation.text, plans[i].sources, limit=self.evidence_sentences)
         per_question = (time.perf_counter() - start) / max(1, len(questions))
         return [Answer(text=g.text, question=p.question, mode=p.mode, prompt=self.generator.render(p.conversation),
                        sources=p.sources, adapter=p.adapter, latency_s=per_question, reason=p.reason,
                        confidence=p.confidence, abstained=p.abstain, generated_tokens=g.tokens,
-                       truncated=g.truncated) for p, g in zip(plans, outs)]
+                       truncated=g.truncated, evidence=e) for p, g, e in zip(plans, outs, evidence)]
 
     def plan(self, question: str, mode: str, reason: str, principal: Principal) -> Plan:
         """Mode, sources, confidence, abstention and adapter for one question, retrieving at most once."""
