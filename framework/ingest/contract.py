@@ -15,11 +15,15 @@ from __future__ import annotations
 import re
 import string
 from dataclasses import dataclass
-from typing import Callable, Iterator, Protocol, Union, runtime_checkable
+from typing import Annotated, Callable, Iterator, Protocol, Union, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from framework.records import Document
+from framework.records import Document, check_group
+
+# A group name in config (source acl / acl_paths, router.groups, dataset.audience): the same rule
+# as a Principal's groups (framework.records.GROUP_PATTERN), so config can name no group nobody may hold.
+GroupName = Annotated[str, AfterValidator(check_group)]
 
 
 @dataclass(frozen=True)
@@ -67,9 +71,9 @@ class SourceConfig(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     type: str
-    acl: list[str] = []
+    acl: list[GroupName] = []
     public: bool = False
-    acl_paths: dict[str, list[str]] = {}
+    acl_paths: dict[str, list[GroupName]] = {}
 
 
 def check_template(template: str | None, allowed: set[str] | None) -> None:
