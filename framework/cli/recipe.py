@@ -73,7 +73,7 @@ def run_recipe(doc: str, script: str, *, preview: Callable[[SourceItem], str] | 
     report = project.ingest(extra=connectors()).to_dict()
     print(json.dumps(report["documents"]))
     for failure in report["failures"]:
-        print(f"  skipped {failure['uri']}: {failure['reason']}")
+        print(f"  skipped {failure['reason']}")  # the reason names the document
     if args.train:
         card = project.synthesize()
         print(f"dataset {card.version}: {dict(card.split)}, dropped {dict(card.dropped)}")

@@ -46,13 +46,27 @@ class SourceItem:
 class LoadFailure:
     """A document that could not be read, with the reason the ingest report shows.
 
-    With a `doc_id`, the document still exists (e.g. unreadable for now, or over the
-    size limit) and its indexed chunks are kept; without one it is treated as gone.
+    With a `doc_id`, the document still exists (empty or corrupt for now, unreadable, over the
+    size limit) and its indexed chunks are kept until it reads again or is gone; without one it
+    is treated as gone. `keep_prefix` keeps every indexed document whose id starts with it that
+    the scan did not list: for a failure that hides documents it cannot name one by one (a Slack
+    day file, a Notion database CSV). The reason says what is wrong and what to do; the ingest
+    report puts the document's name in front of it, so it need not name the file.
     """
 
     uri: str
     reason: str
     doc_id: str | None = None
+    keep_prefix: str | None = None
+
+
+class DocumentError(ValueError):
+    """A document exists but holds no usable text; the message is the report's reason as is.
+
+    Connectors raise it (or a subclass such as connectors.formats.ParseError) from `read()`
+    with the cause and the fix, e.g. "not a valid DOCX (unbound prefix); re-save it in Word".
+    Other exceptions are reported with their class name, since that is then part of the cause.
+    """
 
 
 @runtime_checkable
