@@ -64,7 +64,9 @@ def synth(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json:
         out.print(f"dataset {card.name}/{card.version}: generated {card.generated}, kept {card.kept}")
         out.print(f"dropped per filter: {dict(card.dropped)}")
         out.print(f"split: {dict(card.split)}")
-        out.print(f"round trip: {dict(card.round_trip)}; pii found: {card.pii.get('found')}")
+        out.print(f"round trip: {dict(card.round_trip)}")
+        out.print(f"pii redacted before generation: {card.pii.get('chunks', {}).get('redacted')}; "
+                  f"at the last scan: {card.pii.get('written', {}).get('redacted')}", highlight=False)
         out.print(f"incremental: {dict(card.incremental)}")
 
 
