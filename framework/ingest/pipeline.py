@@ -55,7 +55,6 @@ class IngestReport:
     chunks_deleted: int = 0
     failures: list[dict] = field(default_factory=list)
     seconds: Counter = field(default_factory=Counter)
-
     warnings: list[dict] = field(default_factory=list)  # documents indexed despite their parser's warnings
 
     def to_dict(self) -> dict:
