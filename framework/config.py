@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal, Mapping
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, model_validator
 
-from framework.ingest.contract import SourceConfig
+from framework.ingest.contract import GroupName, SourceConfig
 from framework.records import Mode
 
 Precision = Literal["auto", "bf16", "fp32"]
@@ -121,7 +121,7 @@ class DatasetConfig(_Section):
     pii_patterns: dict[str, str] = {}
     pii_allow: list[str] = []
     pii_phone_region: str = Field(default="US", pattern=r"^[A-Z]{2}$")
-    audience: list[str] = []
+    audience: list[GroupName] = []
     min_examples: int = Field(default=20, ge=1)
     raft: RaftConfig = RaftConfig()
     seed: int = 0
@@ -158,10 +158,10 @@ AdapterSpec = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*(@v[0-9]
 
 class RouterConfig(_Section):
     default_mode: Mode = "rag"
-    groups: dict[str, Mode] = {}
+    groups: dict[GroupName, Mode] = {}
     adapter: AdapterSpec = "default"
     adapter_version: str | None = Field(default=None, pattern=r"^v[0-9]{4,}$")
-    group_adapters: dict[str, AdapterSpec] = {}
+    group_adapters: dict[GroupName, AdapterSpec] = {}
     auto_min_score: float = Field(default=0.35, ge=-1.0, le=1.0)
     auto_min_confidence: float = Field(default=0.5, ge=0.0, le=1.0)
     abstain_below: float | None = Field(default=None, ge=-1.0, le=1.0)

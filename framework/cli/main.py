@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from framework.cli.adapters import adapters_app
@@ -44,8 +45,13 @@ def ingest(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json
     else:
         out.print(f"documents: {report['documents']}")
         out.print(f"chunks embedded: {report['chunks_embedded']}, deleted: {report['chunks_deleted']}")
-        for f in report["failures"]:
-            out.print(f"  [yellow]skipped[/yellow] {f.get('path') or f['uri']}: {f['reason']}", highlight=False)
+        for f in report["failures"]:  # each reason names its document, the cause and the fix
+            out.print(f"  [yellow]skipped[/yellow] {escape(f['reason'])}", highlight=False)
+            for w in f.get("warnings") or ():
+                out.print(f"    [dim]warning: {escape(w)}[/dim]", highlight=False)
+        for entry in report.get("warnings") or ():
+            out.print(f"  [dim]indexed with warnings[/dim] {escape(entry['path'])}: {escape('; '.join(entry['warnings']))}",
+                      highlight=False)
 
 
 @app.command()
@@ -58,7 +64,9 @@ def synth(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json:
         out.print(f"dataset {card.name}/{card.version}: generated {card.generated}, kept {card.kept}")
         out.print(f"dropped per filter: {dict(card.dropped)}")
         out.print(f"split: {dict(card.split)}")
-        out.print(f"round trip: {dict(card.round_trip)}; pii found: {card.pii.get('found')}")
+        out.print(f"round trip: {dict(card.round_trip)}")
+        out.print(f"pii redacted before generation: {card.pii.get('chunks', {}).get('redacted')}; "
+                  f"at the last scan: {card.pii.get('written', {}).get('redacted')}", highlight=False)
         out.print(f"incremental: {dict(card.incremental)}")
 
 
