@@ -64,15 +64,23 @@ def synth(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json:
 
 @app.command()
 def finetune(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json: bool = JsonOpt,
-             resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run from its checkpoint.")):
-    """Train a LoRA adapter on the dataset (under torchrun / accelerate launch too)."""
-    manifest = run(lambda: project(config, set_, as_json).finetune(resume=resume))
+             resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run from its checkpoint."),
+             promote: bool = typer.Option(False, "--promote", help="Serve the new version at once (else it waits "
+                                          "for `ragtune adapters promote`).")):
+    """Train a LoRA adapter on the dataset (under torchrun / accelerate launch too).
+
+    The new version is served only once promoted: `--promote`, or `ragtune adapters promote NAME VERSION`
+    after checking it (or `adapters.serve: latest` in config)."""
+    manifest = run(lambda: project(config, set_, as_json).finetune(resume=resume, promote=promote))
     if manifest is None:  # a non-main process of a distributed run: the main one reports
         return
     if as_json:
         print(json.dumps({k: v for k, v in manifest.to_dict().items() if k != "documents"}, indent=2))
     else:
         out.print(f"adapter {manifest.name}/{manifest.version}: {dict(manifest.metrics)}")
+        out.print(f"promoted {manifest.name}@{manifest.version}: served from the next question" if promote else
+                  f"not served yet: `ragtune adapters promote {manifest.name} {manifest.version}` makes it live",
+                  highlight=False)
 
 
 @app.command()
