@@ -15,7 +15,6 @@ from framework.serving.generator import Generation
 from framework.serving.router import in_audience
 from framework.serving.worker import GenerationWorker, WorkerClosedError
 
-from conftest import project_config
 
 
 class GatedGenerator:
@@ -81,31 +80,8 @@ def test_a_failing_batch_fails_its_callers_only():
 
 
 @pytest.fixture(scope="module")
-def two_audiences(tmp_path_factory, tiny_model):
-    """Adapter `t` learned public documents (everyone); adapter `hr` also learned hr-only ones (audience hr).
-    The default adapter is `hr`, so a user without groups is outside its audience."""
-    from conftest import EXPENSES, HANDBOOK
-
-    tmp = tmp_path_factory.mktemp("burst")
-    public, private = tmp / "public", tmp / "private"
-    public.mkdir()
-    private.mkdir()
-    (public / "handbook.md").write_text(HANDBOOK)
-    (private / "expenses.txt").write_text(EXPENSES)
-    sources = [{"name": "docs", "type": "files", "path": str(public), "public": True},
-               {"name": "hr", "type": "files", "path": str(private), "acl": ["hr"]}]
-    cfg = project_config(tmp, public, tiny_model, sources=sources, generator={"max_new_tokens": 6, "batch_size": 8},
-                         router={"adapter": "hr", "group_adapters": {"hr": "hr", "sales": "t"}},
-                         finetune={"learning_rate": 0.02})
-    project = Project(load_config_dict(cfg), show_progress=False)
-    project.ingest()
-    for adapter, audience, seed in (("t", [], 0), ("hr", ["hr"], 1)):
-        project.config = project.config.model_copy(update={
-            "dataset": project.config.dataset.model_copy(update={"audience": audience, "name": adapter}),
-            "finetune": project.config.finetune.model_copy(update={"adapter": adapter, "seed": seed})})
-        project.synthesize()
-        assert project.finetune(promote=True).audience == tuple(audience)
-    return Project(load_config_dict(cfg), show_progress=False)
+def two_audiences(two_audiences_config):
+    return Project(load_config_dict(two_audiences_config), show_progress=False)
 
 
 PRINCIPALS = (Principal(user="hana", groups=("hr",)), Principal(user="sam", groups=("sales",)), Principal())

@@ -7,6 +7,7 @@ table or `--json`). Exit codes are in framework.cli.common.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -155,6 +156,27 @@ def eval_(questions: Optional[Path] = typer.Option(None, "--questions", "-q",
     else:
         out.print(markdown_table(result.to_dict()))
         out.print(f"report: {result.report}")
+
+
+@app.command()
+def serve(host: Optional[str] = typer.Option(None, "--host", help="Interface to bind; default serve.host (127.0.0.1)."),
+          port: Optional[int] = typer.Option(None, "--port", help="Default serve.port (8100)."),
+          config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt):
+    """Serve the OpenAI-compatible HTTP API: /v1/chat/completions, /v1/models, /health, /metrics.
+
+    Callers authenticate with the bearer tokens of serve.tokens (docs/guides/serving.md)."""
+    from framework.serving.auth import TokenTable
+    from framework.serving.server import create_app
+    from framework.serving.server import run as run_server
+
+    proj = run(lambda: project(config, set_, True))
+    cfg = proj.config.serve
+    tokens = run(lambda: TokenTable.from_config(cfg.tokens, environ=os.environ))
+    api = run(lambda: create_app(proj.router, cfg, tokens=tokens))  # loads the model before the first request
+    where = f"http://{host or cfg.host}:{cfg.port if port is None else port}"
+    err.print(f"ragtune serving on {where}/v1 for {len(tokens.principals)} token(s); models: GET {where}/v1/models",
+              highlight=False)
+    run_server(api, host=host or cfg.host, port=cfg.port if port is None else port)
 
 
 @app.command()
