@@ -162,10 +162,10 @@ class Project:
         from many threads at once: generation is queued to the one worker that owns the model."""
         return self.ask_many([question], mode=mode, principal=Principal(user=user, groups=tuple(groups)))[0]
 
-    def ask_many(self, questions: Sequence[str], *, mode: str | None = None,
-                 principal: Principal = Principal()) -> list[Answer]:
-        """Answer several questions in one batch of generation (same mode for all)."""
-        return self.router.answer(questions, principal=principal, mode=mode)
+    def ask_many(self, questions: Sequence[str], *, mode: str | None = None, principal: Principal = Principal(),
+                 max_new_tokens: int | None = None) -> list[Answer]:
+        """Answer several questions (same mode for all), batched per adapter; `max_new_tokens` lowers the budget."""
+        return self.router.answer(questions, principal=principal, mode=mode, max_new_tokens=max_new_tokens)
 
     def close(self) -> None:
         """Stop the generation worker once its queued questions are answered (a later `ask` needs a new Project)."""

@@ -1,7 +1,7 @@
 """`ragtune adapters ...`: the adapter registry from the command line.
 
-list, show (lineage, metrics and staleness), promote, delete, merge. Every command reads
-the workspace of the project config, like the other commands.
+list, show (lineage, metrics and staleness), promote, delete, merge, export. Every command
+reads the workspace of the project config, like the other commands.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from framework.cli.common import project as _project
 from framework.cli.common import run as _run
 from framework.serving.router import served_version
 
-adapters_app = typer.Typer(no_args_is_help=True, help="List, inspect, promote, delete and merge trained adapters.")
+adapters_app = typer.Typer(no_args_is_help=True, help="List, inspect, promote, delete, merge and export trained adapters.")
 
 
 def _serving(project, name: str) -> str | None:
@@ -146,3 +146,28 @@ def merge(name: str, version: Optional[str] = typer.Option(None, "--version", he
     out.print(f"merged {report['adapter']} into {report['out']}: {report['changed_tensors']}/{report['total_tensors']} "
               f"tensors changed (max {report['max_weight_delta']:.2e}), logits match the adapter within "
               f"{report['max_logit_diff']:.1e}", highlight=False)
+
+
+@adapters_app.command()
+def export(name: str, version: Optional[str] = typer.Option(None, "--version", help="default: the served version"),
+           out_dir: Optional[Path] = typer.Option(None, "--out", help="default: <workspace>/exports/NAME-VERSION"),
+           base: Optional[str] = typer.Option(None, "--base", help="the base model as the serving side names it "
+                                              "(default: the local base folder)"),
+           config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json: bool = JsonOpt):
+    """Write a plain peft folder that vLLM and other servers load (see docs/guides/serving.md)."""
+    from framework.adapters.export import export_adapter
+
+    project = _run(lambda: _project(config, set_, True))
+
+    def work() -> dict:
+        ref = _chosen(project, name, version)
+        target = out_dir or project.workspace.exports(ref.key)
+        return {**export_adapter(ref, target, base_dir=project.base_model_dir, base_model=base), "out": str(target)}
+
+    report = _run(work)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    out.print(f"exported {report['adapter']} to {report['out']} (rank {report['rank']}, "
+              f"modules {','.join(report['target_modules'])}, base {report['base_model']}); audience: "
+              f"{','.join(report['audience']) or 'everyone'}", highlight=False)
