@@ -72,6 +72,8 @@ def test_every_mode_answers_as_the_project_does_with_extras(live):
     assert _ask(url, "hana", "finetuned").ragtune["adapter"] == "hr-v0001"
     assert _ask(url, "sam", "finetuned").ragtune["adapter"] == "t-v0001"
     assert _ask(url, "hana", "ragtune").ragtune["mode"] == "rag"  # no group default: router.default_mode
+    cut = _ask(url, "hana", "prompt_only", max_tokens=1)
+    assert cut.choices[0].finish_reason == "length" and cut.ragtune["generated_tokens"] == 1
     listed = [m.id for m in _client(url).models.list()]
     assert listed == ["ragtune", "prompt_only", "rag", "finetuned", "combined", "auto"]
 

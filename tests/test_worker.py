@@ -128,3 +128,15 @@ def test_a_burst_of_64_mixed_requests_equals_the_same_requests_one_by_one(two_au
             name, version = out[3].rsplit("-", 1)
             assert in_audience(project.adapters.get(name, version).manifest, principal), (principal, out[3])
             assert out[3] == {"hr": "hr-v0001", "sales": "t-v0001"}[principal.groups[0]]
+
+
+def test_an_idle_worker_stops_its_thread_and_restarts_on_demand():
+    gen = GatedGenerator()
+    gen.gate.set()
+    worker = GenerationWorker(gen, max_batch=4, idle_s=0.05)
+    assert _ask(worker, "one").result(5).text == "None:one"
+    first = worker._thread
+    first.join(5)
+    assert not first.is_alive() and worker._thread is None
+    assert _ask(worker, "two").result(5).text == "None:two"
+    worker.close()

@@ -128,7 +128,8 @@ class Plan:
 
 
 class Router:
-    """Answers questions for a principal: plans each one, then generates in batches per adapter.
+    """Answers questions for a principal: plans each one here, then queues it to the generation worker, which
+    batches it with other callers' questions of the same adapter.
 
     Example:
         >>> router = Router(cfg.router, retriever=retriever, worker=GenerationWorker(generator),  # doctest: +SKIP

@@ -4,7 +4,7 @@ Requests are validated strictly (wrong types are errors, not coerced) and every 
 becomes an `ApiError` in OpenAI's error shape, so the official client raises its usual
 exceptions with a message that says what to fix. Responses are OpenAI's, plus one extra
 top-level field, `ragtune`, holding what an auditor needs: mode, reason, sources (uri,
-section, page, score), adapter version, request id. The official client keeps unknown
+section, page, score), adapter version, request id, generated tokens. The official client keeps unknown
 fields (`completion.ragtune`, `chunk.ragtune`).
 
 The question is the last message, which must be the user's; earlier turns and system
@@ -158,6 +158,7 @@ def extras(answer: Answer, request_id: str) -> dict:
     """ragtune's one extra field: how and from what the answer was made."""
     return {"request_id": request_id, "mode": answer.mode, "reason": answer.reason, "adapter": answer.adapter,
             "confidence": answer.confidence, "abstained": answer.abstained, "latency_s": round(answer.latency_s, 4),
+            "generated_tokens": answer.generated_tokens,
             "sources": [{"title": s.title, "uri": s.uri, "section": s.section, "page": s.page, "page_end": s.page_end,
                          "score": s.score, "chunk_id": s.chunk_id, "doc_id": s.doc_id} for s in answer.sources]}
 

@@ -58,9 +58,13 @@ class WorkerClosedError(RuntimeError):
 
 
 class GenerationWorker:
-    def __init__(self, generator: Generator, *, max_batch: int = 8) -> None:
+    """The thread starts with the first request and ends after `idle_s` without one (the next request starts
+    it again), so a Project that is dropped releases its model."""
+
+    def __init__(self, generator: Generator, *, max_batch: int = 8, idle_s: float = 10.0) -> None:
         self.generator = generator
         self.max_batch = max_batch
+        self.idle_s = idle_s
         self._groups: OrderedDict[tuple[str | None, int], deque[Job]] = OrderedDict()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -92,14 +96,16 @@ class GenerationWorker:
         with self._cond:
             self._closed = True
             self._cond.notify()
-        if self._thread is not None:
-            self._thread.join()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
 
     def _next_batch(self) -> list[Job] | None:
         with self._cond:
-            while not self._groups and not self._closed:
-                self._cond.wait()
+            if not self._groups and not self._closed:
+                self._cond.wait_for(lambda: self._groups or self._closed, timeout=self.idle_s)
             if not self._groups:
+                self._thread = None  # idle or closed: the next submit starts a new thread
                 return None
             key, queue = next(iter(self._groups.items()))
             batch = [queue.popleft() for _ in range(min(self.max_batch, len(queue)))]
