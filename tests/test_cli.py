@@ -30,7 +30,10 @@ def test_init_writes_a_valid_commented_config(tmp_path):
     result = _invoke("init", target)
     assert result.exit_code == 0, result.output
     assert "# " in target.read_text()
-    load_config(target)
+    assert load_config(target).adapters.serve == "promoted"
+    uncommented = target.read_text().replace("# adapters:\n#   serve: latest", "adapters:\n  serve: latest")
+    target.write_text(uncommented)  # the opt-in is written commented out, ready to enable
+    assert load_config(target).adapters.serve == "latest"
     assert _invoke("init", target).exit_code == 1
 
 
