@@ -38,7 +38,7 @@ def _parser(doc: str, script: str, preview: Callable | None, preview_limit: bool
         parser.add_argument("--preview", type=int, metavar="N", help="print N documents as indexed, index nothing")
     elif preview:
         parser.add_argument("--preview", action="store_true", help="list what would be indexed, index nothing")
-    parser.add_argument("--train", action="store_true", help="also synthesize the Q/A set and train the adapter")
+    parser.add_argument("--train", action="store_true", help="also synthesize the Q/A set, train the adapter and promote it")
     parser.add_argument("--search", help="show the chunks that match, without a model")
     parser.add_argument("--question", help="a question to answer after ingesting")
     parser.add_argument("--mode", choices=MODES, help="answer in this mode instead of the routed one")
@@ -77,7 +77,7 @@ def run_recipe(doc: str, script: str, *, preview: Callable[[SourceItem], str] | 
     if args.train:
         card = project.synthesize()
         print(f"dataset {card.version}: {dict(card.split)}, dropped {dict(card.dropped)}")
-        manifest = project.finetune()
+        manifest = project.finetune(promote=True)  # --train is the one-step path: the new version serves
         print(f"adapter {manifest.name}/{manifest.version}: {dict(manifest.metrics)}")
     if args.search:
         for hit in project.retrieve(args.search, principal=Principal(user="recipe", groups=tuple(args.group))):
