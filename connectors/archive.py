@@ -6,7 +6,8 @@ the archive (`../`, absolute paths, drive letters), symbolic links, encrypted en
 duplicates are refused, and sizes are bounded (per entry, in total, entry count, and the
 compression ratio that gives a zip bomb away). Each refused entry becomes a `LoadFailure`
 with its path and reason; everything else is still read. A folder gets the same checks
-(symbolic links are never followed out of it).
+(symbolic links are never followed out of it). `failures_for` lets a connector give each refused
+entry the document it would have been, so that document keeps its indexed chunks.
 
 Example:
     >>> export = Export.open("confluence-export.zip", limits=ArchiveLimits())  # doctest: +SKIP
@@ -22,9 +23,10 @@ import re
 import stat
 import zipfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
+from typing import Callable
 
 from pydantic import Field
 
@@ -100,6 +102,7 @@ class Export:
         self.path = path
         self.limits = limits
         self.failures: list[LoadFailure] = []
+        self._refused: dict[int, str] = {}  # id of a failure -> the entry name it refuses
         self._zip: zipfile.ZipFile | None = None
         self._infos: dict[str, zipfile.ZipInfo] = {}
         self._sizes: dict[str, int] = {}
@@ -159,18 +162,33 @@ class Export:
             with self._zip.open(self._infos[name]) as fh:
                 data = fh.read(limit + 1)
         if len(data) > limit:
-            raise ArchiveError(f"{name} grew past the size checked when the export was opened")
+            raise ArchiveError("it grew past the size checked when the export was opened")
         return data
 
-    def try_read(self, name: str) -> bytes | LoadFailure:
-        """`read`, with a broken entry (bad CRC, truncated, unknown compression) as a LoadFailure."""
+    def try_read(self, name: str, *, doc_id: str | None = None) -> bytes | LoadFailure:
+        """`read`, with a broken entry (bad CRC, truncated, unknown compression) as a LoadFailure
+        (carrying `doc_id`, so the document the entry holds keeps its indexed chunks)."""
         try:
             return self.read(name)
         except READ_ERRORS as err:
-            return LoadFailure(uri=self.uri(name), reason=f"cannot read the entry: {type(err).__name__}: {err}")
+            cause = " ".join(str(err).split()) or type(err).__name__
+            return LoadFailure(uri=self.uri(name), reason=f"the entry cannot be read ({cause}); the export may be "
+                               "damaged: export it again", doc_id=doc_id)
+
+    def failures_for(self, keep: Callable[[str], tuple[str | None, str | None]]) -> list[LoadFailure]:
+        """The refused entries, each given `keep(name)` = (doc_id, keep_prefix): what the connector would
+        have made of the entry, kept in the index while the entry is refused."""
+        out = []
+        for failure in self.failures:
+            name = self._refused.get(id(failure))
+            doc_id, prefix = keep(name) if name is not None else (None, None)
+            out.append(replace(failure, doc_id=doc_id, keep_prefix=prefix) if doc_id or prefix else failure)
+        return out
 
     def _refuse(self, name: str, reason: str) -> None:
-        self.failures.append(LoadFailure(uri=self.uri(name), reason=reason))
+        failure = LoadFailure(uri=self.uri(name), reason=reason)
+        self._refused[id(failure)] = name
+        self.failures.append(failure)
 
     def _accept(self, name: str, size: int, total: int) -> bool:
         """Apply the count and size limits shared by folders and zips."""
@@ -178,7 +196,8 @@ class Export:
             self._over_count += 1  # reported once at the end: a bomb of a million names is one entry
             return False
         if size > self.limits.max_entry_bytes:
-            self._refuse(name, f"{size} bytes is over the max_file_mb limit")
+            self._refuse(name, f"{size} bytes is over the max_file_mb limit; raise max_file_mb for this source "
+                               "or leave the file out of the export")
             return False
         if total + size > self.limits.max_total_bytes:
             # Reading part of an export would delete the rest of it from the index: refuse it all.

@@ -31,6 +31,7 @@ from pydantic import Field
 
 from connectors.archive import ArchiveLimits, Export, ExportSource, export_root
 from connectors.files import SUPPORTED, decode_text, parse_file
+from connectors.formats import check_html_depth
 from framework.ingest.acl import AclPolicy
 from framework.ingest.contract import LoadFailure, SourceItem
 from framework.records import Document
@@ -69,9 +70,12 @@ class ConfluenceConnector:
 
     def scan(self) -> Iterator[Union[SourceItem, LoadFailure]]:
         export = Export.open(self.path, limits=self.limits, key=f"sources.{self.name}.path")
-        yield from export.failures
         names = export.names
         root = export_root(names, "index.html") or ""
+        # a refused page (over a limit, encrypted) keeps its indexed version; a refused index.html, which
+        # locates the pages, keeps every document of the source (see LoadFailure)
+        yield from export.failures_for(lambda name: (self._page_doc_id(name, root), None)
+                                       if PurePosixPath(name).name != "index.html" else (None, f"{self.name}:"))
         files_of: dict[str, list[str]] = {}
         for n in names:
             parts = PurePosixPath(n[len(root):]).parts if n.startswith(root) else ()
@@ -83,10 +87,19 @@ class ConfluenceConnector:
                 continue
             yield from self._item(export, page, files_of)
 
+    def _page_doc_id(self, name: str, root: str) -> str | None:
+        """The document id of a page entry (`<root><title>_<id>.html`); None for anything else."""
+        rel = name[len(root):] if name.startswith(root) else None
+        if not rel or "/" in rel or not rel.endswith(".html") or rel == "index.html":
+            return None
+        match = _PAGE_ID.search(PurePosixPath(name).name)
+        return f"{self.name}:{match.group(1) if match else PurePosixPath(name).stem}"
+
     def _item(self, export: Export, page: str, files_of: dict[str, list[str]]) -> Iterator[SourceItem | LoadFailure]:
         match = _PAGE_ID.search(PurePosixPath(page).name)
         page_id = match.group(1) if match else PurePosixPath(page).stem
-        raw = export.try_read(page)
+        doc_id = f"{self.name}:{page_id}"
+        raw = export.try_read(page, doc_id=doc_id)
         if isinstance(raw, LoadFailure):
             yield raw
             return
@@ -102,9 +115,9 @@ class ConfluenceConnector:
         try:
             acl = self.acl.for_path("/".join(_header(raw)) if self.acl.by_path else "")
         except ValueError as err:  # not HTML (binary junk): its path, hence its groups, is unknown
-            yield LoadFailure(uri=export.uri(page), reason=f"page header unreadable: {err}")
+            yield LoadFailure(uri=export.uri(page), reason=f"the page header cannot be read ({err}); export the "
+                              "page again", doc_id=doc_id)
             return
-        doc_id = f"{self.name}:{page_id}"
         uri = f"{self.base_url}/pages/viewpage.action?pageId={page_id}" if self.base_url else export.uri(page)
 
         def read() -> Document:
@@ -115,9 +128,12 @@ class ConfluenceConnector:
 
 
 def _soup(raw: bytes, **kw):
+    """The page's tree; a page nested deeper than MAX_HTML_DEPTH is a ParseError, found before any tree is built."""
     from bs4 import BeautifulSoup
 
-    return BeautifulSoup(decode_text(raw), "html.parser", **kw)
+    text = decode_text(raw)
+    check_html_depth(text)
+    return BeautifulSoup(text, "html.parser", **kw)
 
 
 def _header(raw: bytes) -> list[str]:

@@ -5,7 +5,9 @@ Document id: `<source name>:<relative posix path>`, stable across runs and machi
 ACL: every file gets the source's groups (`acl:`, `public: true`) plus those of each matching
 `acl_paths:` pattern (see framework.ingest.acl).
 Bad files (empty, binary junk, oversized, undecodable, corrupt or encrypted) are reported,
-never fatal, and symbolic links are never followed out of the folder. Scanning hashes each
+never fatal, and symbolic links are never followed out of the folder. A file that was indexed
+and then turns bad (emptied by a cut-short save, corrupted) keeps its indexed chunks until it
+parses again or is deleted: its failure carries its document id. Scanning hashes each
 file in blocks and keeps no content in memory; a file is read again only when it is parsed.
 
 Example:
@@ -105,8 +107,9 @@ class FilesConnector:
         uri, doc_id = path.as_uri(), f"{self.name}:{rel}"
         try:
             stat = path.stat()
-            if stat.st_size == 0:
-                yield LoadFailure(uri=uri, reason="empty file")
+            if stat.st_size == 0:  # often a save or sync cut short: the last good version stays indexed
+                yield LoadFailure(uri=uri, reason="the file is empty (0 bytes); if a save or sync was cut short, "
+                                  "save it again, else delete it", doc_id=doc_id)
                 return
             if stat.st_size > self.max_bytes:
                 yield LoadFailure(uri=uri, reason=f"{stat.st_size} bytes is over the source's max_file_mb limit "
@@ -122,7 +125,8 @@ class FilesConnector:
         def read() -> Document:
             raw = path.read_bytes()
             if len(raw) > self.max_bytes:
-                raise ParseError(f"grew to {len(raw)} bytes since the scan, over the max_file_mb limit")
+                raise ParseError(f"grew to {len(raw)} bytes since the scan, over the max_file_mb limit "
+                                 f"({self.max_bytes} bytes); raise max_file_mb or exclude the file")
             title, text = parse_file(path, raw)
             # A file edited since the scan keeps the hash of what was parsed; the next run sees it as changed.
             return Document(id=doc_id, text=text, source=self.name, uri=uri, title=title,
@@ -138,6 +142,17 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+_NO_TEXT = {
+    ".pdf": "no text layer: the PDF may hold scanned images; run OCR on it (e.g. ocrmypdf) or exclude it",
+    ".html": "no visible text: the page holds only markup, scripts or styles; exclude it if that is expected",
+    ".htm": "no visible text: the page holds only markup, scripts or styles; exclude it if that is expected",
+    ".docx": "the document holds no text (images only?); exclude it if that is expected",
+    ".pptx": "the slides hold no text (images only?); exclude it if that is expected",
+    ".json": "no string values to index; exclude it if that is expected",
+    ".jsonl": "no string values to index; exclude it if that is expected",
+}
 
 
 def parse_file(path: Path, raw: bytes) -> tuple[str, str]:
@@ -169,5 +184,5 @@ def parse_file(path: Path, raw: bytes) -> tuple[str, str]:
     # Blank pages keep their form feed: dropping one would renumber every page after it.
     text = re.sub(r"[ \t]+\n", "\n", text).strip(" \t\r\n")
     if not text.strip():
-        raise ParseError("no text could be extracted (scanned or empty document?)")
+        raise ParseError(_NO_TEXT.get(suffix, "holds no text; add some or exclude the file"))
     return title or path.stem, text

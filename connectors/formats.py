@@ -2,8 +2,12 @@
 
 Each parser uses the well-kept library for its format (pypdf, docx2txt, python-pptx,
 BeautifulSoup, charset-normalizer, the standard csv and json modules) and turns every
-way a file can be unreadable into a `ParseError` whose message the ingest report shows.
-Titles are None where the format has none; the caller falls back to the file name.
+way a file can be unreadable into a `ParseError` whose message the ingest report shows
+as is: the cause once (the library's own words, without its exception class) and what to
+do. The report puts the file's name in front. Titles are None where the format has none;
+the caller falls back to the file name. Parsing is bounded: zips by their inflated size,
+JSON by Python's recursion limit, HTML by its nesting depth (MAX_HTML_DEPTH) checked in one
+streaming pass before a tree is built, and every file by `ingest.parse_timeout_s`.
 
 Example:
     >>> csv_text(b"name,days\\nleave,28\\n")
@@ -17,16 +21,30 @@ import io
 import json
 import re
 import zipfile
+from html.parser import HTMLParser
+
+from framework.ingest.contract import DocumentError
 
 # Office files are zip archives; refuse ones that inflate past this (zip bombs).
 MAX_UNZIPPED_BYTES = 512 * 2**20
+# Chromium stops nesting the DOM at 512 levels; deeper HTML is machine-made, and building its
+# tree is what made a 95,000-level file take seconds.
+MAX_HTML_DEPTH = 512
 
 _BOMS = ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"),
          (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
 
 
-class ParseError(ValueError):
-    """The file exists but holds no usable text."""
+class ParseError(DocumentError):
+    """The file exists but holds no usable text; the message says why and what to do."""
+
+
+def _cause(err: BaseException) -> str:
+    """A library exception in its own words, without its class name (a KeyError says which key)."""
+    text = " ".join(str(err).split())
+    if isinstance(err, KeyError):
+        return f"missing entry {text}"
+    return text or type(err).__name__
 
 
 def decode_text(raw: bytes) -> str:
@@ -36,7 +54,8 @@ def decode_text(raw: bytes) -> str:
             try:
                 return raw[len(bom):].decode(encoding)
             except UnicodeDecodeError as err:
-                raise ParseError(f"starts with a {encoding} byte-order mark but is not valid {encoding}: {err}") from None
+                raise ParseError(f"starts with a {encoding} byte-order mark but is not valid {encoding} "
+                                 f"({err.reason} at byte {err.start}); save it again as UTF-8") from None
     if b"\x00" in raw[:8192]:
         raise ParseError("binary content in a text file (NUL bytes); exclude it or fix its extension")
     try:
@@ -59,10 +78,45 @@ def markdown_title(text: str) -> str | None:
     return m.group(1).strip() if m else None
 
 
+class _Depth(HTMLParser):
+    """The deepest nesting of elements that need an end tag, without building a tree; stops at the limit."""
+
+    # void elements and those whose end tag HTML lets authors leave out never count as nesting
+    _FLAT = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr",
+             "param", "keygen", "p", "li", "dt", "dd", "tr", "td", "th", "option", "optgroup", "thead", "tbody",
+             "tfoot", "colgroup", "caption", "rb", "rt", "rtc", "rp", "html", "head", "body"}
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(convert_charrefs=False)
+        self.limit, self.open, self.deepest = limit, [], 0
+
+    def handle_starttag(self, tag: str, attrs) -> None:
+        if tag not in self._FLAT:
+            self.open.append(tag)
+            self.deepest = max(self.deepest, len(self.open))
+            if self.deepest > self.limit:
+                raise ParseError(f"HTML nests elements more than {self.limit} levels deep (browsers stop at 512); "
+                                 "it is machine-made or broken: exclude it")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.open:  # a stray end tag closes nothing
+            while self.open.pop() != tag:
+                pass
+
+
+def check_html_depth(text: str, limit: int = MAX_HTML_DEPTH) -> None:
+    """Raise ParseError when HTML nests deeper than `limit`: one streaming pass, before any tree is built."""
+    checker = _Depth(limit)
+    checker.feed(text)
+    checker.close()
+
+
 def html_text(raw: bytes) -> tuple[str | None, str]:
     from bs4 import BeautifulSoup
 
-    soup = BeautifulSoup(decode_text(raw), "html.parser")
+    text = decode_text(raw)
+    check_html_depth(text)
+    soup = BeautifulSoup(text, "html.parser")
     for tag in soup(["script", "style", "noscript", "template"]):
         tag.decompose()
     for level in range(1, 7):  # headings become Markdown ones, so chunks know their section
@@ -81,13 +135,14 @@ def pdf_text(raw: bytes) -> tuple[str | None, str]:
     try:
         reader = PdfReader(io.BytesIO(raw))
         if reader.is_encrypted and not _decrypt_with_empty_password(reader):
-            raise ParseError("encrypted PDF that needs a password; save a decrypted copy or exclude it")
+            raise ParseError("encrypted PDF that needs a password; save a copy without a password, or exclude it")
         pages = [page.extract_text() or "" for page in reader.pages]
     except ParseError:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError,
             RecursionError, NotImplementedError) as err:
-        raise ParseError(f"could not parse the PDF (corrupt?): {type(err).__name__}: {err}") from None
+        raise ParseError(f"not a readable PDF ({_cause(err)}); the file looks truncated or corrupt: export or "
+                         "download it again, or exclude it") from None
     # Metadata titles are often an authoring tool's leftovers ("Microsoft Word - draft3"): the file name is better.
     return None, "\f".join(pages)
 
@@ -98,7 +153,8 @@ def _decrypt_with_empty_password(reader) -> bool:
     try:
         return bool(reader.decrypt(""))
     except DependencyError as err:  # AES needs the optional `cryptography` package
-        raise ParseError(f"encrypted PDF; pypdf cannot decrypt it here ({err})") from None
+        raise ParseError(f"encrypted PDF that pypdf cannot decrypt here ({_cause(err)}); save a copy without "
+                         "encryption, or exclude it") from None
     except PdfReadError:
         return False
 
@@ -107,10 +163,12 @@ def _office_zip(raw: bytes, kind: str) -> zipfile.ZipFile:
     try:
         archive = zipfile.ZipFile(io.BytesIO(raw))
     except zipfile.BadZipFile as err:
-        raise ParseError(f"not a valid {kind} file (it must be a zip archive): {err}") from None
+        raise ParseError(f"not a valid {kind} file ({_cause(err)}; a {kind} is a zip archive); it may be truncated "
+                         "or misnamed: save it again, or exclude it") from None
     inflated = sum(info.file_size for info in archive.infolist())
     if inflated > MAX_UNZIPPED_BYTES:
-        raise ParseError(f"{kind} inflates to {inflated} bytes, over the {MAX_UNZIPPED_BYTES} byte limit (zip bomb?)")
+        raise ParseError(f"{kind} inflates to {inflated} bytes, over the {MAX_UNZIPPED_BYTES} byte limit (a zip "
+                         "bomb?); exclude it")
     return archive
 
 
@@ -119,11 +177,12 @@ def docx_text(raw: bytes) -> tuple[str | None, str]:
 
     archive = _office_zip(raw, "DOCX")
     if "word/document.xml" not in archive.namelist():
-        raise ParseError("DOCX has no word/document.xml; is it really a Word file?")
+        raise ParseError("not a Word document (the zip has no word/document.xml); fix its extension or exclude it")
     try:
         return None, docx2txt.process(io.BytesIO(raw))
     except Exception as err:  # docx2txt raises XML and zip errors of many types on corrupt files
-        raise ParseError(f"could not parse the DOCX: {type(err).__name__}: {err}") from None
+        raise ParseError(f"not a readable DOCX ({_cause(err)}); open it in Word and save it again, or exclude "
+                         "it") from None
 
 
 def pptx_text(raw: bytes) -> tuple[str | None, str]:
@@ -135,7 +194,8 @@ def pptx_text(raw: bytes) -> tuple[str | None, str]:
         deck = Presentation(io.BytesIO(raw))
         slides = [_slide_text(n, slide) for n, slide in enumerate(deck.slides, 1)]
     except Exception as err:  # python-pptx raises XML, zip and key errors of many types on corrupt files
-        raise ParseError(f"could not parse the PPTX: {type(err).__name__}: {err}") from None
+        raise ParseError(f"not a readable PPTX ({_cause(err)}); open it in PowerPoint and save it again, or "
+                         "exclude it") from None
     first = slides[0].split("\n", 1)[0].split(": ", 1) if slides and slides[0] else []
     return (first[1] if len(first) == 2 else None), "\n\n".join(s for s in slides if s)
 
@@ -168,7 +228,7 @@ def csv_text(raw: bytes) -> str:
     try:
         rows = [row for row in csv.reader(io.StringIO(text), dialect) if any(cell.strip() for cell in row)]
     except csv.Error as err:
-        raise ParseError(f"malformed CSV: {err}") from None
+        raise ParseError(f"malformed CSV ({_cause(err)}); fix its quoting or exclude it") from None
     if not rows:
         return ""
     header = [h.strip() or f"column {i + 1}" for i, h in enumerate(rows[0])]
@@ -200,9 +260,9 @@ def _load_json(text: str, where: str):
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:
-        raise ParseError(f"{where} is not valid JSON: {err}") from None
+        raise ParseError(f"{where} is not valid JSON ({_cause(err)}); fix it or exclude the file") from None
     except RecursionError:
-        raise ParseError(f"{where} nests JSON too deeply to read") from None
+        raise ParseError(f"{where} nests JSON too deeply to read; exclude the file") from None
 
 
 def _strings(value) -> list[tuple[str, str]]:

@@ -181,7 +181,7 @@ class GitConnector:
 def parse_blob(path: str, raw: bytes) -> tuple[str, str]:
     """(title, text) of one committed file: Markdown/HTML/PDF/DOCX as the files connector parses them."""
     if not raw.strip():
-        raise ParseError("empty file")
+        raise ParseError("the file is empty in this commit; commit its text, or delete or exclude it")
     suffix = PurePosixPath(path).suffix.lower()
     if suffix in {".pdf", ".docx"}:
         with tempfile.TemporaryDirectory() as tmp:  # the LlamaIndex readers want a file on disk

@@ -152,7 +152,8 @@ class LlamaIndexReaderConnector:
         uri = _uri(_first(meta, URI_KEYS)) or f"llamaindex://{self.name}/{key}"
         text = (doc.text or "").strip()
         if not text:
-            return LoadFailure(uri=uri, reason=f"{kind} returned a document without text")
+            return LoadFailure(uri=uri, reason=f"{kind} returned the document without text; check the reader's "
+                               "source for it", doc_id=doc_id)
         title = _first(meta, TITLE_KEYS) or key
         updated_at = _first(meta, UPDATED_KEYS)
         author = _first(meta, ("author",))

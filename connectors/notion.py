@@ -27,7 +27,7 @@ import hashlib
 import io
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Iterator, Literal, Union
 
@@ -90,7 +90,7 @@ class NotionConnector:
 
     def scan(self) -> Iterator[Union[SourceItem, LoadFailure]]:
         export = Export.open(self.path, limits=self.limits, key=f"sources.{self.name}.path")
-        yield from export.failures
+        yield from export.failures_for(self._kept)  # a refused page or database keeps its indexed documents
         databases = _databases([n for n in export.names if n.lower().endswith(".csv")])
         pages_in: dict[str, list[str]] = {}
         for n in export.names:
@@ -103,11 +103,26 @@ class NotionConnector:
             if name.lower().endswith(".md") and name not in row_pages:
                 yield self._page(export, _entry(name))
 
+    def _kept(self, name: str) -> tuple[str | None, str | None]:
+        """(doc id, id prefix) of what an entry holds: a page is one document, a database CSV its rows."""
+        if name.lower().endswith(".md"):
+            return self._page_id(_entry(name)), None
+        if name.lower().endswith(".csv"):
+            return None, self._row_prefix(_entry(name)) + ":"
+        return None, None
+
+    def _page_id(self, entry: _Entry) -> str:
+        return f"{self.name}:{entry.notion_id or entry.name}"
+
+    def _row_prefix(self, db: _Entry) -> str:
+        """The id prefix of a database's rows that have no page of their own."""
+        return f"{self.name}:{db.notion_id or db.name}"
+
     def _page(self, export: Export, entry: _Entry) -> SourceItem | LoadFailure:
-        raw = export.try_read(entry.name)
+        doc_id = self._page_id(entry)
+        raw = export.try_read(entry.name, doc_id=doc_id)
         if isinstance(raw, LoadFailure):
             return raw
-        doc_id = f"{self.name}:{entry.notion_id or entry.name}"
         uri = f"https://www.notion.so/{entry.notion_id}" if entry.notion_id else export.uri(entry.name)
         digest = hashlib.sha256(raw).hexdigest()
         acl = self.acl.for_path(entry.path)
@@ -124,15 +139,16 @@ class NotionConnector:
 
     def _rows(self, export: Export, csv_name: str, pages_in: dict[str, list[str]],
               row_pages: set[str]) -> Iterator[SourceItem | LoadFailure]:
-        raw = export.try_read(csv_name)
-        if isinstance(raw, LoadFailure):
-            yield raw
-            return
         db = _entry(csv_name)
+        raw = export.try_read(csv_name)
+        if isinstance(raw, LoadFailure):  # its rows without a page of their own stay as indexed
+            yield replace(raw, keep_prefix=self._row_prefix(db) + ":")
+            return
         try:
             rows = list(csv.reader(io.StringIO(decode_text(raw))))
         except (csv.Error, ValueError) as err:
-            yield LoadFailure(uri=export.uri(csv_name), reason=f"unreadable database CSV: {err}")
+            yield LoadFailure(uri=export.uri(csv_name), reason=f"the database CSV cannot be read ({err}); export "
+                              "the database again", keep_prefix=self._row_prefix(db) + ":")
             return
         if not rows:
             return
@@ -155,15 +171,15 @@ class NotionConnector:
 
     def _row(self, export: Export, db: _Entry, row: dict, title: str, occurrence: int,
              page_name: str | None) -> SourceItem | LoadFailure:
-        page_raw = export.try_read(page_name) if page_name else b""
-        if isinstance(page_raw, LoadFailure):
-            return page_raw
         page = _entry(page_name) if page_name else None
         if page and page.notion_id:
             doc_id, uri = f"{self.name}:{page.notion_id}", f"https://www.notion.so/{page.notion_id}"
         else:
             key = hashlib.sha256(f"{title}\0{occurrence}".encode()).hexdigest()[:16]
-            doc_id, uri = f"{self.name}:{db.notion_id or db.name}:{key}", export.uri(db.name)
+            doc_id, uri = f"{self._row_prefix(db)}:{key}", export.uri(db.name)
+        page_raw = export.try_read(page_name, doc_id=doc_id) if page_name else b""
+        if isinstance(page_raw, LoadFailure):
+            return page_raw
         digest = hashlib.sha256(json.dumps(row, sort_keys=True).encode() + b"\0" + page_raw).hexdigest()
         titles = (*db.titles, title or "untitled row")
         acl = self.acl.for_path("/".join(titles))

@@ -13,7 +13,10 @@ name). Private channels and direct messages never do: they carry the group
 `slack:<channel name>` (plus `acl_paths` matches), so only that channel's members, once
 mapped to the group, read them. A channel folder listed in no JSON file has unknown
 visibility and is reported, never indexed.
-Bad input: malformed JSON files and messages without a timestamp are report entries.
+Bad input: malformed JSON files and messages without a timestamp are report entries. An
+unreadable day file keeps every indexed conversation of its channel, and an unreadable
+channel list every document of the source, until they read again (nothing is lost to a
+damaged export).
 The JSON is parsed on every scan (conversations span days), but unchanged threads and
 conversations are neither rendered nor embedded again.
 
@@ -51,6 +54,7 @@ class SlackSource(ExportSource):
     include_direct: bool = False
 
 _DAY_FILE = re.compile(r"^\d{4}-\d{2}-\d{2}\.json$")
+_LISTINGS = ("channels.json", "groups.json", "mpims.json", "dms.json")
 _SKIPPED_SUBTYPES = {"channel_join", "channel_leave", "group_join", "group_leave"}
 
 
@@ -87,11 +91,11 @@ class SlackConnector:
 
     def scan(self) -> Iterator[Union[SourceItem, LoadFailure]]:
         export = Export.open(self.path, limits=self.limits, key=f"sources.{self.name}.path")
-        yield from export.failures
         root = export_root(export.names, "channels.json") or export_root(export.names, "users.json") or ""
         failures: list[LoadFailure] = []
         users = _user_names(_load(export, root + "users.json", failures))
         channels, skipped = self._channels(export, root, failures)
+        yield from export.failures_for(lambda name: (None, self._kept(name, root, channels)))
         days: dict[str, list[str]] = {}
         for n in export.names:
             parts = PurePosixPath(n[len(root):]).parts if n.startswith(root) else ()
@@ -106,10 +110,20 @@ class SlackConnector:
                     "channel folder listed in none of channels.json, groups.json, mpims.json, dms.json; "
                     "its visibility is unknown, so it is not indexed")))
                 continue
-            messages = [m for day in days[folder] for m in _messages(export, day, failures)]
+            kept = f"{self.name}:{channel.id}:"  # a day file that fails keeps the channel's indexed documents
+            messages = [m for day in days[folder] for m in _messages(export, day, failures, kept)]
             for group in group_messages(messages, self.gap_s):
                 yield self._item(channel, group, users)
         yield from failures
+
+    def _kept(self, name: str, root: str, channels: dict[str, Channel]) -> str | None:
+        """The id prefix of the documents a refused entry holds: a channel list holds all of them."""
+        parts = PurePosixPath(name[len(root):] if name.startswith(root) else name).parts
+        if len(parts) == 1 and parts[0] in _LISTINGS:
+            return f"{self.name}:"
+        if len(parts) == 2 and _DAY_FILE.match(parts[1]) and parts[0] in channels:
+            return f"{self.name}:{channels[parts[0]].id}:"
+        return None
 
     def _channels(self, export: Export, root: str, failures: list) -> tuple[dict[str, Channel], set[str]]:
         """Folder name -> channel, and the folders left out on purpose (private or direct when excluded)."""
@@ -117,7 +131,8 @@ class SlackConnector:
         skipped: set[str] = set()
         for file, private, wanted in (("channels.json", False, True), ("groups.json", True, self.include_private),
                                       ("mpims.json", True, self.include_direct), ("dms.json", True, self.include_direct)):
-            for info in _load(export, root + file, failures):
+            # a channel list that fails hides which channels exist: every indexed document stays
+            for info in _load(export, root + file, failures, f"{self.name}:" if wanted else None):
                 if not isinstance(info, dict) or not info.get("id"):
                     continue
                 folder = str(info.get("name") or info["id"])
@@ -174,28 +189,30 @@ def group_messages(messages: list[dict], gap_s: float) -> list[list[dict]]:
     return sorted(groups, key=lambda g: float(g[0].get("thread_ts") or g[0]["ts"]))
 
 
-def _load(export: Export, name: str, failures: list[LoadFailure]) -> list:
-    """The JSON list in one entry; empty (with a report entry when it exists but is broken) otherwise."""
+def _load(export: Export, name: str, failures: list[LoadFailure], keep_prefix: str | None = None) -> list:
+    """The JSON list in one entry; empty (with a report entry when it exists but is broken) otherwise.
+    A broken entry's report entry keeps the indexed documents whose ids start with `keep_prefix`."""
     if name not in export:
         return []
     raw = export.try_read(name)
     if isinstance(raw, LoadFailure):
-        failures.append(raw)
+        failures.append(replace(raw, keep_prefix=keep_prefix))
         return []
     try:
         data = json.loads(raw.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        failures.append(LoadFailure(uri=export.uri(name), reason=f"malformed JSON: {err}"))
+        failures.append(LoadFailure(uri=export.uri(name), reason=f"malformed JSON ({err}); export the workspace "
+                                    "again", keep_prefix=keep_prefix))
         return []
     if not isinstance(data, list):
-        failures.append(LoadFailure(uri=export.uri(name), reason=f"malformed JSON: expected a list, "
-                                                                 f"found {type(data).__name__}"))
+        failures.append(LoadFailure(uri=export.uri(name), reason=f"malformed JSON (a list was expected, found "
+                                    f"{type(data).__name__}); export the workspace again", keep_prefix=keep_prefix))
         return []
     return data
 
 
-def _messages(export: Export, name: str, failures: list[LoadFailure]) -> list[dict]:
-    data = _load(export, name, failures)
+def _messages(export: Export, name: str, failures: list[LoadFailure], keep_prefix: str | None = None) -> list[dict]:
+    data = _load(export, name, failures, keep_prefix)
     valid = [m for m in data if _valid(m)]
     if len(valid) < len(data):
         failures.append(LoadFailure(uri=export.uri(name), reason=(

@@ -153,10 +153,12 @@ class SqlConnector:
         try:
             text = self.text_template.format_map(values).strip()
         except (ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
-            return LoadFailure(uri=uri, reason=f"text_template cannot render this row: {type(err).__name__}: {err}",
+            return LoadFailure(uri=uri, reason=f"text_template cannot render this row ({type(err).__name__}: {err}); "
+                               "fix the template or the row",
                                doc_id=f"{self.name}:{key}")
         if not text:
-            return LoadFailure(uri=uri, reason="the text template rendered empty text")
+            return LoadFailure(uri=uri, reason="the text template rendered empty text; fill the row's text columns or "
+                               "delete the row", doc_id=f"{self.name}:{key}")
         title = self._value(row, "title_column") or f"{label} {key}"
         updated_at = self._value(row, "updated_at_column")
         author = self._value(row, "author_column")

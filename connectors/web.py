@@ -252,7 +252,8 @@ class _Crawl:
             "content-type", "") else None)
         page.fetched_url = final
         if page.index and not page.text:
-            return LoadFailure(uri=url, reason="no text found on the page")
+            return LoadFailure(uri=url, reason="no text found on the page (only scripts or markup?); exclude the URL "
+                               "if that is expected", doc_id=f"{self.conn.name}:{page.url}")
         modified = response.headers.get("last-modified")
         if modified:
             try:

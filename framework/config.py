@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal, Mapping
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, model_validator
 
-from framework.ingest.contract import SourceConfig
+from framework.ingest.contract import GroupName, SourceConfig
 from framework.records import Mode
 
 Precision = Literal["auto", "bf16", "fp32"]
@@ -65,8 +65,15 @@ class IngestConfig(_Section):
     parse_timeout_s: float = Field(default=60.0, gt=0)
 
 
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+# An adapter version as config names it: "support@v0003".
+AdapterVersionSpec = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*@v[0-9]{4,}$")]
+
+
 class GeneratorConfig(_Section):
-    """How answers are generated (see docs/configuration.md; defaults measured in docs/results.md)."""
+    """The answering model: local weights (`backend: hf`) or an OpenAI-compatible endpoint (`backend: openai`,
+    see docs/guides/serving.md) that answers while ragtune keeps retrieval, ACLs and routing; and how answers
+    are decoded (defaults measured in docs/results.md)."""
 
     model: str = "bundled"
     max_new_tokens: int = Field(default=96, ge=1, le=4096)
@@ -76,6 +83,28 @@ class GeneratorConfig(_Section):
     no_repeat_ngram_size: int = Field(default=0, ge=0)
     answer_style: Literal["generative", "extractive"] = "generative"
     evidence_sentences: int = Field(default=2, ge=0, le=10)
+    backend: Literal["hf", "openai"] = "hf"
+    base_url: str | None = None
+    api_model: str | None = None
+    api_key_env: EnvName | None = None
+    adapter_models: dict[AdapterVersionSpec, str] = {}
+    timeout_s: float = Field(default=60.0, gt=0)
+    http_retries: int = Field(default=2, ge=0, le=10)
+    concurrency: int = Field(default=8, ge=1, le=256)
+
+    @model_validator(mode="after")
+    def _endpoint_settings(self) -> "GeneratorConfig":
+        remote = {"base_url": self.base_url, "api_model": self.api_model, "api_key_env": self.api_key_env,
+                  "adapter_models": self.adapter_models}
+        if self.backend == "openai":
+            missing = [k for k in ("base_url", "api_model") if not remote[k]]
+            if missing:
+                raise ValueError(f"backend openai needs {' and '.join(missing)} (the endpoint URL, e.g. "
+                                 "http://127.0.0.1:8000/v1, and the name it serves the base model under)")
+        elif used := [k for k, v in remote.items() if v]:
+            raise ValueError(f"{', '.join(used)} apply only to backend: openai; set generator.backend: openai "
+                             "or remove them")
+        return self
 
 
 class RuntimeConfig(_Section):
@@ -133,7 +162,7 @@ class DatasetConfig(_Section):
     pii_patterns: dict[str, str] = {}
     pii_allow: list[str] = []
     pii_phone_region: str = Field(default="US", pattern=r"^[A-Z]{2}$")
-    audience: list[str] = []
+    audience: list[GroupName] = []
     min_examples: int = Field(default=20, ge=1)
     raft: RaftConfig = RaftConfig()
     seed: int = 0
@@ -170,13 +199,56 @@ AdapterSpec = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*(@v[0-9]
 
 class RouterConfig(_Section):
     default_mode: Mode = "rag"
-    groups: dict[str, Mode] = {}
+    groups: dict[GroupName, Mode] = {}
     adapter: AdapterSpec = "default"
     adapter_version: str | None = Field(default=None, pattern=r"^v[0-9]{4,}$")
-    group_adapters: dict[str, AdapterSpec] = {}
+    group_adapters: dict[GroupName, AdapterSpec] = {}
     auto_min_score: float = Field(default=0.35, ge=-1.0, le=1.0)
     auto_min_confidence: float = Field(default=0.5, ge=0.0, le=1.0)
     abstain_below: float | None = Field(default=None, ge=-1.0, le=1.0)
+
+
+class AdaptersConfig(_Section):
+    """Which trained version goes live: `promoted` (only after `ragtune adapters promote`) or `latest`."""
+
+    serve: Literal["promoted", "latest"] = "promoted"
+
+
+class TokenConfig(_Section):
+    """One bearer token of `ragtune serve` and the principal it stands for. The token itself never sits
+    in YAML: name the environment variable holding it, or give its sha256 (hex)."""
+
+    user: str = Field(min_length=1)
+    groups: list[str] = []
+    token_env: EnvName | None = None
+    token_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_plain_tokens(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "token" in data:
+            raise ValueError("a plain-text token does not belong in ragtune.yaml; put it in an environment variable "
+                             "and name it with token_env, or give token_sha256 "
+                             "(`printf %s \"$TOKEN\" | sha256sum`)")
+        return data
+
+    @model_validator(mode="after")
+    def _one_token(self) -> "TokenConfig":
+        if (self.token_env is None) == (self.token_sha256 is None):
+            raise ValueError("give exactly one of token_env (an environment variable holding the token) and "
+                             "token_sha256 (the token's sha256, hex)")
+        return self
+
+
+class ServeConfig(_Section):
+    """`ragtune serve`: where it listens, who may call it, and how big a request may be."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8100, ge=0, le=65535)
+    tokens: list[TokenConfig] = []
+    max_messages: int = Field(default=32, ge=1, le=1024)
+    max_chars: int = Field(default=8000, ge=1)
+    max_body_bytes: int = Field(default=65536, ge=1024)
 
 
 class Config(_Section):
@@ -189,6 +261,8 @@ class Config(_Section):
     dataset: DatasetConfig = DatasetConfig()
     finetune: FinetuneConfig = FinetuneConfig()
     router: RouterConfig = RouterConfig()
+    adapters: AdaptersConfig = AdaptersConfig()
+    serve: ServeConfig = ServeConfig()
     runtime: RuntimeConfig = RuntimeConfig()
 
     def workspace_path(self) -> Path:

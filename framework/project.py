@@ -70,7 +70,19 @@ class Project:
 
     @functools.cached_property
     def generator(self):
+        """The answering model: local weights, or an OpenAI-compatible endpoint (`generator.backend: openai`)."""
+        if self.config.generator.backend == "openai":
+            from framework.serving.remote import OpenAIGenerator
+
+            return OpenAIGenerator.from_config(self.config.generator)
         return self._hf_generator(self.base_model_dir)
+
+    @functools.cached_property
+    def worker(self):
+        """The one owner of the generator: every answer (any thread, the HTTP server) is queued here."""
+        from framework.serving.worker import GenerationWorker
+
+        return GenerationWorker(self.generator, max_batch=self.config.generator.batch_size)
 
     def _hf_generator(self, path: Path):
         from framework.serving.generator import HFGenerator
@@ -94,8 +106,9 @@ class Project:
         from framework.serving.router import Router
 
         g = self.config.generator
-        return Router(self.config.router, retriever=self.retriever, generator=self.generator, registry=self.adapters,
-                      base_model_dir=self.base_model_dir, calibration=self.calibration, max_new_tokens=g.max_new_tokens,
+        return Router(self.config.router, retriever=self.retriever, worker=self.worker, registry=self.adapters,
+                      base_model_dir=None if g.backend == "openai" else self.base_model_dir,
+                      calibration=self.calibration, max_new_tokens=g.max_new_tokens, serve=self.config.adapters.serve,
                       answer_style=g.answer_style, evidence_sentences=g.evidence_sentences)
 
     def dataset_dir(self, version: str | None = None) -> Path:
@@ -133,25 +146,35 @@ class Project:
                           teacher=functools.lru_cache(maxsize=1)(self.teacher), generator_model=self.config.generator.model,
                           search_fingerprint=self.retriever.fingerprint(), show_progress=self.show_progress)
 
-    def finetune(self, *, resume: bool = False, callbacks: Sequence = ()) -> AdapterManifest | None:
+    def finetune(self, *, resume: bool = False, callbacks: Sequence = (), promote: bool = False) -> AdapterManifest | None:
         """Train the adapter on the latest dataset version and publish the next version (framework.training.run);
-        `resume=True` continues the interrupted run of the same adapter, dataset and settings."""
+        `resume=True` continues the interrupted run of the same adapter, dataset and settings. The new version
+        serves only once promoted: `promote=True` does it now (else `ragtune adapters promote`)."""
         from framework.training.run import train_and_publish
 
-        return train_and_publish(dataset_dir=self.dataset_dir(), base_model_dir=self.base_model_dir,
+        manifest = train_and_publish(dataset_dir=self.dataset_dir(), base_model_dir=self.base_model_dir,
                                  base_model=self.config.generator.model, cfg=self.config.finetune,
                                  precision=self.config.precision, registry=self.adapters, workspace=self.workspace,
                                  resume=resume, callbacks=callbacks, show_progress=self.show_progress)
+        if promote and manifest is not None:
+            self.adapters.promote(manifest.name, manifest.version)
+        return manifest
 
     def ask(self, question: str, *, mode: str | None = None, user: str = "anonymous",
             groups: Sequence[str] = ()) -> Answer:
-        """Answer one question in the routed mode; the Answer carries prompt, sources and timing."""
+        """Answer one question in the routed mode; the Answer carries prompt, sources and timing. Safe to call
+        from many threads at once: generation is queued to the one worker that owns the model."""
         return self.ask_many([question], mode=mode, principal=Principal(user=user, groups=tuple(groups)))[0]
 
-    def ask_many(self, questions: Sequence[str], *, mode: str | None = None,
-                 principal: Principal = Principal()) -> list[Answer]:
-        """Answer several questions in one batch of generation (same mode for all)."""
-        return self.router.answer(questions, principal=principal, mode=mode)
+    def ask_many(self, questions: Sequence[str], *, mode: str | None = None, principal: Principal = Principal(),
+                 max_new_tokens: int | None = None) -> list[Answer]:
+        """Answer several questions (same mode for all), batched per adapter; `max_new_tokens` lowers the budget."""
+        return self.router.answer(questions, principal=principal, mode=mode, max_new_tokens=max_new_tokens)
+
+    def close(self) -> None:
+        """Stop the generation worker once its queued questions are answered (a later `ask` needs a new Project)."""
+        if "worker" in self.__dict__:
+            self.worker.close()
 
     def compare(self, question: str, *, principal: Principal = Principal(),
                 modes: Sequence[str] = ANSWER_MODES) -> evaluation.Comparison:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping, get_args
 
@@ -26,6 +27,35 @@ MODE_TABLE: dict[str, tuple[bool, bool]] = {
 }
 ANSWER_MODES: tuple[str, ...] = tuple(MODE_TABLE)
 PUBLIC_GROUP = "public"
+# A group name a principal may hold and an access list may name: a letter or digit first, then
+# letters, digits, spaces and `. _ : @ / + # = -`, no space at the end, at most 128 characters.
+# It covers identity-provider names ("hr", "eng/platform", "team@corp.com", "Finance Team") and
+# the connectors' own ("slack:<channel>"), and leaves no way to name a reserved or sentinel value
+# ("__nobody__", "*", ""), so no caller can claim the documents an empty access list keeps from everyone.
+GROUP_PATTERN = r"[^\W_](?:[\w .:@/+#=-]{0,126}[\w.:@/+#=-])?"
+_GROUP = re.compile(GROUP_PATTERN)
+
+
+def is_group(name: object) -> bool:
+    """Whether `name` is a group name a principal may hold (see GROUP_PATTERN)."""
+    return isinstance(name, str) and _GROUP.fullmatch(name) is not None
+
+
+def check_group(name: object, *, where: str = "group") -> str:
+    """`name` when it is a valid group name, else a ValueError saying what is wrong and the rule.
+
+    Example:
+        >>> check_group("slack:general")
+        'slack:general'
+        >>> is_group("__nobody__"), is_group(""), is_group("Finance Team")
+        (False, False, True)
+    """
+    if is_group(name):
+        return name  # type: ignore[return-value]
+    shown = repr(name) if isinstance(name, str) else f"{type(name).__name__} {name!r}"
+    raise ValueError(f"{where} {shown} is not a valid group name: it must start with a letter or digit, then "
+                     "letters, digits, spaces or . _ : @ / + # = - (no space at the end), at most 128 characters; "
+                     "reserved names such as '__nobody__' cannot be claimed")
 
 
 @dataclass(frozen=True)
@@ -69,11 +99,23 @@ class Chunk:
 class Principal:
     """Who is asking: retrieval only returns chunks whose ACL shares a group with them.
 
-    Every principal may read public documents.
+    Every principal may read public documents. Group names are checked here, where every
+    principal is built (config, CLI, API, HTTP server), so a name no access list can hold
+    (a reserved sentinel, an empty or malformed name) is refused before anything is searched.
+
+    Example:
+        >>> Principal(user="ana", groups=["hr", "slack:payroll"]).groups
+        ('hr', 'slack:payroll')
     """
 
     user: str = "anonymous"
     groups: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.groups, str) or not isinstance(self.groups, (tuple, list)):
+            raise ValueError(f"Principal.groups must be a tuple of group names, got {self.groups!r}; "
+                             "write groups=(\"hr\",), not groups=\"hr\"")
+        object.__setattr__(self, "groups", tuple(check_group(g, where="Principal group") for g in self.groups))
 
     @property
     def readable_groups(self) -> tuple[str, ...]:

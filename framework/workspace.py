@@ -65,6 +65,10 @@ class Workspace:
         """Default output of `ragtune adapters merge` for an adapter version key ("name-v0001")."""
         return self.root / "merged" / key
 
+    def exports(self, key: str) -> Path:
+        """Default output of `ragtune adapters export` for an adapter version key ("name-v0001")."""
+        return self.root / "exports" / key
+
     @property
     def reports(self) -> Path:
         return self.root / "reports"

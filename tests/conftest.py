@@ -215,3 +215,33 @@ def make_chunk(text: str = "x", doc_id: str = "d", **fields):
     values = {"id": f"{doc_id}-0", "doc_id": doc_id, "position": 0, "text": text, "title": doc_id,
               "uri": f"file:///{doc_id}", "source": "t", "doc_hash": "h", "acl": ("public",)}
     return Chunk(**{**values, **fields})
+
+
+@pytest.fixture(scope="session")
+def two_audiences_config(tmp_path_factory, tiny_model) -> dict:
+    """A trained workspace with two promoted adapters, as a config dict: `t` learned the public documents
+    (audience everyone) and `hr` also learned hr-only ones (audience hr). Group hr gets `hr`, group sales
+    gets `t`, and the default adapter is `hr`, so a user without groups is outside its audience."""
+    from framework.project import Project, load_config_dict
+
+    tmp = tmp_path_factory.mktemp("two-audiences")
+    public, private = tmp / "public", tmp / "private"
+    public.mkdir()
+    private.mkdir()
+    (public / "handbook.md").write_text(HANDBOOK)
+    (private / "expenses.txt").write_text(EXPENSES)
+    sources = [{"name": "docs", "type": "files", "path": str(public), "public": True},
+               {"name": "hr", "type": "files", "path": str(private), "acl": ["hr"]}]
+    cfg = project_config(tmp, public, tiny_model, sources=sources, generator={"max_new_tokens": 6, "batch_size": 8},
+                         router={"adapter": "hr", "group_adapters": {"hr": "hr", "sales": "t"}},
+                         finetune={"learning_rate": 0.02})  # the two adapters then answer visibly differently
+    project = Project(load_config_dict(cfg), show_progress=False)
+    project.ingest()
+    for adapter, audience, seed in (("t", [], 0), ("hr", ["hr"], 1)):
+        project.config = project.config.model_copy(update={
+            "dataset": project.config.dataset.model_copy(update={"audience": audience, "name": adapter}),
+            "finetune": project.config.finetune.model_copy(update={"adapter": adapter, "seed": seed})})
+        project.synthesize()
+        assert project.finetune(promote=True).audience == tuple(audience)
+    project.close()
+    return cfg

@@ -6,18 +6,16 @@ import shutil
 import pytest
 import torch
 import yaml
+from conftest import build_tiny_model, project_config
 from typer.testing import CliRunner
 
+from framework.adapters.merge import MergeVerificationError, merge_adapter
 from framework.adapters.registry import AdapterError, AdapterRegistry
 from framework.cli.main import app
-from framework.project import load_config_dict
-from framework.serving.generator import HFGenerator
-from framework.adapters.merge import MergeVerificationError, merge_adapter
-from framework.project import Project
+from framework.project import Project, load_config_dict
 from framework.records import Principal
+from framework.serving.generator import HFGenerator
 from framework.serving.router import served_adapter
-
-from conftest import build_tiny_model, project_config
 
 runner = CliRunner()
 
@@ -41,14 +39,30 @@ def two_versions(tmp_path, corpus, tiny_model):
     return project, path
 
 
-def test_router_serves_promoted_unless_config_pins(two_versions):
+def test_a_new_version_serves_only_once_promoted(two_versions):
+    # The rule changed with issue 13: "nothing promoted: the newest" let a fresh training run answer users
+    # before anyone checked it. Now a version serves once promoted (or with adapters.serve: latest).
     project, _ = two_versions
     reg = project.adapters
+    q = "what is the meal limit ?"
     assert [r.version for r in reg.versions("t")] == ["v0001", "v0002"]
-    assert served_adapter(project.adapters, project.config.router, Principal()).version == "v0002"  # nothing promoted: the newest
+    with pytest.raises(AdapterError, match="none is promoted.*ragtune adapters promote t v0002"):
+        served_adapter(reg, project.config.router, Principal())
+    with pytest.raises(AdapterError, match="none is promoted"):
+        project.ask(q, mode="finetuned")
+    assert project.ask(q, mode="auto").adapter is None  # auto answers without the unpromoted adapter
     reg.promote("t", "v0001")
-    assert served_adapter(project.adapters, project.config.router, Principal()).version == "v0001"
-    assert project.ask("what is the meal limit ?", mode="finetuned").adapter == "t-v0001"
+    assert served_adapter(reg, project.config.router, Principal()).version == "v0001"
+    assert project.ask(q, mode="finetuned").adapter == "t-v0001"
+    reg.promote("t", "v0002")  # live with the next question, in the running project
+    assert project.ask(q, mode="finetuned").adapter == "t-v0002"
+    with pytest.raises(AdapterError, match="no version 'v0009'"):
+        reg.promote("t", "v0009")
+
+
+def test_config_pins_and_serve_latest(two_versions):
+    project, _ = two_versions
+    project.adapters.promote("t", "v0001")
     router = project.config.router
     pinned = Project(project.config.model_copy(update={"router": router.model_copy(
         update={"adapter_version": "v0002"})}), show_progress=False)
@@ -56,8 +70,10 @@ def test_router_serves_promoted_unless_config_pins(two_versions):
     by_spec = Project(project.config.model_copy(update={"router": router.model_copy(
         update={"adapter": "t@v0002"})}), show_progress=False)
     assert by_spec.ask("what is the meal limit ?", mode="finetuned").adapter == "t-v0002"
-    with pytest.raises(AdapterError, match="no version 'v0009'"):
-        reg.promote("t", "v0009")
+    latest = load_config_dict({**project.config.model_dump(mode="json"), "adapters": {"serve": "latest"}})
+    assert served_adapter(project.adapters, latest.router, Principal(), serve=latest.adapters.serve).version == "v0002"
+    pinned_latest = latest.router.model_copy(update={"adapter_version": "v0001"})
+    assert served_adapter(project.adapters, pinned_latest, Principal(), serve="latest").version == "v0001"
 
 
 def test_delete_refuses_the_promoted_version_without_force(two_versions):
@@ -75,7 +91,10 @@ def test_delete_refuses_the_promoted_version_without_force(two_versions):
 def test_cli_list_show_promote_delete(two_versions):
     _, path = two_versions
     listed = json.loads(_cli("adapters", "list", "-c", path, "--json").stdout)
+    assert [(r["version"], r["serving"]) for r in listed] == [("v0001", False), ("v0002", False)]  # none promoted
+    listed = json.loads(_cli("adapters", "list", "-c", path, "--json", "--set", "adapters.serve=latest").stdout)
     assert [(r["version"], r["serving"]) for r in listed] == [("v0001", False), ("v0002", True)]
+    assert json.loads(_cli("adapters", "show", "t", "-c", path, "--json").stdout)["manifest"]["version"] == "v0002"
     assert _cli("adapters", "promote", "t", "v0001", "-c", path).exit_code == 0
     listed = json.loads(_cli("adapters", "list", "-c", path, "--json").stdout)
     assert [(r["promoted"], r["serving"]) for r in listed] == [(True, True), (False, False)]
@@ -114,6 +133,8 @@ def test_group_adapters_route_each_team_to_its_adapter(two_versions):
     project, _ = two_versions
     root = project.adapters.root
     shutil.copytree(root / "t" / "v0001", root / "support" / "v0001")
+    project.adapters.promote("t", "v0002")
+    project.adapters.promote("support", "v0001")
     cfg = project.config.model_copy(update={"router": project.config.router.model_copy(
         update={"group_adapters": {"support": "support"}})})
     routed = Project(cfg, show_progress=False)

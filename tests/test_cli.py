@@ -3,13 +3,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import project_config
 from typer.testing import CliRunner
 
 from framework.cli.main import app
 from framework.project import load_config
 from framework.records import ANSWER_MODES, Principal
-
-from conftest import project_config
 
 runner = CliRunner()
 
@@ -30,7 +29,10 @@ def test_init_writes_a_valid_commented_config(tmp_path):
     result = _invoke("init", target)
     assert result.exit_code == 0, result.output
     assert "# " in target.read_text()
-    load_config(target)
+    assert load_config(target).adapters.serve == "promoted"
+    uncommented = target.read_text().replace("# adapters:\n#   serve: latest", "adapters:\n  serve: latest")
+    target.write_text(uncommented)  # the opt-in is written commented out, ready to enable
+    assert load_config(target).adapters.serve == "latest"
     assert _invoke("init", target).exit_code == 1
 
 
@@ -83,7 +85,7 @@ def test_missing_config_and_empty_index_are_clear(tmp_path, config_file):
 def test_full_cycle_then_compare_and_eval(config_file, tmp_path):
     assert _invoke("ingest", "-c", config_file, "--json").exit_code == 0
     assert _invoke("synth", "-c", config_file, "--json").exit_code == 0
-    assert _invoke("finetune", "-c", config_file, "--json").exit_code == 0
+    assert _invoke("finetune", "-c", config_file, "--json", "--promote").exit_code == 0
     result = _invoke("compare", "how many days of annual leave ?", "-c", config_file)
     assert result.exit_code == 0, result.output
     for mode in ("prompt_only", "rag", "finetuned", "combined"):
@@ -128,6 +130,7 @@ def test_cli_and_api_produce_the_same_compare_and_eval(config_file):
 
     for step in ("ingest", "synth", "finetune"):
         assert _invoke(step, "-c", config_file, "--json").exit_code == 0
+    assert _invoke("adapters", "promote", "t", "v0001", "-c", config_file).exit_code == 0
     question = "how many days of annual leave ?"
     cli = json.loads(_invoke("compare", question, "-c", config_file, "--group", "staff", "--json").stdout)
     project = Project(load_config(config_file), show_progress=False)

@@ -1,16 +1,14 @@
 import pytest
+from conftest import project_config
 from llama_index.core import Document as LlamaDocument
 from llama_index.core import SimpleDirectoryReader
 from llama_index.core.readers.base import BaseReader
 
 from connectors.llamaindex_reader import LlamaIndexReaderConnector, ReaderError, import_reader
 from framework.config import ConfigError
-from framework.project import load_config_dict
 from framework.ingest.contract import LoadFailure
-from framework.project import Project
+from framework.project import Project, load_config_dict
 from framework.records import Principal
-
-from conftest import project_config
 
 
 @pytest.fixture
@@ -73,8 +71,9 @@ def test_reader_ids_and_carried_groups(notes):
 def test_missing_id_key_and_empty_text_are_reported():
     reader = TicketReader([(1, "   ", "it", "open"), (2, "Some text.", "it", "open")])
     items = _items(LlamaIndexReaderConnector(name="desk", reader=reader))
-    reasons = [i.reason for i in items if isinstance(i, LoadFailure)]
-    assert reasons == ["TicketReader returned a document without text"]
+    failures = [i for i in items if isinstance(i, LoadFailure)]
+    assert [(f.reason, f.doc_id) for f in failures] == [
+        ("TicketReader returned the document without text; check the reader's source for it", "desk:T-1")]
     items = _items(LlamaIndexReaderConnector(name="desk", reader=reader, id_key="ticket_no"))
     assert all(isinstance(i, LoadFailure) and "no metadata key 'ticket_no'" in i.reason for i in items)
 

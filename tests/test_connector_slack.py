@@ -1,16 +1,14 @@
 import json
 
 import pytest
+from conftest import project_config
+from export_zips import ASSETS, copy_asset, zip_folder
 
 from connectors.slack import SlackConnector
 from framework.config import ConfigError
-from framework.project import load_config_dict
 from framework.ingest.contract import LoadFailure, SourceItem
-from framework.project import Project
+from framework.project import Project, load_config_dict
 from framework.records import Principal
-
-from conftest import project_config
-from export_zips import ASSETS, copy_asset, zip_folder
 
 FOLDER = ASSETS / "slack"
 STAFF, BOARD = Principal(user="ann", groups=("staff",)), Principal(user="lena", groups=("slack:board-prep",))
@@ -115,9 +113,9 @@ def test_odd_json_shapes_are_reported_not_fatal(tmp_path):
         {"user": ["U02JONAS"], "text": "The parking garage closes at 22:00.", "ts": "1791900200.000100"}]))
     (folder / "users.json").write_text("{}")
     items, fails = _scan(folder)
-    assert "expected a list, found dict" in fails["general/2026-10-12.json"]
+    assert "a list was expected, found dict" in fails["general/2026-10-12.json"]
     assert "3 messages without a valid ts, thread_ts or text" in fails["general/2026-10-13.json"]
-    assert "expected a list" in fails["slack/users.json"]
+    assert "a list was expected" in fails["slack/users.json"]
     garage = items["slack:C01GENERAL:1791900200.000100"].read()
     assert garage.text.endswith("unknown: The parking garage closes at 22:00.")
     assert "U02JONAS: Shipwright 4.2" in items[THREAD].read().text  # no users.json: ids stay

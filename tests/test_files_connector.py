@@ -45,7 +45,8 @@ def test_bad_files_are_reported_not_fatal(corpus, tmp_path):
     os.symlink(outside, corpus / "link.txt")
     items = list(FilesConnector(name="docs", root=corpus, acl=("public",), max_bytes=20_000).scan())
     fails = {i.uri.rsplit("/", 1)[1]: i.reason for i in items if isinstance(i, LoadFailure)}
-    assert fails["empty.md"] == "empty file"
+    ids = {i.uri.rsplit("/", 1)[1]: i.doc_id for i in items if isinstance(i, LoadFailure)}
+    assert fails["empty.md"].startswith("the file is empty (0 bytes)") and ids["empty.md"] == "docs:empty.md"
     assert "max_file_mb" in fails["big.txt"]
     assert "outside the source folder" in fails["link.txt"]
     read_errors = {}
@@ -56,7 +57,7 @@ def test_bad_files_are_reported_not_fatal(corpus, tmp_path):
             except Exception as err:  # the ingest turns these into report entries
                 read_errors[i.doc_id] = str(err)
     assert "binary" in read_errors["docs:junk.txt"]
-    assert "could not parse" in read_errors["docs:broken.pdf"]
+    assert "not a readable PDF" in read_errors["docs:broken.pdf"]
     latin = next(i for i in items if isinstance(i, SourceItem) and i.doc_id == "docs:latin1.txt").read()
     assert "crème brûlée" in latin.text and "employés reçoivent" in latin.text
 
@@ -78,8 +79,8 @@ def test_acl_paths_add_groups_per_path(corpus):
 
 
 def test_acl_paths_from_config_reach_the_index(tmp_path, corpus):
-    from framework.project import load_config_dict
     from connectors import build_connector
+    from framework.project import load_config_dict
 
     cfg = load_config_dict({"sources": [{"name": "docs", "type": "files", "path": str(corpus),
                                          "acl_paths": {"*.pdf": ["sales"]}}]})

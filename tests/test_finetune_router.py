@@ -2,13 +2,11 @@ import json
 
 import pytest
 import torch
+from conftest import build_tiny_model, project_config
 
 from framework.adapters.registry import AdapterError
-from framework.project import load_config_dict
+from framework.project import Project, load_config_dict
 from framework.training.lora import tokenize_example
-from framework.project import Project
-
-from conftest import build_tiny_model, project_config
 
 
 def _project(tmp_path, corpus, model, **sections):
@@ -35,7 +33,7 @@ def trained(tmp_path, corpus, tiny_model):
     project = _project(tmp_path, corpus, tiny_model)
     project.ingest()
     project.synthesize()
-    manifest = project.finetune()
+    manifest = project.finetune(promote=True)
     return project, manifest
 
 
@@ -49,7 +47,8 @@ def test_finetune_writes_adapter_with_manifest(trained):
     assert "docs:handbook.md" in on_disk["documents"]
     assert on_disk["metrics"]["steps"] == 2 and on_disk["metrics"]["train_loss"] > 0
     assert on_disk["base_fingerprint"] and on_disk["audience"] == []
-    assert project.finetune().version == "v0002"
+    assert project.adapters.promoted("t") == "v0001"  # finetune(promote=True)
+    assert project.finetune().version == "v0002" and project.adapters.promoted("t") == "v0001"
 
 
 def test_one_base_model_serves_all_four_modes(trained):
@@ -135,7 +134,7 @@ def test_adapter_serves_only_its_audience(tmp_path, corpus, tiny_model):
     project = _project(tmp_path, corpus, tiny_model, sources=restricted, dataset={"audience": ["hr", "finance"]})
     project.ingest()
     project.synthesize()
-    assert project.finetune().audience == ("hr", "finance")
+    assert project.finetune(promote=True).audience == ("hr", "finance")
     with pytest.raises(PermissionError, match="not in that audience"):
         project.ask("what is the meal limit ?", mode="finetuned", user="sam", groups=["sales"])
     assert project.ask("what is the meal limit ?", mode="finetuned", groups=["hr"]).adapter == "t-v0001"

@@ -3,12 +3,11 @@
 import json
 
 import yaml
+from conftest import project_config
 from typer.testing import CliRunner
 
 from framework.cli.main import app
 from framework.ingest.pipeline import STAGES
-
-from conftest import project_config
 
 
 def _ingest(config):
@@ -25,8 +24,9 @@ def test_json_report_counts_every_state_and_times_every_stage(tmp_path, corpus):
     assert first["documents"] == {"new": 5, "changed": 0, "unchanged": 0, "deleted": 0, "failed": 1}
     assert first["failures"] == [{"uri": (corpus / "broken.json").as_uri(), "path": str(corpus / "broken.json"),
                                   "doc_id": "docs:broken.json",
-                                  "reason": "ParseError: the file is not valid JSON: Expecting value: line 1 "
-                                            "column 18 (char 17)"}]
+                                  "reason": f"{corpus / 'broken.json'}: the file is not valid JSON (Expecting value: "
+                                            "line 1 column 18 (char 17)); fix it or exclude the file",
+                                  "kept_previous": False, "warnings": []}]
     assert list(first["seconds"]) == list(STAGES)
     assert all(first["seconds"][s] > 0 for s in ("scan", "parse", "chunk", "embed", "write", "lexical", "total"))
     assert first["chunks_embedded"] > 0

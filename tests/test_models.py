@@ -1,10 +1,9 @@
 import pytest
 import torch
 
-from framework.project import load_config_dict
+from framework.project import Project, load_config_dict
 from framework.runtime.models import ModelNotFoundError, resolve_embedder, resolve_generator
 from framework.runtime.precision import resolve_dtype
-from framework.project import Project
 
 
 def test_missing_generator_names_the_config_key(tmp_path):

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from framework.adapters.registry import AdapterError
 from framework.cli.main import app
 from framework.dataset.card import DatasetCard
 from framework.project import Project, load_config
@@ -39,6 +40,13 @@ def test_old_dataset_version_and_adapter_serve_and_train_on(old):
     project, folder, overrides = old
     old_card = DatasetCard.load(project.dataset_dir("v0001"))
     assert old_card.version == "v0001" and old_card.audience == ("staff",) and old_card.documents
+    # Since issue 13 a version serves only once promoted; this workspace predates that and never promoted
+    # its adapter, so an upgrade says so and one command makes it live again.
+    with pytest.raises(AdapterError, match="none is promoted.*ragtune adapters promote t v0001"):
+        served_adapter(project.adapters, project.config.router, STAFF)
+    promoted = CliRunner().invoke(app, ["adapters", "promote", "t", "v0001", "-c", str(folder / "ragtune.yaml"),
+                                        *[a for o in overrides for a in ("--set", o)]])
+    assert promoted.exit_code == 0, promoted.output
     ref = served_adapter(project.adapters, project.config.router, STAFF)
     assert ref.version == "v0001" and ref.manifest.audience == ("staff",)
     assert ref.manifest.dataset["hash"] == old_card.hash

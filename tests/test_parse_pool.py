@@ -9,12 +9,12 @@ import os
 import time
 
 from framework.ingest.contract import SourceItem
-from framework.retrieval.embedder import HashingEmbedder
-from framework.retrieval.index import ChromaIndex
-from framework.ingest.pipeline import ingest
 from framework.ingest.ledger import Ledger
 from framework.ingest.parse_pool import ParsePool
+from framework.ingest.pipeline import ingest
 from framework.records import Document
+from framework.retrieval.embedder import HashingEmbedder
+from framework.retrieval.index import ChromaIndex
 
 
 def _doc(name: str) -> Document:
@@ -57,9 +57,10 @@ def test_hung_and_crashing_parsers_become_report_entries(tmp_path):
                     chunk_overlap=4, parse_workers=2, parse_timeout_s=1.5, show_progress=False).to_dict()
     assert time.monotonic() - start < 60
     reasons = {f["doc_id"]: f["reason"] for f in report["failures"]}
-    assert reasons["t:hang"].startswith("parse timed out after 1.5s")
+    assert reasons["t:hang"].startswith("test://hang: parsing took longer than 1.5s (ingest.parse_timeout_s)")
     assert "crashed" in reasons["t:segv"] and "SIGSEGV" in reasons["t:segv"]
-    assert reasons["t:bad"] == "ValueError: unsupported compression method"
+    assert reasons["t:bad"] == ("test://bad: the parser failed (ValueError: unsupported compression method); the file "
+                                "may be corrupt: open and save it again, or exclude it")
     assert report["documents"]["new"] == 3 and report["documents"]["failed"] == 3
     assert {r.doc_id for r in index.rows()} == {"t:good1", "t:good2", "t:good3"}
 
@@ -68,9 +69,9 @@ def test_worker_and_in_process_parsing_agree(tmp_path, corpus):
     from connectors.files import FilesConnector
 
     items = [i for i in FilesConnector(name="docs", root=corpus, acl=("public",)).scan()]
-    here = {p: d for p, d, _, _ in ParsePool(items, workers=0).results()}
+    here = {r.position: r.document for r in ParsePool(items, workers=0).results()}
     with ParsePool(items, workers=2, timeout_s=30) as pool:
-        workers = {p: d for p, d, _, _ in pool.results()}
+        workers = {r.position: r.document for r in pool.results()}
     assert here == workers and len(here) == len(items) == 5
 
 
@@ -78,7 +79,7 @@ def test_workers_are_gone_after_the_run(tmp_path):
     items = [SourceItem(doc_id=f"t:{i}", uri="u", content_hash="h", read=_raise) for i in range(4)]
     pool = ParsePool(items, workers=2, timeout_s=5)
     with pool:
-        assert all(error for _, _, error, _ in pool.results())
+        assert all(r.error for r in pool.results())
         pids = [w.process.pid for w in pool._pool]
     for pid in pids:
         try:

@@ -12,6 +12,11 @@ Example:
     >>> reg.promote("default", "v0001")                     # doctest: +SKIP
     >>> reg.resolve("default").version                      # doctest: +SKIP
     'v0001'
+
+Go-live: a newly published version is not served until it is promoted (`ragtune adapters
+promote`, or `ragtune finetune --promote`), so a run that trained badly never answers a
+user by itself. `adapters.serve: latest` in config opts into serving each new version as
+soon as it is published.
 """
 
 from __future__ import annotations
@@ -24,8 +29,11 @@ import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Literal
 
 from framework.adapters.manifest import AdapterManifest
+
+ServeRule = Literal["promoted", "latest"]
 
 
 class AdapterError(RuntimeError):
@@ -70,7 +78,8 @@ class AdapterRegistry:
     """Versions of each named adapter, which one is promoted, and atomic publishing.
 
     `registry.json` beside the versions records the promoted version. The router serves
-    a pinned version if config names one, else the promoted one, else the newest.
+    a pinned version if config names one, else the promoted one (`adapters.serve: promoted`,
+    the default) or the newest (`adapters.serve: latest`).
     """
 
     def __init__(self, root: Path) -> None:
@@ -120,11 +129,32 @@ class AdapterRegistry:
             (self.root / name / "registry.json").unlink()
         shutil.rmtree(ref.path)
 
-    def resolve(self, spec: str, pinned: str | None = None) -> AdapterRef:
-        """What the router serves for `spec`: a pinned version, else the promoted one, else the newest."""
+    def resolve(self, spec: str, pinned: str | None = None, *, serve: ServeRule = "promoted") -> AdapterRef:
+        """What the router serves for `spec`: a pinned version, else the promoted one (or, with
+        `serve="latest"`, the newest). Raises AdapterError saying what to do when nothing is served."""
         name, version = parse_spec(spec)
-        version = version or pinned or self.promoted(name)
-        return self.get(name, version) if version else self.require(name)
+        version = version or pinned
+        if version:
+            return self.get(name, version)
+        if serve == "latest":
+            return self.require(name)
+        promoted = self.promoted(name)
+        if promoted:
+            return self.get(name, promoted)
+        newest = self.require(name)
+        raise AdapterError(
+            f"adapter {name!r} has versions ({', '.join(r.version for r in self.versions(name))}) but none is "
+            f"promoted, so none is served; check {newest.version} (`ragtune adapters show {name}@{newest.version}`) "
+            f"then `ragtune adapters promote {name} {newest.version}`, or train with `ragtune finetune --promote`, "
+            "or set adapters.serve: latest to serve each new version as soon as it is trained"
+        )
+
+    def served(self, spec: str, pinned: str | None = None, *, serve: ServeRule = "promoted") -> AdapterRef | None:
+        """`resolve`, or None where nothing is served (what `ragtune adapters list` marks)."""
+        try:
+            return self.resolve(spec, pinned, serve=serve)
+        except AdapterError:
+            return None
 
     def next_version_dir(self, name: str) -> Path:
         existing = [int(m.group(1)) for d in (self.root / name).glob("v*") if (m := re.fullmatch(r"v(\d+)", d.name))]

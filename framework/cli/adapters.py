@@ -1,7 +1,7 @@
 """`ragtune adapters ...`: the adapter registry from the command line.
 
-list, show (lineage, metrics and staleness), promote, delete, merge. Every command reads
-the workspace of the project config, like the other commands.
+list, show (lineage, metrics and staleness), promote, delete, merge, export. Every command
+reads the workspace of the project config, like the other commands.
 """
 
 from __future__ import annotations
@@ -13,18 +13,28 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from framework.adapters.registry import AdapterRef, parse_spec
+from framework.adapters.registry import AdapterError, AdapterRef, parse_spec
 from framework.adapters.staleness import staleness_since_training
 from framework.cli.common import ConfigOpt, JsonOpt, SetOpt, out
 from framework.cli.common import project as _project
 from framework.cli.common import run as _run
 from framework.serving.router import served_version
 
-adapters_app = typer.Typer(no_args_is_help=True, help="List, inspect, promote, delete and merge trained adapters.")
+adapters_app = typer.Typer(no_args_is_help=True, help="List, inspect, promote, delete, merge and export trained adapters.")
 
 
 def _serving(project, name: str) -> str | None:
-    return served_version(project.adapters, project.config.router, name)
+    return served_version(project.adapters, project.config.router, name, serve=project.config.adapters.serve)
+
+
+def _chosen(project, name: str, version: str | None) -> AdapterRef:
+    """VERSION if given, else the served one; an error saying what to pass when none is served."""
+    version = version or _serving(project, name)
+    if version is None:
+        known = ", ".join(r.version for r in project.adapters.versions(name)) or "none"
+        raise AdapterError(f"no version of adapter {name!r} is served (versions: {known}); pass --version, "
+                           f"or promote one with `ragtune adapters promote {name} VERSION`")
+    return project.adapters.get(name, version)
 
 
 @adapters_app.command("list")
@@ -59,7 +69,8 @@ def list_(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json:
 
 def _show(project, spec: str) -> tuple[AdapterRef, dict]:
     name, version = parse_spec(spec)
-    ref = project.adapters.get(name, version) if version else project.adapters.get(name, _serving(project, name))
+    version = version or _serving(project, name) or getattr(project.adapters.latest(name), "version", None)
+    ref = project.adapters.get(name, version) if version else project.adapters.require(name)
     m = ref.manifest
     return ref, staleness_since_training(m.documents, m.document_acl, project.workspace.ledger)
 
@@ -67,7 +78,8 @@ def _show(project, spec: str) -> tuple[AdapterRef, dict]:
 @adapters_app.command()
 def show(spec: str = typer.Argument(..., metavar="NAME[@VERSION]"), config: Path = ConfigOpt,
          set_: Optional[List[str]] = SetOpt, as_json: bool = JsonOpt):
-    """Lineage, settings and metrics of one version (default: the served one), and what changed since."""
+    """Lineage, settings and metrics of one version (default: the served one, else the newest), and what changed
+    since."""
     project = _run(lambda: _project(config, set_, True))
     ref, stale = _run(lambda: _show(project, spec))
     if as_json:
@@ -98,7 +110,7 @@ def show(spec: str = typer.Argument(..., metavar="NAME[@VERSION]"), config: Path
 
 @adapters_app.command()
 def promote(name: str, version: str, config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt):
-    """Make VERSION the one the router serves (unless config pins another)."""
+    """Make VERSION the one the router serves (unless config pins another); live with the next question."""
     project = _run(lambda: _project(config, set_, True))
     ref = _run(lambda: project.adapters.promote(name, version))
     out.print(f"promoted {ref.name}@{ref.version}", highlight=False)
@@ -123,7 +135,7 @@ def merge(name: str, version: Optional[str] = typer.Option(None, "--version", he
     project = _run(lambda: _project(config, set_, True))
 
     def work() -> dict:
-        ref = project.adapters.get(name, version or _serving(project, name))
+        ref = _chosen(project, name, version)
         target = out_dir or project.workspace.merged(ref.key)
         return {**merge_adapter(project.base_model_dir, ref, target), "out": str(target)}
 
@@ -134,3 +146,28 @@ def merge(name: str, version: Optional[str] = typer.Option(None, "--version", he
     out.print(f"merged {report['adapter']} into {report['out']}: {report['changed_tensors']}/{report['total_tensors']} "
               f"tensors changed (max {report['max_weight_delta']:.2e}), logits match the adapter within "
               f"{report['max_logit_diff']:.1e}", highlight=False)
+
+
+@adapters_app.command()
+def export(name: str, version: Optional[str] = typer.Option(None, "--version", help="default: the served version"),
+           out_dir: Optional[Path] = typer.Option(None, "--out", help="default: <workspace>/exports/NAME-VERSION"),
+           base: Optional[str] = typer.Option(None, "--base", help="the base model as the serving side names it "
+                                              "(default: the local base folder)"),
+           config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json: bool = JsonOpt):
+    """Write a plain peft folder that vLLM and other servers load (see docs/guides/serving.md)."""
+    from framework.adapters.export import export_adapter
+
+    project = _run(lambda: _project(config, set_, True))
+
+    def work() -> dict:
+        ref = _chosen(project, name, version)
+        target = out_dir or project.workspace.exports(ref.key)
+        return {**export_adapter(ref, target, base_dir=project.base_model_dir, base_model=base), "out": str(target)}
+
+    report = _run(work)
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return
+    out.print(f"exported {report['adapter']} to {report['out']} (rank {report['rank']}, "
+              f"modules {','.join(report['target_modules'])}, base {report['base_model']}); audience: "
+              f"{','.join(report['audience']) or 'everyone'}", highlight=False)

@@ -17,6 +17,7 @@ from rich.console import Console
 from framework.adapters.registry import AdapterError
 from framework.config import ConfigError
 from framework.project import Project, load_config
+from framework.records import check_group
 from framework.runtime.models import ModelNotFoundError
 from framework.serving.router import UnknownModeError
 
@@ -27,7 +28,19 @@ ConfigOpt = typer.Option(Path("ragtune.yaml"), "--config", "-c", help="Project c
 SetOpt = typer.Option(None, "--set", "-s", help="Override a config key: key.path=value (repeatable).")
 JsonOpt = typer.Option(False, "--json", help="Print machine-readable JSON on stdout.")
 UserOpt = typer.Option("anonymous", "--user", help="Who is asking (their groups decide what they may read).")
-GroupOpt = typer.Option(None, "--group", "-g", help="A group of the asking user (repeatable).")
+
+
+def _check_groups(groups: Optional[List[str]]) -> Optional[List[str]]:
+    """Refuse a malformed or reserved group name before any principal is built (exit code 2)."""
+    try:
+        return [check_group(g, where="--group") for g in groups or ()] or groups
+    except ValueError as err:
+        raise typer.BadParameter(str(err)) from None
+
+
+GroupOpt = typer.Option(None, "--group", "-g", callback=_check_groups,
+                        help="A group of the asking user (repeatable): letters, digits and . _ : @ / + # = -, "
+                             "starting with a letter or digit.")
 
 
 def _quiet_libraries() -> None:

@@ -43,7 +43,7 @@ def run_demo(*, workspace: Path, overrides: Sequence[str] = (), say: Callable[[s
     say(f"  {report.to_dict()['documents']}, {report.chunks_embedded} chunks embedded")
     card = step("synthesize", project.synthesize)
     say(f"  generated {card.generated}, kept {card.kept}, dropped {dict(card.dropped)}, split {dict(card.split)}")
-    manifest = step("finetune", project.finetune)
+    manifest = step("finetune", lambda: project.finetune(promote=True))
     say(f"  adapter {manifest.name}/{manifest.version}: {dict(manifest.metrics)}")
     rows = project.questions(demo_dir() / "questions.jsonl")
     result = step("evaluate", lambda: evaluate(project.router, rows, modes=ANSWER_MODES, show_progress=show_progress))

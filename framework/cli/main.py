@@ -7,10 +7,12 @@ table or `--json`). Exit codes are in framework.cli.common.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from framework.cli.adapters import adapters_app
@@ -44,8 +46,13 @@ def ingest(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json
     else:
         out.print(f"documents: {report['documents']}")
         out.print(f"chunks embedded: {report['chunks_embedded']}, deleted: {report['chunks_deleted']}")
-        for f in report["failures"]:
-            out.print(f"  [yellow]skipped[/yellow] {f.get('path') or f['uri']}: {f['reason']}", highlight=False)
+        for f in report["failures"]:  # each reason names its document, the cause and the fix
+            out.print(f"  [yellow]skipped[/yellow] {escape(f['reason'])}", highlight=False)
+            for w in f.get("warnings") or ():
+                out.print(f"    [dim]warning: {escape(w)}[/dim]", highlight=False)
+        for entry in report.get("warnings") or ():
+            out.print(f"  [dim]indexed with warnings[/dim] {escape(entry['path'])}: {escape('; '.join(entry['warnings']))}",
+                      highlight=False)
 
 
 @app.command()
@@ -58,21 +65,31 @@ def synth(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json:
         out.print(f"dataset {card.name}/{card.version}: generated {card.generated}, kept {card.kept}")
         out.print(f"dropped per filter: {dict(card.dropped)}")
         out.print(f"split: {dict(card.split)}")
-        out.print(f"round trip: {dict(card.round_trip)}; pii found: {card.pii.get('found')}")
+        out.print(f"round trip: {dict(card.round_trip)}")
+        out.print(f"pii redacted before generation: {card.pii.get('chunks', {}).get('redacted')}; "
+                  f"at the last scan: {card.pii.get('written', {}).get('redacted')}", highlight=False)
         out.print(f"incremental: {dict(card.incremental)}")
 
 
 @app.command()
 def finetune(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json: bool = JsonOpt,
-             resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run from its checkpoint.")):
-    """Train a LoRA adapter on the dataset (under torchrun / accelerate launch too)."""
-    manifest = run(lambda: project(config, set_, as_json).finetune(resume=resume))
+             resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run from its checkpoint."),
+             promote: bool = typer.Option(False, "--promote", help="Serve the new version at once (else it waits "
+                                          "for `ragtune adapters promote`).")):
+    """Train a LoRA adapter on the dataset (under torchrun / accelerate launch too).
+
+    The new version is served only once promoted: `--promote`, or `ragtune adapters promote NAME VERSION`
+    after checking it (or `adapters.serve: latest` in config)."""
+    manifest = run(lambda: project(config, set_, as_json).finetune(resume=resume, promote=promote))
     if manifest is None:  # a non-main process of a distributed run: the main one reports
         return
     if as_json:
         print(json.dumps({k: v for k, v in manifest.to_dict().items() if k != "documents"}, indent=2))
     else:
         out.print(f"adapter {manifest.name}/{manifest.version}: {dict(manifest.metrics)}")
+        out.print(f"promoted {manifest.name}@{manifest.version}: served from the next question" if promote else
+                  f"not served yet: `ragtune adapters promote {manifest.name} {manifest.version}` makes it live",
+                  highlight=False)
 
 
 @app.command()
@@ -157,6 +174,27 @@ def eval_(questions: Optional[Path] = typer.Option(None, "--questions", "-q",
     else:
         out.print(markdown_table(result.to_dict()))
         out.print(f"report: {result.report}")
+
+
+@app.command()
+def serve(host: Optional[str] = typer.Option(None, "--host", help="Interface to bind; default serve.host (127.0.0.1)."),
+          port: Optional[int] = typer.Option(None, "--port", help="Default serve.port (8100)."),
+          config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt):
+    """Serve the OpenAI-compatible HTTP API: /v1/chat/completions, /v1/models, /health, /metrics.
+
+    Callers authenticate with the bearer tokens of serve.tokens (docs/guides/serving.md)."""
+    from framework.serving.auth import TokenTable
+    from framework.serving.server import create_app
+    from framework.serving.server import run as run_server
+
+    proj = run(lambda: project(config, set_, True))
+    cfg = proj.config.serve
+    tokens = run(lambda: TokenTable.from_config(cfg.tokens, environ=os.environ))
+    api = run(lambda: create_app(proj.router, cfg, tokens=tokens))  # loads the model before the first request
+    where = f"http://{host or cfg.host}:{cfg.port if port is None else port}"
+    err.print(f"ragtune serving on {where}/v1 for {len(tokens.principals)} token(s); models: GET {where}/v1/models",
+              highlight=False)
+    run_server(api, host=host or cfg.host, port=cfg.port if port is None else port)
 
 
 @app.command()

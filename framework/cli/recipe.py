@@ -20,7 +20,14 @@ from typing import Callable, Sequence
 
 import framework
 from framework.ingest.contract import LoadFailure, SourceItem
-from framework.records import MODES, Principal
+from framework.records import MODES, Principal, check_group
+
+
+def _group(value: str) -> str:
+    try:
+        return check_group(value, where="--group")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _parser(doc: str, script: str, preview: Callable | None, preview_limit: bool) -> argparse.ArgumentParser:
@@ -31,11 +38,11 @@ def _parser(doc: str, script: str, preview: Callable | None, preview_limit: bool
         parser.add_argument("--preview", type=int, metavar="N", help="print N documents as indexed, index nothing")
     elif preview:
         parser.add_argument("--preview", action="store_true", help="list what would be indexed, index nothing")
-    parser.add_argument("--train", action="store_true", help="also synthesize the Q/A set and train the adapter")
+    parser.add_argument("--train", action="store_true", help="also synthesize the Q/A set, train the adapter and promote it")
     parser.add_argument("--search", help="show the chunks that match, without a model")
     parser.add_argument("--question", help="a question to answer after ingesting")
     parser.add_argument("--mode", choices=MODES, help="answer in this mode instead of the routed one")
-    parser.add_argument("--group", action="append", default=[], help="groups of the asking user")
+    parser.add_argument("--group", action="append", default=[], type=_group, help="groups of the asking user")
     return parser
 
 
@@ -66,11 +73,11 @@ def run_recipe(doc: str, script: str, *, preview: Callable[[SourceItem], str] | 
     report = project.ingest(extra=connectors()).to_dict()
     print(json.dumps(report["documents"]))
     for failure in report["failures"]:
-        print(f"  skipped {failure['uri']}: {failure['reason']}")
+        print(f"  skipped {failure['reason']}")  # the reason names the document
     if args.train:
         card = project.synthesize()
         print(f"dataset {card.version}: {dict(card.split)}, dropped {dict(card.dropped)}")
-        manifest = project.finetune()
+        manifest = project.finetune(promote=True)  # --train is the one-step path: the new version serves
         print(f"adapter {manifest.name}/{manifest.version}: {dict(manifest.metrics)}")
     if args.search:
         for hit in project.retrieve(args.search, principal=Principal(user="recipe", groups=tuple(args.group))):

@@ -23,19 +23,37 @@ from typing import Callable, Mapping
 
 import phonenumbers
 from stdnum import iban, luhn
+from stdnum.ca import sin
+from stdnum.de import idnr
+from stdnum.es import dni, nie
+from stdnum.fr import nir
+from stdnum.in_ import aadhaar
+from stdnum.it import codicefiscale
 from stdnum.us import ssn
 
-# kind -> (pattern, validator or None). Secrets first: a key can look like a long number.
-_BUILTIN: dict[str, tuple[str, Callable[[str], bool] | None]] = {
-    "api_key": (r"\b(?:sk|pk|rk)-(?:[A-Za-z0-9_-]{2,16}-)?[A-Za-z0-9]{16,}\b|\bgh[pousr]_[A-Za-z0-9]{30,}\b"
+# (kind, pattern, validator or None). Secrets first: a key can look like a long number.
+# National ids: formats distinctive enough to find in running text, confirmed by python-stdnum's
+# check digits where the id has them (US SSN, Canadian SIN, German tax id, French NIR, Spanish
+# DNI/NIE, Italian codice fiscale, Indian Aadhaar), the UK National Insurance number by format.
+_ALONE, _END = r"(?<!\d[ -])\b", r"\b(?![ -]\d)"  # a whole number, not a slice of a longer digit group
+_BUILTIN: tuple[tuple[str, str, Callable[[str], bool] | None], ...] = (
+    ("api_key", r"\b(?:sk|pk|rk)-(?:[A-Za-z0-9_-]{2,16}-)?[A-Za-z0-9]{16,}\b|\bgh[pousr]_[A-Za-z0-9]{30,}\b"
                 r"|\bxox[abpr]-[A-Za-z0-9-]{10,}\b|\bAIza[0-9A-Za-z_-]{35}\b", None),
-    "aws_key": (r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", None),
-    "password": (r"(?i)\b(?:password|passwd|pwd|secret|api[_-]?key|token)\s*[:=]\s*[\"']?[^\s\"',;]{4,}", None),
-    "email": (r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b", None),
-    "iban": (r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b", lambda s: iban.is_valid(s)),
-    "card": (r"\b\d(?:[ -]?\d){12,18}\b", lambda s: luhn.is_valid(re.sub(r"\D", "", s))),
-    "national_id": (r"\b\d{3}-\d{2}-\d{4}\b", lambda s: ssn.is_valid(s)),
-}
+    ("aws_key", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b", None),
+    ("password", r"(?i)\b(?:password|passwd|pwd|secret|api[_-]?key|token)\s*[:=]\s*[\"']?[^\s\"',;]{4,}", None),
+    ("email", r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b", None),
+    ("iban", r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b", iban.is_valid),
+    ("card", r"\b\d(?:[ -]?\d){12,18}\b", lambda s: luhn.is_valid(re.sub(r"\D", "", s))),
+    ("national_id", r"\b\d{3}-\d{2}-\d{4}\b", ssn.is_valid),
+    ("national_id", rf"{_ALONE}\d{{3}}[ -]\d{{3}}[ -]\d{{3}}{_END}", sin.is_valid),
+    ("national_id", rf"{_ALONE}\d{{2}} ?\d{{3}} ?\d{{3}} ?\d{{3}}{_END}", idnr.is_valid),
+    ("national_id", rf"{_ALONE}[12] ?\d{{2}} ?\d{{2}} ?(?:\d{{2}}|2[AB]) ?\d{{3}} ?\d{{3}} ?\d{{2}}{_END}", nir.is_valid),
+    ("national_id", r"\b\d{8}-?[A-Z]\b", dni.is_valid),
+    ("national_id", r"\b[XYZ]-?\d{7}-?[A-Z]\b", nie.is_valid),
+    ("national_id", r"\b[A-Z]{6}\d{2}[A-Z]\d{2}[A-Z]\d{3}[A-Z]\b", codicefiscale.is_valid),
+    ("national_id", r"\b(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b", None),
+    ("national_id", rf"{_ALONE}[2-9]\d{{3}} \d{{4}} \d{{4}}{_END}", aadhaar.is_valid),
+)
 def _compile(pattern: str, key: str) -> re.Pattern:
     try:
         return re.compile(pattern)
@@ -57,7 +75,7 @@ class Scrubber:
     allow: tuple[str, ...] = ()  # findings matching one of these are kept, e.g. a public help-desk address
 
     def __post_init__(self) -> None:
-        compiled = [(k, re.compile(p), v) for k, (p, v) in _BUILTIN.items()]
+        compiled = [(k, re.compile(p), v) for k, p, v in _BUILTIN]
         compiled += [(name, _compile(pattern, f"dataset.pii_patterns.{name}"), None)
                      for name, pattern in self.extra.items()]
         object.__setattr__(self, "_patterns", compiled)

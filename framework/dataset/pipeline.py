@@ -1,10 +1,11 @@
-"""`ragtune synth` end to end: generate (incrementally), scrub, filter, split, format, write a version.
+"""`ragtune synth` end to end: redact, generate (incrementally), filter, split, format, scan, write a version.
 
-Generation is the slow step, so its output is cached per chunk in the dataset
-version (`generated.jsonl`, keyed by document id and chunk text hash, already
-scrubbed of PII). The next run reuses the pairs of unchanged chunks, generates only
-for new or changed chunks, and leaves out chunks of deleted documents; a change of
-generator settings regenerates everything. Filters, split and formatting always run
+Personal data is redacted from every chunk before any generator sees it, and every row
+is scanned again before it is written (framework.dataset.redaction). Generation is the
+slow step, so its output is cached per chunk in the dataset version (`generated.jsonl`,
+keyed by document id and the redacted chunk text's hash). The next run reuses the pairs
+of unchanged chunks, generates only for new or changed chunks, and leaves out chunks of
+deleted documents; a change of generator settings regenerates everything. Filters, split and formatting always run
 over the whole set, since they depend on the whole index.
 
 Example:
@@ -42,12 +43,15 @@ from framework.dataset.formatting import format_examples, text_hash, uniform_row
 from framework.dataset.generators import generate_per_chunk
 from framework.dataset.imports import read_import
 from framework.dataset.paraphrase import llm_paraphrases, template_paraphrases
-from framework.dataset.pii import Scrubber
+from framework.dataset.redaction import Redactor
 from framework.dataset.split import heldout_documents, split_pairs
 from framework.records import Chunk, QAPair, Source
 
 log = logging.getLogger(__name__)
-_FORMAT_VERSION = 3  # bump when the extractive rules change, so cached pairs are regenerated
+# Bump when the extractive rules change, so cached pairs are regenerated. Redacting chunks before
+# generation needed no bump: a chunk holding personal data has a new cache key (its redacted text's
+# hash), so it is generated again, and a chunk without any keeps its cached pairs.
+_FORMAT_VERSION = 3
 
 
 def generation_fingerprint(cfg: DatasetConfig, generator_model: str) -> str:
@@ -60,52 +64,6 @@ def generation_fingerprint(cfg: DatasetConfig, generator_model: str) -> str:
                             t.max_new_tokens, t.parse_attempts, prompts.LLM_QA_INSTRUCTION,
                             prompts.LLM_PARAPHRASE_INSTRUCTION]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
-
-
-class _Scrub:
-    """Applies dataset.pii_mode to pairs and rows and counts what it found, per kind."""
-
-    def __init__(self, cfg: DatasetConfig) -> None:
-        self.mode = cfg.pii_mode
-        self.scrubber = Scrubber(extra=cfg.pii_patterns, phone_region=cfg.pii_phone_region,
-                                 allow=tuple(cfg.pii_allow))
-        self.found: Counter = Counter()
-        self.dropped = 0
-
-    def text(self, text: str) -> str:
-        if self.mode == "off":
-            return text
-        clean, counts = self.scrubber.redact(text)
-        self.found.update(counts)
-        return clean
-
-    def pairs(self, pairs: list[QAPair]) -> list[QAPair]:
-        """Redact, or (mode drop) leave out, pairs whose question, answer or fact holds PII."""
-        if self.mode == "off":
-            return pairs
-        out = []
-        for p in pairs:
-            found = [self.scrubber.find(t) for t in (p.question, p.answer, p.fact)]
-            if any(found) and self.mode == "drop":
-                self.found.update(k for spans in found for _, _, k in spans)
-                self.dropped += 1
-                continue
-            out.append(QAPair(self.text(p.question), self.text(p.answer), p.kind, self.text(p.fact), p.parent)
-                       if any(found) else p)
-        return out
-
-    def rows(self, rows: list[dict], *, drop: bool) -> list[dict]:
-        """Every message of every row redacted; with `drop` (imports in drop mode) such rows are left out."""
-        out = []
-        for row in rows:
-            texts = [m["content"] for m in row["messages"]]
-            if drop and self.mode == "drop" and any(self.scrubber.find(t) for t in texts):
-                self.dropped += 1
-                continue
-            messages = [{**m, "content": self.text(m["content"])} for m in row["messages"]]
-            out.append({**row, "messages": messages, "question": self.text(row["question"]),
-                        "answer": self.text(row["answer"])})
-        return out
 
 
 def _key(chunk: Chunk) -> str:
@@ -141,10 +99,10 @@ def _store_ranks(entries: list[dict], ranks: dict) -> None:
         e["round_trip"] = by_chunk.get(e["chunk_id"], {})
 
 
-def _generate(chunks: list[Chunk], cfg: DatasetConfig, teacher: Callable, scrub: _Scrub, show_progress: bool):
-    """Scrubbed pairs (parents then paraphrases) per chunk, None where the teacher failed; counts."""
-    inputs = chunks if cfg.generator == "extractive" else [dataclasses.replace(c, text=scrub.text(c.text)) for c in chunks]
-    per_chunk, stats = generate_per_chunk(inputs, cfg, teacher, show_progress=show_progress)
+def _generate(chunks: list[Chunk], cfg: DatasetConfig, teacher: Callable, scrub: Redactor, show_progress: bool):
+    """Pairs (parents then paraphrases) per chunk, None where the teacher failed; counts. The chunks
+    are already redacted; the pairs are scanned again."""
+    per_chunk, stats = generate_per_chunk(chunks, cfg, teacher, show_progress=show_progress)
     per_chunk = [None if ps is None else scrub.pairs(ps) for ps in per_chunk]
     if cfg.paraphrases:
         if cfg.generator == "extractive":
@@ -163,7 +121,7 @@ def _generate(chunks: list[Chunk], cfg: DatasetConfig, teacher: Callable, scrub:
     return per_chunk, stats
 
 
-def _cache_entries(chunks: list[Chunk], cfg: DatasetConfig, teacher: Callable, scrub: _Scrub, previous: dict,
+def _cache_entries(chunks: list[Chunk], cfg: DatasetConfig, teacher: Callable, scrub: Redactor, previous: dict,
                    show_progress: bool) -> tuple[list[dict], dict, Counter]:
     """One cache entry per eligible chunk: reused when its key is cached, generated otherwise."""
     todo = [c for c in chunks if _key(c) not in previous]
@@ -185,11 +143,13 @@ def _cache_entries(chunks: list[Chunk], cfg: DatasetConfig, teacher: Callable, s
     return entries, report, stats
 
 
-def _retrievers(search, eligible_ids: set[str], heldout: set[str]):
-    """Round-trip search over the eligible chunks; RAFT distractors also avoid held-out documents."""
+def _retrievers(search, eligible: dict[str, Chunk], heldout: set[str]):
+    """Round-trip search over the eligible chunks; RAFT distractors also avoid held-out documents.
+    Hits carry the eligible chunks' redacted text and title, never the index's."""
 
     def round_trip(questions: list[str], k: int) -> list[list[Source]]:
-        return [[s for s in hits if s.chunk_id in eligible_ids] for hits in search(questions, k)]
+        return [[dataclasses.replace(s, text=eligible[s.chunk_id].text, title=eligible[s.chunk_id].title)
+                 for s in hits if s.chunk_id in eligible] for hits in search(questions, k)]
 
     def distractors(q: str, k: int) -> list[Source]:
         return [s for s in round_trip([q], k)[0] if s.doc_id not in heldout]
@@ -235,8 +195,9 @@ def _filtered(pairs: list, cfg: DatasetConfig, round_trip, known: dict, teacher_
     return kept, dropped, scores, ranks, checked
 
 
-def _rows(kept: list, cfg: DatasetConfig, heldout: set[str], distractors, scores: dict, scrub: _Scrub, imports: list[dict]):
-    """Split, then chat rows in both modes for train and closed-book rows for eval, all scrubbed."""
+def _rows(kept: list, cfg: DatasetConfig, heldout: set[str], distractors, scores: dict, scrub: Redactor,
+          imports: list[dict]):
+    """Split, then chat rows in both modes for train and closed-book rows for eval, all scanned a last time."""
     train_pairs, eval_triples = split_pairs(kept, cfg.eval_fraction, cfg.seed, heldout_docs=heldout)
     rng = random.Random(cfg.seed)
     train = format_examples(train_pairs, generator=cfg.generator, raft=cfg.raft, retrieve=distractors, rng=rng,
@@ -244,8 +205,8 @@ def _rows(kept: list, cfg: DatasetConfig, heldout: set[str], distractors, scores
     evals = format_examples([(c, p) for c, p, _ in eval_triples], generator=cfg.generator,
                                raft=cfg.raft.model_copy(update={"fraction": 0.0}), retrieve=distractors, rng=rng,
                                scores=scores, split_kinds=[k for _, _, k in eval_triples])
-    train = [uniform_row(r) for r in scrub.rows(train, drop=False) + imports]
-    return train, [uniform_row(r) for r in scrub.rows(evals, drop=False)], len(train_pairs)
+    train = [uniform_row(r) for r in scrub.rows(train) + imports]
+    return train, [uniform_row(r) for r in scrub.rows(evals)], len(train_pairs)
 
 
 def synthesize(chunks: list[Chunk], cfg: DatasetConfig, root: Path, *, search: Callable[[list[str], int], list[list[Source]]],
@@ -260,9 +221,10 @@ def synthesize(chunks: list[Chunk], cfg: DatasetConfig, root: Path, *, search: C
     """
     if not chunks:
         raise ValueError("the index is empty; run `ragtune ingest` first")
-    clock, scrub = _Clock(), _Scrub(cfg)
+    clock, scrub = _Clock(), Redactor(cfg)
     imports = [row for path in cfg.imports for row in read_import(Path(path))]  # a bad file fails before any work
-    eligible = [c for c in chunks if readable_by_audience(c.acl, cfg.audience)]
+    # redacted before anything reads them: generators, filters, RAFT context all see the same text
+    eligible = [scrub.chunk(c) for c in chunks if readable_by_audience(c.acl, cfg.audience)]
     fingerprint = generation_fingerprint(cfg, generator_model)
     previous, previous_card = _previous_cache(root, fingerprint)
     search_fingerprint = f"{search_fingerprint}:{cfg.round_trip_top_k}:{sorted(cfg.audience)}"
@@ -272,14 +234,13 @@ def synthesize(chunks: list[Chunk], cfg: DatasetConfig, root: Path, *, search: C
     pairs = [(by_id[e["chunk_id"]], QAPair(**p)) for e in entries for p in e["pairs"]]
     generated = Counter(f"{cfg.generator}:{p.kind}" for _, p in pairs)
     heldout = heldout_documents(Counter(c.doc_id for c in eligible), cfg.heldout_documents_fraction, cfg.seed)
-    round_trip, distractors = _retrievers(search, set(by_id), heldout)
+    round_trip, distractors = _retrievers(search, by_id, heldout)
     known = _known_ranks(entries, previous, previous_card.get("search_fingerprint") == search_fingerprint)
     kept, dropped, scores, ranks, checked = _filtered(pairs, cfg, round_trip, known, teacher_stats, clock,
                                                       show_progress)
     _store_ranks(entries, ranks)
-    imports = scrub.rows(filter_imports(imports, cfg, dropped), drop=True)
+    imports = scrub.rows(filter_imports(imports, cfg, dropped))
     generated.update(r["generator"] for r in imports)
-    found_in_pairs = Counter(scrub.found)
     train, evals, n_train_pairs = _rows(kept, cfg, heldout, distractors, scores, scrub, imports)
     dropped["pii"] += scrub.dropped
     check_size(n_train_pairs + len(imports), dropped, len(pairs), cfg.min_examples)
@@ -292,8 +253,7 @@ def synthesize(chunks: list[Chunk], cfg: DatasetConfig, root: Path, *, search: C
         "round_trip": {"enabled": cfg.round_trip, "top_k": cfg.round_trip_top_k, "checked": checked,
                        "reused": sum(key in known for key in ranks),
                        "passed": checked - dropped["round_trip"] if cfg.round_trip else None},
-        "pii": {"mode": cfg.pii_mode, "found": dict(found_in_pairs), "found_in_context":
-                dict(scrub.found - found_in_pairs), "dropped_examples": scrub.dropped},
+        "pii": scrub.report(),
         "heldout_documents": sorted(heldout),
         "seconds": clock.laps,
     }

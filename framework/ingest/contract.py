@@ -15,11 +15,15 @@ from __future__ import annotations
 import re
 import string
 from dataclasses import dataclass
-from typing import Callable, Iterator, Protocol, Union, runtime_checkable
+from typing import Annotated, Callable, Iterator, Protocol, Union, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from framework.records import Document
+from framework.records import Document, check_group
+
+# A group name in config (source acl / acl_paths, router.groups, dataset.audience): the same rule
+# as a Principal's groups (framework.records.GROUP_PATTERN), so config can name no group nobody may hold.
+GroupName = Annotated[str, AfterValidator(check_group)]
 
 
 @dataclass(frozen=True)
@@ -42,13 +46,27 @@ class SourceItem:
 class LoadFailure:
     """A document that could not be read, with the reason the ingest report shows.
 
-    With a `doc_id`, the document still exists (e.g. unreadable for now, or over the
-    size limit) and its indexed chunks are kept; without one it is treated as gone.
+    With a `doc_id`, the document still exists (empty or corrupt for now, unreadable, over the
+    size limit) and its indexed chunks are kept until it reads again or is gone; without one it
+    is treated as gone. `keep_prefix` keeps every indexed document whose id starts with it that
+    the scan did not list: for a failure that hides documents it cannot name one by one (a Slack
+    day file, a Notion database CSV). The reason says what is wrong and what to do; the ingest
+    report puts the document's name in front of it, so it need not name the file.
     """
 
     uri: str
     reason: str
     doc_id: str | None = None
+    keep_prefix: str | None = None
+
+
+class DocumentError(ValueError):
+    """A document exists but holds no usable text; the message is the report's reason as is.
+
+    Connectors raise it (or a subclass such as connectors.formats.ParseError) from `read()`
+    with the cause and the fix, e.g. "not a valid DOCX (unbound prefix); re-save it in Word".
+    Other exceptions are reported with their class name, since that is then part of the cause.
+    """
 
 
 @runtime_checkable
@@ -67,9 +85,9 @@ class SourceConfig(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     type: str
-    acl: list[str] = []
+    acl: list[GroupName] = []
     public: bool = False
-    acl_paths: dict[str, list[str]] = {}
+    acl_paths: dict[str, list[GroupName]] = {}
 
 
 def check_template(template: str | None, allowed: set[str] | None) -> None:

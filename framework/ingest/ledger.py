@@ -54,6 +54,11 @@ class Ledger:
             return "changed"
         return "unchanged"
 
+    def indexed(self, doc_id: str) -> bool:
+        """Whether a version of the document was committed: it has chunks in the index to keep."""
+        row = self.db.execute("SELECT version FROM documents WHERE doc_id=?", (doc_id,)).fetchone()
+        return row is not None and row[0] is not None
+
     def known_ids(self, doc_id: str) -> set[str]:
         """Committed and pending chunk ids: everything this document may have in the index."""
         row = self.db.execute("SELECT chunk_ids, pending_ids FROM documents WHERE doc_id=?", (doc_id,)).fetchone()

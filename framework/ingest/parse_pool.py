@@ -10,9 +10,13 @@ dies is replaced the same way. A dispatcher thread keeps the workers busy while 
 caller chunks and embeds, so parsing overlaps embedding. `workers=0` parses in the
 calling process, without a time limit.
 
+Each result carries what the parse said besides its outcome: the warnings libraries raised
+or logged meanwhile (framework.ingest.capture), for the document's report entry, and an error
+that names the cause once: a `DocumentError`'s message as is, anything else with its class.
+
 Example:
     >>> with ParsePool(items, workers=1, timeout_s=60) as pool:   # doctest: +SKIP
-    ...     for position, document, error, seconds in pool.results():
+    ...     for position, document, error, seconds, warnings in pool.results():
     ...         ...
 """
 
@@ -29,14 +33,39 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
-from typing import Iterator, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
-from framework.ingest.contract import SourceItem
+from framework.ingest.capture import captured
+from framework.ingest.contract import DocumentError, SourceItem
 from framework.records import Document
 
 log = logging.getLogger(__name__)
 
-Result = tuple[int, "Document | None", "str | None", float]
+
+class Result(NamedTuple):
+    position: int
+    document: Document | None
+    error: str | None
+    seconds: float
+    warnings: tuple[str, ...] = ()
+
+
+def error_reason(err: Exception) -> str:
+    """The report's reason for a parser exception: the cause once, and what to do."""
+    if isinstance(err, DocumentError):
+        return str(err)
+    return (f"the parser failed ({type(err).__name__}: {err}); the file may be corrupt: open and save it again, "
+            "or exclude it")
+
+
+def parse(item: SourceItem) -> tuple[str, "Document | str", tuple[str, ...]]:
+    """("ok", document) or ("error", reason), with the warnings raised meanwhile."""
+    with captured() as found:
+        try:
+            outcome = ("ok", item.read())
+        except Exception as err:  # any parser error is a report entry for this document only
+            outcome = ("error", error_reason(err))
+    return (*outcome, tuple(found))
 
 
 def _serve(items: Sequence[SourceItem], conn: Connection, inherited: list[Connection], parent_pid: int) -> None:
@@ -59,15 +88,12 @@ def _serve(items: Sequence[SourceItem], conn: Connection, inherited: list[Connec
         if position is None:
             return
         start = time.perf_counter()
+        status, value, found = parse(items[position])
         try:
-            outcome = ("ok", items[position].read())
-        except Exception as err:  # any parser error is a report entry for this document only
-            outcome = ("error", f"{type(err).__name__}: {err}")
-        try:
-            conn.send((*outcome, time.perf_counter() - start))
+            conn.send((status, value, time.perf_counter() - start, found))
         except Exception as err:  # e.g. a connector's Document that cannot be pickled
-            conn.send(("error", f"the parsed document could not be sent back: {type(err).__name__}: {err}",
-                       time.perf_counter() - start))
+            conn.send(("error", f"the parsed document could not be sent back ({type(err).__name__}: {err}); "
+                       "report this connector's bug", time.perf_counter() - start, found))
 
 
 @dataclass
@@ -99,7 +125,7 @@ class ParsePool:
         self.close()
 
     def results(self) -> Iterator[Result]:
-        """(position, document or None, error or None, parse seconds) for every item, in completion order."""
+        """A Result (position, document or None, error or None, seconds, warnings) per item, in completion order."""
         if self.workers == 0 or not self.items:
             yield from (self._parse_here(i) for i in range(len(self.items)))
             return
@@ -124,10 +150,9 @@ class ParsePool:
     # -- in the calling process --------------------------------------------------------------------
     def _parse_here(self, position: int) -> Result:
         start = time.perf_counter()
-        try:
-            return position, self.items[position].read(), None, time.perf_counter() - start
-        except Exception as err:  # one bad document is a report entry, never an aborted run
-            return position, None, f"{type(err).__name__}: {err}", time.perf_counter() - start
+        status, value, found = parse(self.items[position])
+        doc, error = (value, None) if status == "ok" else (None, value)
+        return Result(position, doc, error, time.perf_counter() - start, found)
 
     # -- the dispatcher thread ---------------------------------------------------------------------
     def _fork(self) -> _Worker:
@@ -167,16 +192,17 @@ class ParsePool:
                 continue
             if worker.conn in ready:
                 try:
-                    status, value, seconds = worker.conn.recv()
+                    status, value, seconds, found = worker.conn.recv()
                 except (EOFError, OSError):
-                    self._replace(i, f"the parser crashed ({_exit_reason(worker.process)}); the file may be corrupt")
+                    self._replace(i, f"the parser crashed ({_exit_reason(worker.process)}); the file may be corrupt: "
+                                     "open and save it again, or exclude it")
                     continue
                 doc, error = (value, None) if status == "ok" else (None, value)
-                self._put((worker.position, doc, error, seconds))
+                self._put(Result(worker.position, doc, error, seconds, found))
                 worker.position = None
             elif time.monotonic() - worker.started > self.timeout_s:
-                self._replace(i, f"parse timed out after {self.timeout_s:g}s (ingest.parse_timeout_s); "
-                                 "the file may be pathological, or raise the limit")
+                self._replace(i, f"parsing took longer than {self.timeout_s:g}s (ingest.parse_timeout_s) and was "
+                                 "stopped; the file may be pathological: exclude it, or raise the limit")
 
     def _replace(self, i: int, reason: str) -> None:
         worker = self._pool[i]
@@ -184,7 +210,7 @@ class ParsePool:
         _end(worker)
         log.warning("parser worker replaced: %s", reason)
         self._pool[i] = self._fork()
-        self._put((worker.position, None, reason, seconds))
+        self._put(Result(worker.position, None, reason, seconds))
 
     def _put(self, result) -> None:
         while not self._stop.is_set():

@@ -5,6 +5,11 @@ Unchanged documents cost a hash; changed ones replace their chunks (new ids upse
 stale ids deleted); deleted ones leave the index. One bad file is a report entry, never
 an aborted run. Two ingests on one workspace are refused: the second fails at once.
 
+Nothing is lost to a bad read: a document that still exists but fails (emptied by a cut-short
+save, corrupt, over a limit) keeps its indexed chunks, and its report entry says
+`kept previous version`, until it reads again or is deleted. Each entry's reason names the
+document once, then the cause and what to do; warnings its parser raised are in the entry.
+
 Example:
     >>> report = project.ingest()            # doctest: +SKIP
     >>> report.counts["unchanged"]           # doctest: +SKIP
@@ -50,6 +55,7 @@ class IngestReport:
     chunks_deleted: int = 0
     failures: list[dict] = field(default_factory=list)
     seconds: Counter = field(default_factory=Counter)
+    warnings: list[dict] = field(default_factory=list)  # documents indexed despite their parser's warnings
 
     def to_dict(self) -> dict:
         """What `ragtune ingest --json` prints. Parsing runs in worker processes beside chunking and
@@ -59,6 +65,7 @@ class IngestReport:
             "chunks_embedded": self.chunks_embedded,
             "chunks_deleted": self.chunks_deleted,
             "failures": self.failures,
+            "warnings": self.warnings,
             "seconds": {k: round(self.seconds.get(k, 0.0), 3) for k in STAGES},
         }
 
@@ -110,12 +117,15 @@ def ingest(connectors: Sequence[Connector], *, embedder: Embedder, index: ChunkS
         with ParsePool([item for item, _ in todo], workers=parse_workers, timeout_s=parse_timeout_s) as pool:
             results = track(pool.results(), f"ingest {connector.name}", total=len(todo),
                             enabled=show_progress and bool(todo))
-            for position, doc, error, seconds in results:
+            for position, doc, error, seconds, warned in results:
                 item, state = todo[position]
                 report.seconds["parse"] += seconds
                 if doc is None:
-                    _fail(report, item.uri, error or "no document", item.doc_id)
+                    _fail(report, ledger, item.uri, error or "the connector returned no document", item.doc_id,
+                          warnings=warned)
                     continue
+                if warned:
+                    report.warnings.append({**_where(item.uri, item.doc_id), "warnings": list(warned)})
                 with _timed(report, "chunk"):
                     chunks = chunk_document(doc, splitter)
                 report.counts[state] += 1
@@ -172,9 +182,13 @@ def _classify(connector: Connector, ledger: Ledger, report: IngestReport,
     """Scan a source: the items to parse with their state, and every document id still present."""
     todo: list[tuple[SourceItem, str]] = []
     seen: set[str] = set()
+    hiding: list[LoadFailure] = []
     for item in connector.scan():
         if isinstance(item, LoadFailure):
-            _fail(report, item.uri, item.reason, item.doc_id)
+            if item.keep_prefix:
+                hiding.append(item)  # reported below, once the documents it keeps are known
+                continue
+            _fail(report, ledger, item.uri, item.reason, item.doc_id)
             if item.doc_id:
                 seen.add(item.doc_id)
             continue
@@ -184,13 +198,34 @@ def _classify(connector: Connector, ledger: Ledger, report: IngestReport,
             report.counts["unchanged"] += 1
         else:
             todo.append((item, state))
+    indexed = ledger.doc_ids(connector.name)
+    for failure in hiding:
+        kept = {d for d in indexed - seen if d.startswith(failure.keep_prefix or "")}
+        seen |= kept
+        _fail(report, ledger, failure.uri, failure.reason, failure.doc_id, kept=len(kept))
     return todo, seen
 
 
-def _fail(report: IngestReport, uri: str, reason: str, doc_id: str | None = None) -> None:
+def _fail(report: IngestReport, ledger: Ledger, uri: str, reason: str, doc_id: str | None = None, *,
+          kept: int | None = None, warnings: Sequence[str] = ()) -> None:
+    """One report entry: the document named once, the cause and the fix, and what was kept of it.
+
+    A document that still exists keeps its indexed chunks (`kept previous version`); a failure
+    that hides several documents keeps all of theirs (`kept N previously indexed documents`)."""
+    where = _where(uri, doc_id)
+    if kept is None:
+        kept = int(bool(doc_id) and ledger.indexed(doc_id))
+        note = "kept previous version" if kept else ""
+    else:
+        note = f"kept {kept} previously indexed document{'s' * (kept != 1)} it holds" if kept else ""
+    text = f"{where['path']}: {reason.strip().rstrip('.')}" + (f"; {note}" if note else "")
     report.counts["failed"] += 1
-    report.failures.append({"uri": uri, "path": _path(uri), "doc_id": doc_id, "reason": reason})
-    log.warning("skipped %s: %s", uri, reason)
+    report.failures.append({**where, "reason": text, "kept_previous": bool(kept), "warnings": list(warnings)})
+    log.warning("skipped %s", text)
+
+
+def _where(uri: str, doc_id: str | None) -> dict:
+    return {"uri": uri, "path": _path(uri), "doc_id": doc_id}
 
 
 def _write(batch: list[tuple[Document, list[Chunk], str]], embedder: Embedder, index: ChunkStore, ledger: Ledger,
@@ -231,9 +266,10 @@ def _remove_deleted(doc_ids: set[str], index: ChunkStore, ledger: Ledger, report
 
 
 def _path(uri: str) -> str:
-    """A file uri as a local path for the report; other uris unchanged."""
+    """A file uri as a local path for the report (an entry of a zip export after `#`); other uris unchanged."""
     if uri.startswith("file://"):
         from urllib.parse import unquote, urlparse
 
-        return unquote(urlparse(uri).path)
+        parsed = urlparse(uri)
+        return unquote(parsed.path) + (f"#{parsed.fragment}" if parsed.fragment else "")
     return uri

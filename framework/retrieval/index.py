@@ -10,6 +10,12 @@ embedding function disabled, so Chroma never downloads its default model; the
 embedder's name is recorded on the collection and a mismatch is refused, since vectors
 from two embedders cannot be compared.
 
+A chunk's ACL is a Chroma metadata list searched with `$contains`. A chunk whose document has
+an empty ACL is stored without the key at all (Chroma refuses empty lists), so no group, named
+or not, can match it. Indexes written before that stored the sentinel `__nobody__` instead; it is
+not a valid group name, so no principal can hold it, and reading a chunk drops it, so those
+chunks stay unreadable without re-indexing (the BM25 index is rebuilt without it on first use).
+
 Example:
     >>> idx = ChromaIndex.open(path=".ragtune/chroma", collection="docs", embedder_name="hashing-256")  # doctest: +SKIP
 """
@@ -20,7 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
-from framework.records import Chunk, Principal, Source
+from framework.records import Chunk, Principal, Source, is_group
 
 
 class IndexConfigError(RuntimeError):
@@ -96,7 +102,7 @@ class ChromaIndex:
         from framework.retrieval.lexical import chunks_fingerprint
 
         res = self._get_all(["metadatas"])
-        return chunks_fingerprint(res["ids"], [list(m.get("acl") or []) for m in res["metadatas"]])
+        return chunks_fingerprint(res["ids"], [list(_acl(m)) for m in res["metadatas"]])
 
     def _get_all(self, include: list[str], page: int = 5000) -> dict:
         """The whole collection in pages, so a large one on a Chroma server is not one huge response."""
@@ -139,12 +145,12 @@ class ChromaIndex:
         n = self.collection.count()
         if n == 0:
             return []
-        readable = set(principal.readable_groups)
+        readable = set(_groups(principal))
         wide = min(n, max(4 * k, 40))
         res = self.collection.query(query_embeddings=[vector.tolist()], n_results=wide,
                                     include=["documents", "metadatas", "distances"])
         rows = zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0])
-        hits = [_source(i, d, m, 1.0 - dist) for i, d, m, dist in rows if readable.intersection(m.get("acl") or ())]
+        hits = [_source(i, d, m, 1.0 - dist) for i, d, m, dist in rows if readable.intersection(_acl(m))]
         if len(hits) >= k or wide == n:
             return hits[:k]
         res = self.collection.query(query_embeddings=[vector.tolist()], n_results=min(k, n),
@@ -153,14 +159,28 @@ class ChromaIndex:
                 zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0])]
 
 
+def _groups(principal: Principal) -> tuple[str, ...]:
+    """The principal's groups that an ACL can hold; Principal already refuses others, this is a second lock."""
+    return tuple(g for g in principal.readable_groups if is_group(g))
+
+
+def _acl(meta: dict) -> tuple[str, ...]:
+    """A stored chunk's ACL: empty for a chunk nobody may read, whether stored without the key or (older
+    indexes) with the `__nobody__` sentinel, which is not a group name."""
+    return tuple(g for g in meta.get("acl") or () if is_group(g))
+
+
 def _acl_filter(principal: Principal) -> dict:
-    clauses = [{"acl": {"$contains": g}} for g in principal.readable_groups]
+    clauses = [{"acl": {"$contains": g}} for g in _groups(principal)]
     return clauses[0] if len(clauses) == 1 else {"$or": clauses}
 
 
 def _metadata(c: Chunk) -> dict:
     meta = {"doc_id": c.doc_id, "position": c.position, "title": c.title, "uri": c.uri, "source": c.source,
-            "doc_hash": c.doc_hash, "acl": list(c.acl) if c.acl else ["__nobody__"], "section": c.section}
+            "doc_hash": c.doc_hash, "section": c.section}
+    acl = [g for g in c.acl if is_group(g)]
+    if acl:  # an empty ACL is no key at all: nothing to match, and Chroma refuses empty lists
+        meta["acl"] = acl
     if c.page is not None:
         meta["page"] = c.page
     if c.page_end is not None:
@@ -171,7 +191,7 @@ def _metadata(c: Chunk) -> dict:
 def _chunk(chunk_id: str, text: str, meta: dict) -> Chunk:
     return Chunk(id=chunk_id, doc_id=meta["doc_id"], position=int(meta.get("position", 0)), text=text,
                  title=meta.get("title", ""), uri=meta.get("uri", ""), source=meta.get("source", ""),
-                 doc_hash=meta.get("doc_hash", ""), acl=tuple(meta.get("acl") or ()), section=meta.get("section", ""),
+                 doc_hash=meta.get("doc_hash", ""), acl=_acl(meta), section=meta.get("section", ""),
                  page=meta.get("page"), page_end=meta.get("page_end"))
 
 

@@ -26,6 +26,8 @@ from typing import Sequence
 
 import numpy as np
 
+from framework.records import is_group
+
 
 def chunks_fingerprint(ids: Sequence[str], acls: Sequence[Sequence[str]]) -> str:
     """Changes when a chunk is added, deleted, or its ACL changes."""
@@ -122,10 +124,13 @@ class LexicalIndex:
         return cls(bm25, data["ids"], data["acls"])
 
     def _mask(self, groups: tuple[str, ...]) -> np.ndarray:
-        """1 for chunks the groups may read; computed once per set of groups (an index never changes)."""
+        """1 for chunks the groups may read; computed once per set of groups (an index never changes).
+
+        Only valid group names match, so a chunk with an empty ACL (or an old index's `__nobody__`
+        sentinel) is never readable, whatever a caller passes."""
         cache = self._masks
         if groups not in cache:
-            allowed = set(groups)
+            allowed = {g for g in groups if is_group(g)}
             if len(cache) > 256:
                 cache.clear()
             cache[groups] = np.array([1.0 if allowed.intersection(a) else 0.0 for a in self.acls], dtype=np.float32)

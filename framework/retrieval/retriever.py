@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -52,12 +53,14 @@ class Retriever:
         self.cfg = cfg
         self.reranker = reranker
         self._lexical: LexicalIndex | None = None
+        self._lexical_lock = threading.Lock()  # a server's first questions arrive together: build BM25 once
 
     @property
     def lexical(self) -> LexicalIndex:
-        if self._lexical is None:
-            self._lexical = sync_lexical(self.index, self.lexical_dir)
-        return self._lexical
+        with self._lexical_lock:
+            if self._lexical is None:
+                self._lexical = sync_lexical(self.index, self.lexical_dir)
+            return self._lexical
 
     def refresh(self) -> None:
         """Call after an ingest: the next search re-syncs the lexical index."""

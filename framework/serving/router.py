@@ -10,11 +10,15 @@ raw top cosine score; it is computed once per question and also decides abstenti
 (`router.abstain_below`: "The documents don't say." instead of guessing).
 
 Adapter: the principal's group adapter (`router.group_adapters`) or `router.adapter`, at
-the version pinned in config, else the promoted one, else the newest. An adapter trained
+the version pinned in config, else the promoted one (or the newest, with `adapters.serve:
+latest`); a version nobody promoted is not served. An adapter trained
 on restricted documents serves only members of its audience (weights cannot filter what
 they learned), so anyone else is refused, and `auto` falls back to the modes without it.
 
-Generation runs in batches grouped by adapter: no two adapters in one forward pass.
+Generation goes through the one GenerationWorker that owns the model (serving/worker.py):
+`answer` plans in the caller's thread (retrieval, mode, adapter, audience), then queues the
+conversations, which the worker answers in micro-batches grouped by adapter, so no two
+adapters are in one forward pass and any number of threads may call `answer` at once.
 Everything but `Router` is a pure function; `Router` takes its parts, so it is tested
 without a Project.
 
@@ -34,13 +38,14 @@ from typing import Sequence
 
 from framework import prompts
 from framework.adapters.manifest import AdapterManifest
-from framework.adapters.registry import AdapterError, AdapterRef, AdapterRegistry, check_base, parse_spec
+from framework.adapters.registry import AdapterError, AdapterRef, AdapterRegistry, ServeRule, check_base, parse_spec
 from framework.config import RouterConfig
-from framework.records import MODE_TABLE, MODES, Answer, Evidence, Principal, Source
+from framework.records import MODE_TABLE, MODES, Answer, Principal, Source
 from framework.retrieval.confidence import Calibration, top_score
 from framework.retrieval.retriever import Retriever
 from framework.serving.evidence import extractive_answer, supporting_evidence
-from framework.serving.generator import Generation, Generator
+from framework.serving.generator import Generation
+from framework.serving.worker import GenerationWorker, results
 
 ABSTAIN_TEXT = "The documents don't say."
 
@@ -83,18 +88,22 @@ def in_audience(manifest: AdapterManifest, principal: Principal) -> bool:
     return not manifest.audience or bool(set(manifest.audience).intersection(principal.groups))
 
 
-def served_adapter(registry: AdapterRegistry, cfg: RouterConfig, principal: Principal) -> AdapterRef:
+def served_adapter(registry: AdapterRegistry, cfg: RouterConfig, principal: Principal, *,
+                   serve: ServeRule = "promoted") -> AdapterRef:
     """The adapter version serving this principal: their group's adapter or `router.adapter`, at the
     version pinned in config (`router.adapter_version` applies to `router.adapter` only), else the
-    promoted one, else the newest."""
+    promoted one (`serve="latest"`: the newest). Read from the registry on every call, so a promotion
+    goes live with the next question, in every process sharing the workspace."""
     spec = next((cfg.group_adapters[g] for g in principal.groups if g in cfg.group_adapters), cfg.adapter)
-    return registry.resolve(spec, pinned=cfg.adapter_version if spec == cfg.adapter else None)
+    return registry.resolve(spec, pinned=cfg.adapter_version if spec == cfg.adapter else None, serve=serve)
 
 
-def served_version(registry: AdapterRegistry, cfg: RouterConfig, name: str) -> str | None:
-    """The version the router serves for adapter `name` (what `ragtune adapters list` marks)."""
+def served_version(registry: AdapterRegistry, cfg: RouterConfig, name: str, *,
+                   serve: ServeRule = "promoted") -> str | None:
+    """The version the router serves for adapter `name` (what `ragtune adapters list` marks); None: none."""
     mine = parse_spec(cfg.adapter)[0] == name
-    return registry.resolve(cfg.adapter if mine else name, pinned=cfg.adapter_version if mine else None).version
+    ref = registry.served(cfg.adapter if mine else name, pinned=cfg.adapter_version if mine else None, serve=serve)
+    return ref.version if ref else None
 
 
 def abstention(value: float | None, floor: float | None, label: str) -> str | None:
@@ -114,57 +123,65 @@ class Plan:
     reason: str
     sources: tuple[Source, ...]
     adapter: str | None
+    adapter_path: Path | None
     confidence: float | None
     abstain: bool
     conversation: list[dict]
 
 
 class Router:
-    """Answers questions for a principal: plans each one, then generates in batches per adapter.
+    """Answers questions for a principal: plans each one here, then queues it to the generation worker, which
+    batches it with other callers' questions of the same adapter.
 
     Example:
-        >>> router = Router(cfg.router, retriever=retriever, generator=generator,   # doctest: +SKIP
+        >>> router = Router(cfg.router, retriever=retriever, worker=GenerationWorker(generator),  # doctest: +SKIP
         ...                 registry=AdapterRegistry(ws.adapters), base_model_dir=base)
         >>> router.answer(["How many leave days?"], principal=Principal(groups=("staff",)))  # doctest: +SKIP
     """
 
-    def __init__(self, cfg: RouterConfig, *, retriever: Retriever, generator: Generator, registry: AdapterRegistry,
-                 base_model_dir: Path, calibration: Calibration | None = None, max_new_tokens: int = 96,
-                 answer_style: str = "generative", evidence_sentences: int = 2) -> None:
+    def __init__(self, cfg: RouterConfig, *, retriever: Retriever, worker: GenerationWorker, registry: AdapterRegistry,
+                 base_model_dir: Path | None, calibration: Calibration | None = None, max_new_tokens: int = 96,
+                 serve: ServeRule = "promoted", answer_style: str = "generative", evidence_sentences: int = 2) -> None:
         self.cfg = cfg
         self.retriever = retriever
-        self.generator = generator
+        self.worker = worker
         self.registry = registry
-        self.base_model_dir = base_model_dir
+        self.base_model_dir = base_model_dir  # None: the backend holds the base (remote); no fingerprint check
         self.calibration = calibration
         self.max_new_tokens = max_new_tokens
+        self.serve = serve
         self.answer_style = answer_style
         self.evidence_sentences = evidence_sentences
 
-    def answer(self, questions: Sequence[str], *, principal: Principal, mode: str | None = None) -> list[Answer]:
-        """Answer several questions in one batch of generation per adapter (same requested mode for all)."""
+    @property
+    def generator(self):
+        return self.worker.generator
+
+    def answer(self, questions: Sequence[str], *, principal: Principal, mode: str | None = None,
+               max_new_tokens: int | None = None) -> list[Answer]:
+        """Answer several questions (same requested mode for all); safe to call from many threads at once.
+
+        `max_new_tokens` lowers the configured budget (`generator.max_new_tokens`) for these answers."""
         if not all(isinstance(q, str) and q.strip() for q in questions):
             raise ValueError("every question must be a non-empty string")
+        budget = min(max_new_tokens or self.max_new_tokens, self.max_new_tokens)
         requested, reason = choose_mode(mode, principal, self.cfg)
         start = time.perf_counter()
         plans = [self.plan(q, requested, reason, principal) for q in questions]
-        outs = [Generation(ABSTAIN_TEXT) if p.abstain else None for p in plans]
-        evidence: list[tuple[Evidence, ...] | None] = [() if p.abstain else None for p in plans]
         extract = self.answer_style == "extractive"
-        by_adapter: dict[str | None, list[int]] = {}
-        for i, p in enumerate(plans):
-            if extract and p.sources and not p.abstain:  # the sources' own sentences, no generation
-                text, evidence[i] = extractive_answer(p.question, p.sources, embed=self.retriever.embedder.embed,
-                                                      limit=max(1, self.evidence_sentences))
-                outs[i], plans[i] = Generation(text), dataclasses.replace(p, adapter=None)
-            elif not p.abstain:
-                by_adapter.setdefault(p.adapter, []).append(i)
-        for adapter, idx in by_adapter.items():
-            done = self.generator.complete([plans[i].conversation for i in idx], adapter=adapter,
-                                           max_new_tokens=self.max_new_tokens)
-            for i, generation in zip(idx, done):
-                outs[i] = generation
-                evidence[i] = supporting_evidence(generation.text, plans[i].sources, limit=self.evidence_sentences)
+        quoted = {i: extractive_answer(p.question, p.sources, embed=self.retriever.embedder.embed,
+                                       limit=max(1, self.evidence_sentences))
+                  for i, p in enumerate(plans) if extract and p.sources and not p.abstain}
+        plans = [dataclasses.replace(p, adapter=None) if i in quoted else p for i, p in enumerate(plans)]
+        futures = [self.worker.submit(p.conversation, max_new_tokens=budget,
+                                      adapter=(p.adapter, p.adapter_path) if p.adapter else None)
+                   for i, p in enumerate(plans) if not p.abstain and i not in quoted]
+        done = iter(results(futures))
+        outs = [Generation(ABSTAIN_TEXT) if p.abstain else Generation(quoted[i][0]) if i in quoted else next(done)
+                for i, p in enumerate(plans)]
+        evidence = [quoted[i][1] if i in quoted else () if p.abstain else
+                    supporting_evidence(g.text, p.sources, limit=self.evidence_sentences)
+                    for i, (p, g) in enumerate(zip(plans, outs))]
         per_question = (time.perf_counter() - start) / max(1, len(questions))
         return [Answer(text=g.text, question=p.question, mode=p.mode, prompt=self.generator.render(p.conversation),
                        sources=p.sources, adapter=p.adapter, latency_s=per_question, reason=p.reason,
@@ -187,18 +204,20 @@ class Router:
         if retrieve:
             value = confidence if confidence is not None else top_score(sources)
             why = abstention(value, self.cfg.abstain_below, "confidence" if confidence is not None else "top score")
-        adapter = self.adapter_key(principal) if use_adapter and why is None else None
+        adapter = self.adapter_ref(principal) if use_adapter and why is None else None
         conversation = prompts.with_context(question, sources) if retrieve else prompts.closed_book(question)
         return Plan(question=question, mode=mode, reason=f"{reason}; {why}" if why else reason,
-                    sources=tuple(sources), adapter=adapter, confidence=confidence, abstain=why is not None,
-                    conversation=conversation)
+                    sources=tuple(sources), adapter=adapter.key if adapter else None,
+                    adapter_path=adapter.path if adapter else None, confidence=confidence,
+                    abstain=why is not None, conversation=conversation)
 
     def _confidence(self, sources: Sequence[Source]) -> float | None:
         return self.calibration.confidence(top_score(sources)) if self.calibration is not None else None
 
     def _auto(self, sources: Sequence[Source], principal: Principal) -> tuple[str, str]:
         try:
-            has_adapter = in_audience(served_adapter(self.registry, self.cfg, principal).manifest, principal)
+            has_adapter = in_audience(served_adapter(self.registry, self.cfg, principal, serve=self.serve).manifest,
+                                      principal)
         except AdapterError:
             has_adapter = False
         if self.calibration is not None:
@@ -206,16 +225,16 @@ class Router:
                                 label="retrieval confidence")
         return resolve_auto(top_score(sources), has_adapter, self.cfg.auto_min_score)
 
-    def adapter_key(self, principal: Principal) -> str:
-        """The principal's adapter, loaded into the generator once; checks its audience and its base."""
-        ref = served_adapter(self.registry, self.cfg, principal)
+    def adapter_ref(self, principal: Principal) -> AdapterRef:
+        """The principal's served adapter, after checking its audience and (before its first load) its base;
+        the worker loads it into the generator."""
+        ref = served_adapter(self.registry, self.cfg, principal, serve=self.serve)
         if not in_audience(ref.manifest, principal):
             raise PermissionError(
                 f"adapter {ref.key} learned documents restricted to {sorted(ref.manifest.audience)}; user "
                 f"{principal.user!r} (groups {list(principal.groups)}) is not in that audience. Use mode rag or "
                 "prompt_only, or an adapter trained for this user's groups."
             )
-        if not self.generator.has_adapter(ref.key):
+        if self.base_model_dir is not None and not self.generator.has_adapter(ref.key):
             check_base(ref, self.base_model_dir)
-            self.generator.load_adapter(ref.key, ref.path)
-        return ref.key
+        return ref

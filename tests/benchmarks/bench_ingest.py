@@ -22,9 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from framework.project import load_config_dict
+from framework.project import Project, load_config_dict
 from framework.retrieval.embedder import build_embedder
-from framework.project import Project
 
 sys.path.insert(0, str(Path(__file__).parent))  # llamaindex_baseline.py lives beside this file
 from llamaindex_baseline import build_default_index, write_anthropic_pages  # noqa: E402
@@ -113,7 +112,7 @@ def test_bench_parse_isolation_overhead(tmp_path):
     for workers in (0, 1, 2) * 3:  # three rounds, best of each
         start = time.perf_counter()
         with ParsePool(items, workers=workers, timeout_s=60) as pool:
-            assert sum(1 for _, doc, _, _ in pool.results() if doc is not None) == len(items)
+            assert sum(1 for r in pool.results() if r.document is not None) == len(items)
         timings[workers] = min(timings.get(workers, 1e9), 1000 * (time.perf_counter() - start) / len(items))
     for workers, ms in timings.items():
         print(f"{workers:<14} {ms:>8.3f}")
