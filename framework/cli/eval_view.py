@@ -1,55 +1,76 @@
-"""How `ragtune eval` shows a result in the terminal: rich tables of the headline metrics with
-their intervals, the paired differences against the baseline, and the gate verdicts.
-The report folder holds every metric (framework.evaluation.report).
+"""How `ragtune eval` shows a result in the terminal: the metrics (one line each, one column
+per row of the run) with 95% intervals, the headline metrics per split kind, the paired
+differences against the baseline, refused rows and the gate verdicts. The report folder
+holds all of it with 3 decimals (framework.evaluation.report).
 """
 
 from __future__ import annotations
 
 from rich.table import Table
 
-from framework.evaluation.report import cell
-from framework.evaluation.results import ALL, EvaluationResult
-from framework.evaluation.stats import NA
+from framework.evaluation.results import ALL, LOWER_IS_BETTER, METRICS, EvaluationResult
+from framework.evaluation.stats import NA, Estimate
 
-HEADLINE = ("token_f1", "new_word_recall", "semantic_similarity", "groundedness", "repetition_rate",
-            "retrieval_hit", "latency_p50_s", "tokens_per_s")
+BY_KIND = ("token_f1", "new_word_recall", "semantic_similarity")
 DIFFERENCES = ("token_f1", "new_word_recall", "semantic_similarity", "groundedness")
 
 
-def metrics_table(result: EvaluationResult, split_kind: str | None = ALL) -> Table:
-    where = "all questions" if split_kind is ALL else f"{split_kind} questions"
-    table = Table(title=f"{where}: value (95% interval)", title_justify="left")
-    for col in ("row", *HEADLINE):
-        table.add_column(col, overflow="fold")
-    for r in result.results:
-        if r.refused:
-            table.add_row(r.label, f"refused: {r.refused}", *["-"] * (len(HEADLINE) - 1))
-        else:
-            table.add_row(r.label, *[cell(result.estimate(r.label, m, split_kind)) for m in HEADLINE])
+def short(est: Estimate, *, signed: bool = False, digits: int = 2) -> str:
+    if est.value is None:
+        return "n/a"
+    f = f"{{:{'+' if signed else ''}.{digits}f}}"
+    star = "*" if signed and (est.low > 0 or est.high < 0) else ""
+    return f"{f.format(est.value)} ({f.format(est.low)}–{f.format(est.high)}){star}"
+
+
+def _digits(metric: str) -> int:
+    return 0 if metric == "tokens_per_s" else 2
+
+
+def metrics_table(result: EvaluationResult) -> Table:
+    rows = [r for r in result.results if not r.refused]
+    table = Table(title="value (95% interval) on all questions", title_justify="left")
+    table.add_column("metric")
+    for r in rows:
+        table.add_column(r.label, overflow="fold")
+    for m in METRICS:
+        name = m + (" ↓" if m in LOWER_IS_BETTER else "")
+        table.add_row(name, *[short(result.estimate(r.label, m), digits=_digits(m)) for r in rows])
     return table
 
 
-def differences_table(result: EvaluationResult) -> Table | None:
-    pairs = result.comparisons
-    if not pairs:
-        return None
-    table = Table(title=f"paired difference against {result.baseline} on the same questions "
-                        "(* : the 95% interval excludes 0)", title_justify="left")
-    for col in ("row", "questions", *DIFFERENCES):
+def kinds_table(result: EvaluationResult, kinds: list[str]) -> Table:
+    table = Table(title="per split kind", title_justify="left")
+    for col in ("row", "metric", *kinds):
         table.add_column(col, overflow="fold")
-    for c in pairs:
-        table.add_row(f"{c.label} − {c.baseline}", c.split_kind or "all",
-                      *[cell(c.metrics.get(m, NA), signed=True) for m in DIFFERENCES])
+    for r in (x for x in result.results if not x.refused):
+        for m in BY_KIND:
+            table.add_row(r.label, m, *[short(result.estimate(r.label, m, k)) for k in kinds])
+    return table
+
+
+def differences_table(result: EvaluationResult, kinds: list[str]) -> Table:
+    table = Table(title=f"each row minus {result.baseline}, paired on the same questions "
+                        "(*: the interval excludes 0)", title_justify="left")
+    for col in ("row", "metric", "all", *kinds):
+        table.add_column(col, overflow="fold")
+    for label in dict.fromkeys(c.label for c in result.comparisons):
+        for m in DIFFERENCES:
+            table.add_row(label, m,
+                          *[short(result.difference(label, m, k), signed=True) for k in (ALL, *kinds)])
     return table
 
 
 def show(result: EvaluationResult, console) -> None:
     console.print(metrics_table(result))
-    for kind in sorted({k for r in result.results for k in r.by_split_kind}):
-        console.print(metrics_table(result, kind))
-    diffs = differences_table(result)
-    if diffs is not None:
-        console.print(diffs)
+    kinds = sorted({k for r in result.results for k in r.by_split_kind})
+    if kinds:
+        console.print(kinds_table(result, kinds))
+    if result.comparisons:
+        console.print(differences_table(result, kinds))
+    for r in result.results:
+        if r.refused:
+            console.print(f"[yellow]{r.label} refused:[/yellow] {r.refused}", highlight=False)
     for c in result.gates.checks if result.gates else ():
         mark = "[green]PASS[/green]" if c.passed else "[red]FAIL[/red]"
         console.print(f"{mark} {c.condition}: {c.reason}", highlight=False)

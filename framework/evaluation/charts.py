@@ -17,6 +17,8 @@ from pathlib import Path
 
 from framework.evaluation.results import ALL, LOWER_IS_BETTER, METRICS, EvaluationResult
 
+UNBOUNDED = ("latency_p50_s", "latency_p95_s", "tokens_per_s")
+
 
 def _figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -39,6 +41,8 @@ def _bars(ax, result: EvaluationResult, metric: str, split_kind: str | None) -> 
         if e.value is None:
             ax.text(x, 0, "n/a", ha="center", va="bottom", fontsize=8)
     ax.set_xticks(list(xs), [r.label for r in rows], rotation=30, ha="right", fontsize=7)
+    if metric not in UNBOUNDED:  # shares and similarities: the same 0-1 scale in every panel
+        ax.set_ylim(min([0.0] + [e.low for e in ests if e.low is not None]), 1.0)
     ax.set_title(metric + (" (lower is better)" if metric in LOWER_IS_BETTER else ""), fontsize=9)
 
 
@@ -65,6 +69,8 @@ def quality_latency_chart(result: EvaluationResult, path: Path) -> Path:
             ax.errorbar([t.value], [q.value], xerr=[[t.value - t.low], [t.high - t.value]],
                         yerr=[[q.value - q.low], [q.high - q.value]], fmt="o", color=f"C{j}", capsize=3, label=r.label)
             ax.annotate(r.label, (t.value, q.value), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        ax.set_ylim(0.0, 1.0)
+        ax.set_xlim(left=0.0)
         ax.set_xlabel("median latency, s per question")
         ax.set_ylabel(metric)
         ax.set_title(f"{metric} against latency")

@@ -92,7 +92,8 @@ def parse_condition(text: str) -> Condition:
     while pos < len(text.rstrip()):
         m = _TOKEN.match(text, pos)
         if not m or m.end() == pos:
-            raise GateError(f"gate {text!r}: unexpected {text[pos:].strip()[:1]!r} at column {pos + 1}; {EXAMPLE}")
+            at = len(text) - len(text[pos:].lstrip())
+            raise GateError(f"gate {text!r}: unexpected {text[at]!r} at column {at + 1}; {EXAMPLE}")
         column, pos = m.start(m.lastgroup) + 1, m.end()
         kind, value = m.lastgroup, m.group(m.lastgroup)
         if kind in ("num", "name") and expect_term:
@@ -160,9 +161,8 @@ def check(result: EvaluationResult, condition: Condition) -> GateCheck:
         return GateCheck(condition.text, False, left, right, reason=why_l or why_r)
     passed = OPS[condition.op](round(left, 10), round(right, 10))
     margin = round(left - right, 10)
-    word = "passes" if passed else "fails"
-    return GateCheck(condition.text, passed, left, right, margin,
-                     f"{word}: {left:.4f} {condition.op} {right:.4f} is {passed} (left - right = {margin:+.4f})")
+    verdict = f"{left:.4f} {condition.op} {right:.4f}" if passed else f"{left:.4f} is not {condition.op} {right:.4f}"
+    return GateCheck(condition.text, passed, left, right, margin, f"{verdict} (left - right = {margin:+.4f})")
 
 
 def check_gates(result: EvaluationResult, conditions: Sequence[str | Condition]) -> GateResult:

@@ -35,9 +35,10 @@ def cell(est: Estimate, *, signed: bool = False) -> str:
     return f"{f.format(est.value)} ({f.format(est.low)}–{f.format(est.high)}){star}"
 
 
-def _table(header: Sequence[str], columns: Sequence[Mapping[str, str]]) -> list[str]:
+def _table(header: Sequence[str], columns: Sequence[Mapping[str, str]], metrics: Sequence[str] = tuple(METRICS)
+           ) -> list[str]:
     lines = ["| metric | " + " | ".join(header) + " |", "|---" * (len(header) + 1) + "|"]
-    for metric in METRICS:
+    for metric in metrics:
         note = " (lower is better)" if metric in LOWER_IS_BETTER else ""
         lines.append(f"| {metric}{note} | " + " | ".join(c.get(metric, "n/a") for c in columns) + " |")
     return lines
@@ -57,7 +58,8 @@ def differences_table(result: EvaluationResult, split_kind: str | None = ALL) ->
     if not pairs:
         return []
     cols = [{m: cell(c.metrics.get(m, NA), signed=True) for m in METRICS} for c in pairs]
-    return _table([f"{c.label} − {c.baseline}" for c in pairs], cols)
+    compared = [m for m in METRICS if any(m in c.metrics for c in pairs)]
+    return _table([f"{c.label} − {c.baseline}" for c in pairs], cols, compared)
 
 
 def markdown(result: EvaluationResult, *, title: str, created: str, charts: Sequence[Path] = ()) -> str:
