@@ -140,6 +140,14 @@ class Project:
                                  precision=self.config.precision, registry=self.adapters, workspace=self.workspace,
                                  resume=resume, callbacks=callbacks, show_progress=self.show_progress)
 
+    def estimate_finetune(self, *, measure_steps: int = 2):
+        """Examples, tokens and this machine's measured tokens/s for `finetune` on the latest dataset version,
+        and so its duration (framework.training.estimate); runs a few real training steps, keeps nothing."""
+        from framework.training.run import estimate_run
+
+        return estimate_run(dataset_dir=self.dataset_dir(), base_model_dir=self.base_model_dir,
+                            cfg=self.config.finetune, precision=self.config.precision, measure_steps=measure_steps)
+
     def ask(self, question: str, *, mode: str | None = None, user: str = "anonymous",
             groups: Sequence[str] = ()) -> Answer:
         """Answer one question in the routed mode; the Answer carries prompt, sources and timing."""

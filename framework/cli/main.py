@@ -7,6 +7,7 @@ table or `--json`). Exit codes are in framework.cli.common.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -65,9 +66,24 @@ def synth(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json:
 
 @app.command()
 def finetune(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json: bool = JsonOpt,
-             resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run from its checkpoint.")):
-    """Train a LoRA adapter on the dataset (under torchrun / accelerate launch too)."""
-    manifest = run(lambda: project(config, set_, as_json).finetune(resume=resume))
+             resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run from its checkpoint."),
+             dry_run: bool = typer.Option(False, "--dry-run", help="Only print the estimate: examples, tokens and "
+                                          "the duration at the tokens/s a few real training steps measure here.")):
+    """Train a LoRA adapter on the dataset (under torchrun / accelerate launch too).
+
+    Prints the estimated duration first (measured with 3 real training steps on this
+    machine); --dry-run stops there."""
+    proj = run(lambda: project(config, set_, as_json))
+    if dry_run or int(os.environ.get("WORLD_SIZE", "1")) == 1:  # a distributed run does not stop to measure
+        estimate = run(proj.estimate_finetune)
+        if dry_run:
+            if as_json:
+                print(json.dumps(estimate.to_dict(), indent=2))
+            else:
+                out.print(estimate.describe(), highlight=False)
+            return
+        err.print(estimate.describe(), highlight=False)
+    manifest = run(lambda: proj.finetune(resume=resume))
     if manifest is None:  # a non-main process of a distributed run: the main one reports
         return
     if as_json:
