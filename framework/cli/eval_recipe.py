@@ -8,8 +8,9 @@ whose `sources` name their gold documents. This runner does the rest within
    trained documents, questions on untrained ones, distractor documents;
 2. write the documents under <workspace>/corpus/: `trained/` and `indexed/` (the rest);
 3. ingest `trained/` only and synthesize the Q/A set from it, so the adapter learns only
-   those documents; estimate the training (tokens counted, speed measured) and cap its
-   steps to the time left after the evaluation's share;
+   those documents; estimate the training (tokens counted, speed measured) and the
+   evaluation (a few questions answered in rag and prompt_only, timed), and cap the
+   training steps to the time left;
 4. train, then ingest `indexed/` as well: retrieval sees every document of the subset;
 5. evaluate the four modes on the subset's questions, reported overall and per split
    kind (`trained_documents`, `untrained_documents`), with intervals and the report folder.
@@ -21,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import sys
@@ -35,7 +37,7 @@ from rich.markup import escape
 
 from framework.cli.common import _quiet_libraries
 from framework.cli.eval_view import show
-from framework.evaluation.subset import EVAL_SECONDS_PER_QUESTION, Subset, pick_subset, plan_budget
+from framework.evaluation.subset import Subset, pick_subset, plan_budget
 from framework.project import Project, load_config_dict
 from framework.records import ANSWER_MODES
 
@@ -76,6 +78,19 @@ def _project(data: dict, overrides: list[str], base: Path, ws: Path, folders: di
     return Project(load_config_dict({**data, "workspace": str(ws), "sources": sources}, overrides, base), **kw)
 
 
+def answer_seconds(project: Project, questions, k: int = 4) -> float:
+    """Seconds the four modes take per question, measured on `k` questions in rag and prompt_only
+    (combined and finetuned cost about the same as these, each with an adapter added)."""
+    batch = [q["question"] for q in questions[:k]]
+    project.router  # noqa: B018 - load the generator before timing
+    seconds = 0.0
+    for mode in ("rag", "prompt_only"):
+        t = time.perf_counter()
+        project.ask_many(batch, mode=mode)
+        seconds += 2 * (time.perf_counter() - t) / len(batch)
+    return seconds
+
+
 def run_eval_recipe(doc: str, script: str, *, name: str, load: Callable[[Path], SharedSet]) -> None:
     """Parse the recipe's arguments and run steps 1-5 of the module docstring; `load` reads the data set."""
     args = _parser(doc, script, name).parse_args()
@@ -110,21 +125,28 @@ def run_eval_recipe(doc: str, script: str, *, name: str, load: Callable[[Path], 
     say(f"dataset {card.version}: {dict(card.split)}", highlight=False)
     estimate = step("estimate", first.estimate_finetune)
     say(estimate.describe(), highlight=False)
-    left = args.budget_minutes * 60 - (time.perf_counter() - start) - len(subset.questions) * EVAL_SECONDS_PER_QUESTION
+    per_question = step("time the answers", lambda: answer_seconds(first, subset.questions))
+    eval_s = len(subset.questions) * per_question
+    say(f"evaluation estimate: {len(subset.questions)} questions x {per_question:.1f} s for the four modes "
+        f"= {eval_s:.0f} s", highlight=False)
+    left = args.budget_minutes * 60 - (time.perf_counter() - start) - eval_s
     steps = estimate.steps if estimate.seconds <= left else max(2, int(estimate.steps * max(left, 0) / estimate.seconds))
     if steps < estimate.steps:
         say(f"[yellow]training capped at {steps} of {estimate.steps} steps to fit the budget[/yellow]")
-    trained = _project(cfg, [*args.set, f"finetune.max_steps={steps}"], base, ws, folders, ["trained"],
-                       embedder=first.embedder)
+    cap = [f"finetune.max_steps={steps}"] if steps < estimate.steps else []
+    trained = _project(cfg, [*args.set, *cap], base, ws, folders, ["trained"], embedder=first.embedder)
     manifest = step("finetune", trained.finetune)
     both = _project(cfg, args.set, base, ws, folders, ["trained", "indexed"], embedder=first.embedder)
     step("ingest the other documents", both.ingest)
-    extra = {"subset": subset.to_dict(), "budget": budget.__dict__, "estimate": estimate.to_dict(),
+    extra = {"subset": subset.to_dict(), "budget": dataclasses.asdict(budget), "estimate": estimate.to_dict(),
+             "evaluation_estimate_s": round(eval_s, 1),
              "adapter": {"version": manifest.version, "max_steps": steps, **manifest.metrics}, "timings_s": timings}
     result = step("evaluate", lambda: both.evaluate(list(subset.questions), modes=ANSWER_MODES,
                                                     title=f"{name}: four modes on trained and untrained documents",
                                                     extra=extra))
     timings["total"] = round(time.perf_counter() - start, 1)
+    saved = result.report.with_suffix(".json")  # the report was written before the evaluation's time was known
+    saved.write_text(json.dumps({**json.loads(saved.read_text()), "timings_s": timings}, indent=2, ensure_ascii=False))
     show(result, Console())
     print(f"timings (s): {timings}; budget {args.budget_minutes:g} min")
     print(f"report: {result.report.parent}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from rich.table import Table
 
 from framework.evaluation.results import ALL, LOWER_IS_BETTER, METRICS, EvaluationResult
-from framework.evaluation.stats import NA, Estimate
+from framework.evaluation.stats import Estimate
 
 BY_KIND = ("token_f1", "new_word_recall", "semantic_similarity")
 DIFFERENCES = ("token_f1", "new_word_recall", "semantic_similarity", "groundedness")
@@ -30,7 +30,7 @@ def _digits(metric: str) -> int:
 def metrics_table(result: EvaluationResult) -> Table:
     rows = [r for r in result.results if not r.refused]
     table = Table(title="value (95% interval) on all questions", title_justify="left")
-    table.add_column("metric")
+    table.add_column("metric", no_wrap=True)
     for r in rows:
         table.add_column(r.label, overflow="fold")
     for m in METRICS:
