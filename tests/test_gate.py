@@ -29,6 +29,9 @@ def test_conditions_pass_and_fail_with_their_margin():
     assert _check("combined.token_f1.delta.low > 0").passed
     assert _check("rag.groundedness >= 0.8").passed and not _check("rag.groundedness.low > 0.8").passed
     assert _check("-1 + rag.token_f1 < 0").passed
+    assert _check("rag.token_f1-0.3 == 0").passed  # '-' before a digit is a minus
+    hyphen = parse_condition("finetuned@eval-hr@v0002.token_f1 >= rag.token_f1 - 0.02")
+    assert [o.label for o in hyphen.operands] == ["finetuned@eval-hr@v0002", "rag"]
 
 
 def test_what_cannot_be_checked_fails_and_says_why():

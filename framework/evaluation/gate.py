@@ -35,8 +35,9 @@ from framework.evaluation.results import METRICS, EvaluationResult, GateCheck, G
 
 OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq, "!=": operator.ne}
 FIELDS = ("value", "low", "high")
-_TOKEN = re.compile(r"\s*(?:(?P<num>\d+(?:\.\d*)?|\.\d+)|(?P<name>[A-Za-z_][\w@.]*)|(?P<op>>=|<=|==|!=|>|<)|"
-                    r"(?P<sign>[+-]))")
+# A name may hold '-' before a letter (adapter names: combined@eval-hr@v0002); spaces around operators keep it apart.
+_TOKEN = re.compile(r"\s*(?:(?P<num>\d+(?:\.\d*)?|\.\d+)|(?P<name>[A-Za-z_](?:[\w@.]|-(?=[A-Za-z_]))*)|"
+                    r"(?P<op>>=|<=|==|!=|>|<)|(?P<sign>[+-]))")
 EXAMPLE = 'e.g. "combined.token_f1 >= rag.token_f1" or "rag.groundedness.low >= 0.8"'
 
 
