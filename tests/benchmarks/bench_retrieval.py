@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 from framework.project import load_config_dict
-from framework.evaluation.metrics import retrieval_metrics
+from framework.evaluation.gold import retrieval_metrics
 from framework.project import Project
 from framework.records import Principal
 
