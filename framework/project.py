@@ -24,6 +24,7 @@ from framework.config import Config
 from framework.dataset.card import DatasetCard
 from framework.dataset.store import resolve_dataset_dir
 from framework.evaluation import run as evaluation
+from framework.evaluation.gate import parse_conditions
 from framework.ingest.pipeline import IngestReport, ingest_sources
 from framework.records import ANSWER_MODES, Answer, Principal, Source
 from framework.retrieval.confidence import Calibration
@@ -160,6 +161,14 @@ class Project:
             self.adapters.promote(manifest.name, manifest.version)
         return manifest
 
+    def estimate_finetune(self, *, measure_steps: int = 2):
+        """Examples, tokens and this machine's measured tokens/s for `finetune` on the latest dataset version,
+        and so its duration (framework.training.estimate); runs a few real training steps, keeps nothing."""
+        from framework.training.run import estimate_run
+
+        return estimate_run(dataset_dir=self.dataset_dir(), base_model_dir=self.base_model_dir,
+                            cfg=self.config.finetune, precision=self.config.precision, measure_steps=measure_steps)
+
     def ask(self, question: str, *, mode: str | None = None, user: str = "anonymous",
             groups: Sequence[str] = ()) -> Answer:
         """Answer one question in the routed mode; the Answer carries prompt, sources and timing. Safe to call
@@ -186,11 +195,15 @@ class Project:
         return evaluation.question_rows(questions, eval_split=self.dataset_dir() / "eval.jsonl")
 
     def evaluate(self, questions: Path | list[dict] | None = None, *, modes: Sequence[str] = ANSWER_MODES,
+                 adapters: Sequence[str] = (), baseline: str | None = None, gates: Sequence[str] = (),
                  principal: Principal = Principal(), title: str = "ragtune eval",
                  extra: dict | None = None) -> evaluation.EvaluationResult:
-        """Score each mode on the same questions (default: the eval split) and write the report."""
-        return evaluation.evaluate(self.router, self.questions(questions), modes=modes, principal=principal,
-                                   show_progress=self.show_progress, report=(self.workspace, title, extra))
+        """Score each mode on the same questions (default: the eval split), with intervals, paired differences
+        against `baseline` and `gates` checked (framework.evaluation.run.evaluate); writes reports/<timestamp>/."""
+        parse_conditions(gates)  # a typo fails before any model loads
+        return evaluation.evaluate(self.router, self.questions(questions), modes=modes, adapters=adapters,
+                                   baseline=baseline, gates=gates, principal=principal, embedder=self.embedder,
+                                   show_progress=self.show_progress, report=self.workspace, title=title, extra=extra)
 
     def evaluate_retrieval(self, questions: Path | list[dict] | None = None, *, ks: tuple[int, ...] = (1, 3, 5, 10),
                            principal: Principal = Principal()) -> dict:

@@ -70,7 +70,7 @@ def projects(tmp_path_factory, tiny_model):
     first = built["hybrid"]
     first.ingest()
     first.synthesize()
-    first.finetune()
+    first.finetune(promote=True)
     return built
 
 

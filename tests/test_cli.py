@@ -95,10 +95,10 @@ def test_full_cycle_then_compare_and_eval(config_file, tmp_path):
     out = json.loads(result.stdout)
     assert set(out["results"]) == {"prompt_only", "rag", "finetuned", "combined"}
     for row in out["results"].values():
-        assert 0 <= row["token_f1"] <= 1 and row["latency_s"] > 0
-    assert 0 <= out["results"]["rag"]["retrieval_hit_rate"] <= 1
-    assert out["results"]["prompt_only"]["retrieval_hit_rate"] is None
-    assert (tmp_path / "ws" / "reports").is_dir()
+        assert 0 <= row["metrics"]["token_f1"]["value"] <= 1 and row["metrics"]["latency_p50_s"]["value"] > 0
+    assert 0 <= out["results"]["rag"]["metrics"]["retrieval_hit"]["value"] <= 1
+    assert out["results"]["prompt_only"]["metrics"]["retrieval_hit"]["value"] is None
+    assert Path(out["report"]).parent.parent == tmp_path / "ws" / "reports"
 
 
 def _all_commands(command, path=()):
@@ -117,9 +117,12 @@ def test_every_command_has_working_help():
         assert result.exit_code == 0 and "Usage" in result.output, (path, result.output)
 
 
+TIMING = ("latency_s", "latency_p50_s", "latency_p95_s", "tokens_per_s")
+
+
 def _without_timing(value):
     if isinstance(value, dict):
-        return {k: _without_timing(v) for k, v in value.items() if k not in ("latency_s",)}
+        return {k: _without_timing(v) for k, v in value.items() if k not in TIMING}
     if isinstance(value, list):
         return [_without_timing(v) for v in value]
     return value
@@ -136,12 +139,15 @@ def test_cli_and_api_produce_the_same_compare_and_eval(config_file):
     project = Project(load_config(config_file), show_progress=False)
     api = project.compare(question, principal=Principal(groups=("staff",))).to_dict()
     assert _without_timing(cli) == _without_timing(api) and set(api["answers"]) == set(ANSWER_MODES)
-    cli_eval = json.loads(_invoke("eval", "-c", config_file, "--json").stdout)
-    api_eval = project.evaluate()
-    assert _without_timing(cli_eval["results"]) == _without_timing(api_eval.to_dict())
+    gate = "combined.token_f1 >= 0"
+    cli_eval = json.loads(_invoke("eval", "-c", config_file, "--json", "--gate", gate).stdout)
+    api_eval = project.evaluate(gates=[gate])
+    assert _without_timing({k: v for k, v in cli_eval.items() if k != "report"}) == _without_timing(api_eval.to_dict())
     written = json.loads(Path(cli_eval["report"]).read_text())
-    assert _without_timing(written["results"]) == _without_timing(api_eval.to_dict())
-    assert api_eval.report.is_file() and api_eval.report.with_suffix(".json").is_file()
+    assert _without_timing(written["results"]) == _without_timing(api_eval.to_dict()["results"])
+    assert written["gates"] == api_eval.to_dict()["gates"] and api_eval.gates.passed
+    for name in ("report.md", "report.json", "questions.csv", "metrics.png", "quality_latency.png"):
+        assert (api_eval.report.parent / name).is_file() and (Path(cli_eval["report"]).parent / name).is_file()
 
 
 def test_ask_shows_the_evidence_of_its_answer(config_file):

@@ -165,11 +165,10 @@ def test_eval_reports_paraphrase_and_heldout_document_questions_apart(tmp_path, 
     project.synthesize()
     result = project.evaluate(modes=["prompt_only", "rag"])
     for mode in ("prompt_only", "rag"):
-        kinds = result.scores(mode)["by_split_kind"]
+        kinds = result.mode(mode).by_split_kind
         assert set(kinds) == {"paraphrase", "heldout_document"}
-        assert sum(k["questions"] for k in kinds.values()) == result.scores(mode)["questions"]
-    from framework.evaluation.report import markdown_table
-    assert "| rag (heldout_document," in markdown_table(result.to_dict())
+        assert sum(k["token_f1"].n for k in kinds.values()) == result.questions == len(result.mode(mode).answers)
+    assert "## Metrics on `heldout_document` questions" in result.report.read_text()
 
 
 def test_finetune_reads_the_latest_version(tmp_path, tiny_model):

@@ -1,6 +1,7 @@
 import pytest
 
-from framework.evaluation.metrics import answer_recall, load_questions, token_f1
+from framework.evaluation.metrics import answer_recall, token_f1
+from framework.evaluation.questions import load_questions
 
 
 def test_token_f1_and_recall():
@@ -18,15 +19,15 @@ def test_numbers_keep_their_decimals():
 def test_question_file_errors_name_the_line(tmp_path):
     f = tmp_path / "q.jsonl"
     f.write_text('{"question": "a?", "answer": "b"}\n{"question": "c?"}\n')
-    with pytest.raises(ValueError, match=r"q.jsonl:2: each line needs"):
+    with pytest.raises(ValueError, match=r"q.jsonl:2: field 'answer' is missing or empty"):
         load_questions(f)
     f.write_text("{not json\n")
-    with pytest.raises(ValueError, match=r"q.jsonl:1: not valid JSON"):
+    with pytest.raises(ValueError, match=r"q.jsonl:1: not valid JSON at column 2"):
         load_questions(f)
 
 
 def test_gold_document_matches_whole_names_only():
-    from framework.evaluation.metrics import retrieval_metrics
+    from framework.evaluation.gold import retrieval_metrics
     from framework.records import Source
 
     data = Source(chunk_id="c", doc_id="docs:data.md", title="", uri="file:///x/data.md", score=1.0, text="")
@@ -35,16 +36,16 @@ def test_gold_document_matches_whole_names_only():
 
 
 def test_question_file_must_be_a_file_and_gold_must_be_names(tmp_path):
-    with pytest.raises(FileNotFoundError, match="expected a JSONL file"):
+    with pytest.raises(FileNotFoundError, match="expected a JSONL or CSV file"):
         load_questions(tmp_path)
     f = tmp_path / "q.jsonl"
     f.write_text('{"question": "a?", "answer": "b", "document": 5}\n')
-    with pytest.raises(ValueError, match="q.jsonl:1: 'document' must be"):
+    with pytest.raises(ValueError, match="q.jsonl:1: field 'document' must be a source"):
         load_questions(f)
 
 
 def test_page_level_gold_needs_the_cited_page():
-    from framework.evaluation.metrics import retrieval_metrics
+    from framework.evaluation.gold import retrieval_metrics
     from framework.records import Source
 
     p7 = Source(chunk_id="c", doc_id="hr:plan.pdf", title="", uri="file:///x/plan.pdf#page=7", score=1.0, text="",
@@ -59,7 +60,7 @@ def test_page_level_gold_needs_the_cited_page():
 
 
 def test_a_chunk_running_over_pages_counts_for_each_of_them():
-    from framework.evaluation.metrics import retrieval_metrics
+    from framework.evaluation.gold import retrieval_metrics
     from framework.records import Source
 
     p7_8 = Source(chunk_id="c", doc_id="hr:plan.pdf", title="", uri="file:///x/plan.pdf#page=7", score=1.0,

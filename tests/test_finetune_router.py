@@ -140,3 +140,43 @@ def test_adapter_serves_only_its_audience(tmp_path, corpus, tiny_model):
     assert project.ask("what is the meal limit ?", mode="finetuned", groups=["hr"]).adapter == "t-v0001"
     auto = project.ask("what is the meal limit ?", mode="auto", groups=["sales"])
     assert auto.mode == "prompt_only" and auto.adapter is None and not auto.sources
+
+
+def test_finetune_estimate_counts_tokens_and_measures_speed(tmp_path, corpus, tiny_model):
+    import math
+
+    from transformers import AutoTokenizer
+
+    from framework.training.lora import tokenize_rows
+
+    project = _project(tmp_path, corpus, tiny_model, finetune={"max_steps": -1, "epochs": 2.0})
+    project.ingest()
+    project.synthesize()
+    est = project.estimate_finetune()
+    rows = [json.loads(x) for x in (project.dataset_dir() / "train.jsonl").read_text().splitlines()]
+    items, _ = tokenize_rows(AutoTokenizer.from_pretrained(tiny_model), rows, 512)
+    assert est.examples == len(items) == len(rows)
+    assert est.tokens_per_epoch == sum(len(i["input_ids"]) for i in items) and est.tokens == 2 * est.tokens_per_epoch
+    assert est.steps == math.ceil(len(items) / 4) * 2 and est.tokens_per_second > 0
+    assert est.seconds == round(est.tokens / est.tokens_per_second, 1) and "tokens/s measured" in est.describe()
+    assert project.adapters.latest("t") is None  # measuring published nothing
+
+
+def test_finetune_dry_run_prints_only_the_estimate(tmp_path, corpus, tiny_model):
+    import yaml
+    from typer.testing import CliRunner
+
+    from framework.cli.main import app
+
+    path = tmp_path / "ragtune.yaml"
+    path.write_text(yaml.safe_dump(project_config(tmp_path, corpus, tiny_model)))
+    runner = CliRunner()
+    assert runner.invoke(app, ["ingest", "-c", str(path)]).exit_code == 0
+    assert runner.invoke(app, ["synth", "-c", str(path)]).exit_code == 0
+    result = runner.invoke(app, ["finetune", "-c", str(path), "--dry-run", "--json"])
+    assert result.exit_code == 0, result.output
+    est = json.loads(result.stdout)
+    assert est["steps"] == 2 and est["tokens"] > 0 and est["tokens_per_second"] > 0
+    assert not (tmp_path / "ws" / "adapters" / "t").exists()
+    result = runner.invoke(app, ["finetune", "-c", str(path)])
+    assert result.exit_code == 0 and "finetune estimate:" in result.output and "adapter t/v0001" in result.output

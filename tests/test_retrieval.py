@@ -71,7 +71,7 @@ def test_retrieval_refuses_without_principal(tmp_path, corpus):
 
 
 def test_retrieval_metrics():
-    from framework.evaluation.metrics import retrieval_metrics
+    from framework.evaluation.gold import retrieval_metrics
     from framework.records import Source
 
     def src(doc):

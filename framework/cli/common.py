@@ -1,7 +1,8 @@
 """What every `ragtune` command shares: the config options, the consoles, and error handling.
 
 Exit codes: 0 success, 1 failure (bad input, empty index...), 2 invalid config or
-arguments, 3 refused (e.g. a mode that needs an adapter nobody trained).
+arguments, 3 refused (e.g. a mode that needs an adapter nobody trained), 4 an
+evaluation gate (`ragtune eval --gate`) failed.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from rich.console import Console
 
 from framework.adapters.registry import AdapterError
 from framework.config import ConfigError
+from framework.evaluation.gate import GateError
 from framework.project import Project, load_config
 from framework.records import check_group
 from framework.runtime.models import ModelNotFoundError
 from framework.serving.router import UnknownModeError
+
+GATE_FAILED = 4
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -57,7 +61,7 @@ def run(fn: Callable):
     _quiet_libraries()
     try:
         return fn()
-    except (ConfigError, UnknownModeError) as e:
+    except (ConfigError, UnknownModeError, GateError) as e:
         err.print(f"[red]error:[/red] {e}", highlight=False)
         raise typer.Exit(2)
     except (AdapterError, PermissionError) as e:

@@ -46,8 +46,9 @@ def run_demo(*, workspace: Path, overrides: Sequence[str] = (), say: Callable[[s
     manifest = step("finetune", lambda: project.finetune(promote=True))
     say(f"  adapter {manifest.name}/{manifest.version}: {dict(manifest.metrics)}")
     rows = project.questions(demo_dir() / "questions.jsonl")
-    result = step("evaluate", lambda: evaluate(project.router, rows, modes=ANSWER_MODES, show_progress=show_progress))
-    md, _ = write_report(project.workspace, "ragtune demo", result.to_dict(),
-                         {"timings_s": timings, "dataset": dict(card.split), "adapter": dict(manifest.metrics)})
+    result = step("evaluate", lambda: evaluate(project.router, rows, modes=ANSWER_MODES, embedder=project.embedder,
+                                               show_progress=show_progress))
+    md = write_report(project.workspace, result, rows, title="ragtune demo",
+                      extra={"timings_s": timings, "dataset": dict(card.split), "adapter": dict(manifest.metrics)})
     return {"project": project, "result": dataclasses.replace(result, report=md), "timings": timings, "card": card,
             "manifest": manifest}

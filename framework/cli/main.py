@@ -16,8 +16,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from framework.cli.adapters import adapters_app
-from framework.cli.common import ConfigOpt, GroupOpt, JsonOpt, SetOpt, UserOpt, err, out, project, run
-from framework.evaluation.report import markdown_table
+from framework.cli.common import GATE_FAILED, ConfigOpt, GroupOpt, JsonOpt, SetOpt, UserOpt, err, out, project, run
+from framework.cli.eval_view import show
+from framework.evaluation.gate import parse_conditions
 from framework.evaluation.run import Comparison
 from framework.records import ANSWER_MODES, MODES, Principal
 
@@ -75,12 +76,26 @@ def synth(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json:
 def finetune(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json: bool = JsonOpt,
              resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run from its checkpoint."),
              promote: bool = typer.Option(False, "--promote", help="Serve the new version at once (else it waits "
-                                          "for `ragtune adapters promote`).")):
+                                          "for `ragtune adapters promote`)."),
+             dry_run: bool = typer.Option(False, "--dry-run", help="Only print the estimate: examples, tokens and "
+                                          "the duration at the tokens/s a few real training steps measure here.")):
     """Train a LoRA adapter on the dataset (under torchrun / accelerate launch too).
 
-    The new version is served only once promoted: `--promote`, or `ragtune adapters promote NAME VERSION`
-    after checking it (or `adapters.serve: latest` in config)."""
-    manifest = run(lambda: project(config, set_, as_json).finetune(resume=resume, promote=promote))
+    Prints the estimated duration first (measured with 3 real training steps on this
+    machine); --dry-run stops there. The new version is served only once promoted:
+    `--promote`, or `ragtune adapters promote NAME VERSION` after checking it (or
+    `adapters.serve: latest` in config)."""
+    proj = run(lambda: project(config, set_, as_json))
+    if dry_run or int(os.environ.get("WORLD_SIZE", "1")) == 1:  # a distributed run does not stop to measure
+        estimate = run(proj.estimate_finetune)
+        if dry_run:
+            if as_json:
+                print(json.dumps(estimate.to_dict(), indent=2))
+            else:
+                out.print(estimate.describe(), highlight=False)
+            return
+        err.print(estimate.describe(), highlight=False)
+    manifest = run(lambda: proj.finetune(resume=resume, promote=promote))
     if manifest is None:  # a non-main process of a distributed run: the main one reports
         return
     if as_json:
@@ -142,19 +157,31 @@ def compare(question: str, user: str = UserOpt, group: Optional[List[str]] = Gro
 
 @app.command("eval")
 def eval_(questions: Optional[Path] = typer.Option(None, "--questions", "-q",
-                                                    help="JSONL with question, answer and optional document "
-                                                         "fields; default: the eval split"),
-          modes: str = typer.Option(",".join(ANSWER_MODES), "--modes"),
+                                                    help="A JSONL or CSV file: question, answer, optional sources "
+                                                         "(document ids, file names, uris, file.pdf#page=N) and "
+                                                         "split_kind. Default: the dataset's eval split."),
+          modes: str = typer.Option(",".join(ANSWER_MODES), "--modes",
+                                    help="Comma-separated modes: prompt_only, rag, finetuned, combined, auto."),
+          adapters: str = typer.Option("", "--adapters", help="Adapter versions side by side, e.g. v0003,v0004: "
+                                       "each mode that uses the adapter gets a row per version (finetuned@v0003)."),
+          baseline: Optional[str] = typer.Option(None, "--baseline", help="The row the others are compared with, "
+                                                 "paired on the same questions (default: rag)."),
+          gate: Optional[List[str]] = typer.Option(None, "--gate", help="A condition the run must meet, e.g. "
+                                                   "'combined.token_f1 >= rag.token_f1' or "
+                                                   "'combined.token_f1.delta.low > 0' (repeatable). Exit code 4 "
+                                                   "when one fails."),
           retrieval_only: bool = typer.Option(False, "--retrieval-only",
                                               help="Score retrieval only (hit@k, recall@k, MRR); no generation."),
           calibrate: bool = typer.Option(False, "--calibrate", help="With --retrieval-only: also fit retrieval "
                                          "confidence on these questions and save it beside the index."),
           user: str = UserOpt, group: Optional[List[str]] = GroupOpt,
           config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json: bool = JsonOpt):
-    """Score the modes on the same held-out questions and write a report.
+    """Score the modes on the same questions, with 95% intervals, paired differences and gates.
 
-    Questions are asked as `--user`/`--group`: documents and adapters outside those groups
-    are not used, exactly as when that user asks."""
+    Writes reports/TIMESTAMP/ in the workspace: report.md, report.json, questions.csv and
+    charts. Questions are asked as --user / --group: documents and adapters outside those
+    groups are not used, exactly as when that user asks; a refused mode is a row that says why."""
+    run(lambda: parse_conditions(gate or ()))  # a typo in a gate fails before any model loads
     proj = run(lambda: project(config, set_, as_json))
     principal = Principal(user=user, groups=tuple(group or ()))
     if retrieval_only:
@@ -166,14 +193,22 @@ def eval_(questions: Optional[Path] = typer.Option(None, "--questions", "-q",
         else:
             out.print(" ".join(f"{k}={v}" for k, v in metrics.items()))
         return
-    wanted = [m.strip() for m in modes.split(",") if m.strip()]
-    result = run(lambda: proj.evaluate(questions, modes=wanted, principal=principal))
+    result = run(lambda: proj.evaluate(questions, modes=_names(modes), adapters=_names(adapters), baseline=baseline,
+                                       gates=gate or (), principal=principal))
     if as_json:
-        print(json.dumps({"results": result.to_dict(), "report": str(result.report.with_suffix(".json"))}, indent=2,
+        print(json.dumps({**result.to_dict(), "report": str(result.report.with_suffix(".json"))}, indent=2,
                          ensure_ascii=False))
     else:
-        out.print(markdown_table(result.to_dict()))
-        out.print(f"report: {result.report}")
+        show(result, out)
+        out.print(f"report: {result.report.parent}", highlight=False)
+    if result.gates and not result.gates.passed:
+        failed = ", ".join(c.condition for c in result.gates.failures)
+        err.print(f"[red]gate failed:[/red] {failed}", highlight=False)
+        raise typer.Exit(GATE_FAILED)
+
+
+def _names(text: str) -> list[str]:
+    return [m.strip() for m in text.split(",") if m.strip()]
 
 
 @app.command()
@@ -205,8 +240,8 @@ def demo(workspace: Path = typer.Option(Path(".ragtune-demo"), "--workspace"),
 
     done = run(lambda: run_demo(workspace=workspace, overrides=set_ or [], say=out.print))
     out.print("\n[bold]Four modes on 40 held-out questions[/bold]\n")
-    out.print(markdown_table(done["result"].to_dict()))
+    show(done["result"], out)
     for q in SIDE_BY_SIDE:
         out.print(comparison_table(done["project"].compare(q)))
     out.print(f"timings (s): {done['timings']}")
-    out.print(f"report: {done['result'].report}")
+    out.print(f"report: {done['result'].report.parent}", highlight=False)

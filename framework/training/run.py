@@ -26,6 +26,7 @@ from framework.config import FinetuneConfig, Precision
 from framework.dataset.card import DatasetCard
 from framework.runtime.precision import resolve_dtype
 from framework.training.checkpoints import clear_checkpoints, prepare_checkpoints, run_identity
+from framework.training.estimate import TrainingEstimate, estimate_training
 from framework.training.lora import frozen_dtype, train_lora
 from framework.workspace import Workspace
 
@@ -65,3 +66,10 @@ def train_and_publish(*, dataset_dir: Path, base_model_dir: Path, base_model: st
     ref = registry.publish(cfg.adapter, staging, manifest)
     clear_checkpoints(checkpoints)
     return ref.manifest
+
+
+def estimate_run(*, dataset_dir: Path, base_model_dir: Path, cfg: FinetuneConfig, precision: Precision,
+                 measure_steps: int = 2) -> TrainingEstimate:
+    """What `train_and_publish` on this dataset version will cost (framework.training.estimate)."""
+    return estimate_training(rows=_rows(dataset_dir / "train.jsonl"), model_dir=base_model_dir, cfg=cfg,
+                             bf16=resolve_dtype(precision) == torch.bfloat16, measure_steps=measure_steps)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from framework.evaluation.metrics import retrieval_metrics
+from framework.evaluation.gold import retrieval_metrics
 from framework.project import Project, load_config_dict
 from framework.records import Principal
 
