@@ -95,6 +95,16 @@ def test_evidence_is_the_source_sentences_that_carry_the_answer():
     assert supporting_evidence("Nothing here matches.", SOURCES, limit=2) == ()
 
 
+def test_a_sentence_two_overlapping_chunks_share_is_quoted_once():
+    from framework.retrieval.embedder import HashingEmbedder
+
+    overlap = Source(chunk_id="c3", doc_id="docs:expenses.txt", title="Expenses", uri="file:///expenses.txt", score=0.7,
+                     text="Employees must submit receipts within 30 days of the purchase. Late receipts are refused.")
+    text, evidence = extractive_answer("When are receipts due?", [SOURCES[0], overlap], embed=HashingEmbedder().embed,
+                                       limit=2)
+    assert len({e.text for e in evidence}) == len(evidence) == 2
+
+
 def test_extractive_answer_quotes_the_closest_sentences_in_reading_order():
     from framework.retrieval.embedder import HashingEmbedder
 

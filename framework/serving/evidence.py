@@ -25,11 +25,17 @@ from framework.text import content_words, sentences
 
 
 def candidates(sources: Sequence[Source]) -> list[tuple[str, Source]]:
-    """Every statement of every source, in reading order (a source without one counts whole)."""
-    out = []
+    """Every statement of every source once, in reading order (a source without one counts whole).
+
+    Neighbouring chunks overlap, so a sentence can be in two sources: it is kept where it
+    comes first."""
+    out, seen = [], set()
     for s in sources:
-        found = sentences(s.text, min_chars=12)
-        out += [(text, s) for text in (found or [s.text.strip()]) if text]
+        for text in sentences(s.text, min_chars=12) or [s.text.strip()]:
+            key = " ".join(text.lower().split())
+            if text and key not in seen:
+                seen.add(key)
+                out.append((text, s))
     return out
 
 

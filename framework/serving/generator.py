@@ -19,6 +19,8 @@ from typing import Protocol, Sequence
 
 import torch
 
+from framework.config import GeneratorConfig, Precision
+from framework.runtime.precision import resolve_dtype
 from framework.serving.decoding import cut_after_sentences, decoding_controls, trim_unfinished
 from framework.text import sentence_ends
 
@@ -74,6 +76,13 @@ class HFGenerator:
         self.no_repeat_ngram_size = no_repeat_ngram_size
         self.max_sentences = max_sentences
         self._adapters: set[str] = set()
+
+    @classmethod
+    def from_config(cls, model_dir: Path, cfg: GeneratorConfig, *, precision: Precision = "auto") -> "HFGenerator":
+        """The model in `model_dir`, decoded as the `generator` section says."""
+        return cls(model_dir, dtype=resolve_dtype(precision), batch_size=cfg.batch_size,
+                   repetition_penalty=cfg.repetition_penalty, no_repeat_ngram_size=cfg.no_repeat_ngram_size,
+                   max_sentences=cfg.max_sentences)
 
     def has_adapter(self, key: str) -> bool:
         return key in self._adapters

@@ -23,7 +23,7 @@ Everything but `Router` is a pure function; `Router` takes its parts, so it is t
 without a Project.
 
 Example:
-    >>> from framework.config import RouterConfig
+    >>> from framework.config import GeneratorConfig, RouterConfig
     >>> choose_mode(None, Principal(groups=("support",)), RouterConfig(groups={"support": "combined"}))
     ('combined', 'group support')
 """
@@ -39,7 +39,7 @@ from typing import Sequence
 from framework import prompts
 from framework.adapters.manifest import AdapterManifest
 from framework.adapters.registry import AdapterError, AdapterRef, AdapterRegistry, ServeRule, check_base, parse_spec
-from framework.config import RouterConfig
+from framework.config import GeneratorConfig, RouterConfig
 from framework.records import MODE_TABLE, MODES, Answer, Principal, Source
 from framework.retrieval.confidence import Calibration, top_score
 from framework.retrieval.retriever import Retriever
@@ -140,18 +140,18 @@ class Router:
     """
 
     def __init__(self, cfg: RouterConfig, *, retriever: Retriever, worker: GenerationWorker, registry: AdapterRegistry,
-                 base_model_dir: Path | None, calibration: Calibration | None = None, max_new_tokens: int = 96,
-                 serve: ServeRule = "promoted", answer_style: str = "generative", evidence_sentences: int = 2) -> None:
+                 base_model_dir: Path | None, calibration: Calibration | None = None,
+                 generator_cfg: GeneratorConfig = GeneratorConfig(), serve: ServeRule = "promoted") -> None:
         self.cfg = cfg
         self.retriever = retriever
         self.worker = worker
         self.registry = registry
         self.base_model_dir = base_model_dir  # None: the backend holds the base (remote); no fingerprint check
         self.calibration = calibration
-        self.max_new_tokens = max_new_tokens
+        self.max_new_tokens = generator_cfg.max_new_tokens
         self.serve = serve
-        self.answer_style = answer_style
-        self.evidence_sentences = evidence_sentences
+        self.answer_style = generator_cfg.answer_style
+        self.evidence_sentences = generator_cfg.evidence_sentences
 
     @property
     def generator(self):

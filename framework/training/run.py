@@ -37,8 +37,9 @@ def _rows(path: Path) -> list[dict]:
 
 def train_and_publish(*, dataset_dir: Path, base_model_dir: Path, base_model: str, cfg: FinetuneConfig,
                       precision: Precision, registry: AdapterRegistry, workspace: Workspace, resume: bool = False,
-                      callbacks: Sequence = (), show_progress: bool = True) -> AdapterManifest | None:
-    """Train `cfg.adapter` on the dataset version in `dataset_dir`; returns the published manifest.
+                      callbacks: Sequence = (), show_progress: bool = True, promote: bool = False) -> AdapterManifest | None:
+    """Train `cfg.adapter` on the dataset version in `dataset_dir`; returns the published manifest. The new
+    version serves only once promoted: `promote=True` does it at once (else `ragtune adapters promote`).
 
     Under torchrun / accelerate launch every process trains its share and only the main one
     publishes; the others return None.
@@ -64,6 +65,8 @@ def train_and_publish(*, dataset_dir: Path, base_model_dir: Path, base_model: st
                               base_dtype=str(frozen_dtype(cfg, bf16=bf16)).removeprefix("torch."),
                               metrics=metrics, started=started, ledger=workspace.ledger)
     ref = registry.publish(cfg.adapter, staging, manifest)
+    if promote:
+        registry.promote(ref.name, ref.version)
     clear_checkpoints(checkpoints)
     return ref.manifest
 

@@ -53,12 +53,16 @@ def _mid_sentence(text: str, truncated: bool) -> bool:
 def _rows(questions, texts, contexts, truncated, latencies) -> dict:
     per = {
         "token_f1": [token_f1(t, q["answer"]) for t, q in zip(texts, questions)],
-        "recall_new_words": [answer_recall_new_words(t, q["answer"], q["question"]) for t, q in zip(texts, questions)],
+        "recall_new_words": [r for t, q in zip(texts, questions)
+                             if (r := answer_recall_new_words(t, q["answer"], q["question"])) is not None],
         "groundedness": [g for t, c in zip(texts, contexts) if (g := groundedness(t, c)) is not None],
         "repetition": [repetition_rate(t) for t in texts],
         "mid_sentence": [float(_mid_sentence(t, cut)) for t, cut in zip(texts, truncated)],
     }
-    out = {name: (statistics.fmean(v), *bootstrap_interval(v)) for name, v in per.items()}
+    out = {}
+    for name, values in per.items():
+        est = bootstrap_interval(values)
+        out[name] = (est.value, est.low, est.high)
     out["latency_p50_s"] = (statistics.median(latencies),)
     return out
 
