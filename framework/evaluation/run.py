@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import time
 from dataclasses import asdict, dataclass, field
@@ -74,10 +75,9 @@ def pinned(router: Router, version: str, principal: Principal) -> Router:
         parse_spec(version)
     except AdapterError as err:
         raise ValueError(f"--adapters: {err}") from None
-    cfg = cfg.model_copy(update={"adapter": version, "adapter_version": None, "group_adapters": {}})
-    return Router(cfg, retriever=router.retriever, generator=router.generator, registry=router.registry,
-                  base_model_dir=router.base_model_dir, calibration=router.calibration,
-                  max_new_tokens=router.max_new_tokens)
+    same = copy.copy(router)  # the same parts (worker, retriever, registry), another adapter rule
+    same.cfg = cfg.model_copy(update={"adapter": version, "adapter_version": None, "group_adapters": {}})
+    return same
 
 
 def plan_runs(router: Router, modes: Sequence[str], adapters: Sequence[str], principal: Principal) -> list[Run]:
