@@ -135,7 +135,7 @@ def run_eval_recipe(doc: str, script: str, *, name: str, load: Callable[[Path], 
         say(f"[yellow]training capped at {steps} of {estimate.steps} steps to fit the budget[/yellow]")
     cap = [f"finetune.max_steps={steps}"] if steps < estimate.steps else []
     trained = _project(cfg, [*args.set, *cap], base, ws, folders, ["trained"], embedder=first.embedder)
-    manifest = step("finetune", trained.finetune)
+    manifest = step("finetune", lambda: trained.finetune(promote=True))
     both = _project(cfg, args.set, base, ws, folders, ["trained", "indexed"], embedder=first.embedder)
     step("ingest the other documents", both.ingest)
     extra = {"subset": subset.to_dict(), "budget": dataclasses.asdict(budget), "estimate": estimate.to_dict(),
