@@ -58,15 +58,30 @@ class SentenceBudget(StoppingCriteria):
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
+class RowBudget(StoppingCriteria):
+    """Stops each row at its own token budget, so requests with different budgets share one batch."""
+
+    def __init__(self, prompt_length: int, budgets: list[int]) -> None:
+        self.prompt_length = prompt_length
+        self.budgets = torch.tensor(budgets)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        return (input_ids.shape[1] - self.prompt_length) >= self.budgets.to(input_ids.device)
+
+
 def decoding_controls(*, prompt_length: int, repetition_penalty: float, no_repeat_ngram_size: int,
-                      max_sentences: int | None, tokenizer) -> tuple[LogitsProcessorList, StoppingCriteriaList]:
-    """The processors and stopping criteria for one left-padded batch whose prompts are `prompt_length` long."""
+                      max_sentences: int | None, tokenizer,
+                      budgets: list[int] | None = None) -> tuple[LogitsProcessorList, StoppingCriteriaList]:
+    """The processors and stopping criteria for one left-padded batch whose prompts are `prompt_length` long
+    (`budgets`: each row's token budget when they differ)."""
     processors = LogitsProcessorList()
     if repetition_penalty != 1.0:
         processors.append(RepetitionPenaltyLogitsProcessor(float(repetition_penalty), prompt_ignore_length=prompt_length))
     if no_repeat_ngram_size:
         processors.append(GeneratedNoRepeatNGram(no_repeat_ngram_size, prompt_length))
     stopping = StoppingCriteriaList([SentenceBudget(tokenizer, prompt_length, max_sentences)] if max_sentences else [])
+    if budgets and len(set(budgets)) > 1:
+        stopping.append(RowBudget(prompt_length, budgets))
     return processors, stopping
 
 

@@ -44,7 +44,7 @@ class Generator(Protocol):
     def render(self, conversation: list[dict]) -> str: ...
 
     def complete(self, conversations: Sequence[list[dict]], *, adapter: str | None = None,
-                 max_new_tokens: int = 64) -> list[Generation]: ...
+                 max_new_tokens: int | Sequence[int] = 64) -> list[Generation]: ...
 
     def has_adapter(self, key: str) -> bool: ...
 
@@ -118,25 +118,29 @@ class HFGenerator:
 
     @torch.inference_mode()
     def complete(self, conversations: Sequence[list[dict]], *, adapter: str | None = None,
-                 max_new_tokens: int = 64) -> list[Generation]:
-        """Greedy answers in batches of `batch_size`, all with the same adapter (or none)."""
+                 max_new_tokens: int | Sequence[int] = 64) -> list[Generation]:
+        """Greedy answers in batches of `batch_size`, all with the same adapter (or none); `max_new_tokens`
+        is one budget for all, or one per conversation (a row stops at its own: answers equal one-by-one ones)."""
         prompts = [self.render(c) for c in conversations]
+        budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
         out: list[Generation] = []
         with self._adapter_context(adapter):
             for start in range(0, len(prompts), self.batch_size):
-                out.extend(self._generate_batch(prompts[start:start + self.batch_size], max_new_tokens))
+                out.extend(self._generate_batch(prompts[start:start + self.batch_size],
+                                                budgets[start:start + self.batch_size]))
         return out
 
-    def _generate_batch(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
+    def _generate_batch(self, prompts: list[str], budgets: list[int]) -> list[Generation]:
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         enc = enc.to(self.model.device)
         length = enc["input_ids"].shape[1]
         processors, stopping = decoding_controls(prompt_length=length, repetition_penalty=self.repetition_penalty,
                                                  no_repeat_ngram_size=self.no_repeat_ngram_size,
-                                                 max_sentences=self.max_sentences, tokenizer=self.tokenizer)
-        ids = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, logits_processor=processors,
+                                                 max_sentences=self.max_sentences, tokenizer=self.tokenizer,
+                                                 budgets=budgets)
+        ids = self.model.generate(**enc, max_new_tokens=max(budgets), do_sample=False, logits_processor=processors,
                                   stopping_criteria=stopping, pad_token_id=self.tokenizer.pad_token_id)
-        return [self._finished(row, max_new_tokens) for row in ids[:, length:]]
+        return [self._finished(row[:budget], budget) for row, budget in zip(ids[:, length:], budgets)]
 
     def _finished(self, row: torch.Tensor, max_new_tokens: int) -> Generation:
         """A row after the prompt: generation ends at the first end-of-sequence (or padding, which
