@@ -1,0 +1,136 @@
+"""`ragtune ab report NAME`: per arm exposures, units and every outcome with its interval; each arm against
+the control; the sample-ratio check; report.md, report.json and a chart per outcome.
+
+An observation is one request (an exposure) with that outcome recorded; a request with none is left out
+of that outcome (its coverage column says how many had one). The exposure log's own numbers, latency and
+tokens, are compared the same way as guardrails. Units are counted by their arm; a unit seen in two arms
+(weights or salt changed while it ran) is counted in each and reported as a crossover.
+
+Example:
+    >>> report = build_report(cfg.experiments[0], store.exposures("greeting"), store.outcomes("greeting"))  # doctest: +SKIP
+    >>> report.srm.flagged                                                                                # doctest: +SKIP
+    False
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from framework.config import ExperimentConfig
+from framework.experiments.stats import (Difference, Interval, SampleRatio, mean_interval, sample_ratio,
+                                         two_proportion, welch, wilson_interval)
+from framework.experiments.store import Exposure
+
+GUARDRAILS = ("latency_s", "prompt_tokens", "completion_tokens")
+
+
+@dataclass(frozen=True)
+class ArmSummary:
+    name: str
+    mode: str | None  # the configured mode; None for an arm logged but no longer configured
+    weight: float | None
+    exposures: int
+    units: int
+    adapters: tuple[str, ...]  # the adapter versions its answers were made with
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One outcome (or guardrail) across arms: `kind` rate or mean, each arm's interval, arm - control."""
+
+    name: str
+    kind: str
+    source: str  # "outcome" (recorded feedback) or "exposure" (latency and tokens from the log)
+    arms: dict[str, Interval]
+    vs_control: dict[str, Difference]
+    coverage: dict[str, float]  # share of the arm's exposures with a value
+
+
+@dataclass(frozen=True)
+class ExperimentReport:
+    experiment: str
+    control: str
+    created_at: str
+    arms: tuple[ArmSummary, ...]
+    metrics: tuple[Metric, ...]
+    srm: SampleRatio
+    crossover_units: int
+    notes: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return {"experiment": self.experiment, "control": self.control, "created_at": self.created_at,
+                "arms": [a.__dict__ | {"adapters": list(a.adapters)} for a in self.arms],
+                "metrics": [{"name": m.name, "kind": m.kind, "source": m.source,
+                             "arms": {k: v.to_dict() for k, v in m.arms.items()},
+                             "vs_control": {k: v.to_dict() for k, v in m.vs_control.items()},
+                             "coverage": {k: round(v, 4) for k, v in m.coverage.items()}} for m in self.metrics],
+                "srm": self.srm.to_dict(), "crossover_units": self.crossover_units, "notes": list(self.notes)}
+
+
+def _metric(name: str, source: str, values: Mapping[str, list[float]], exposures: Mapping[str, int],
+            control: str) -> Metric:
+    rate = all(v in (0.0, 1.0) for vs in values.values() for v in vs)
+    arms = {a: wilson_interval(int(sum(vs)), len(vs)) if rate else mean_interval(vs) for a, vs in values.items()}
+    base = values.get(control, [])
+    vs_control = {a: two_proportion(int(sum(vs)), len(vs), int(sum(base)), len(base)) if rate else welch(vs, base)
+                  for a, vs in values.items() if a != control}
+    coverage = {a: len(vs) / exposures[a] if exposures.get(a) else 0.0 for a, vs in values.items()}
+    return Metric(name, "rate" if rate else "mean", source, arms, vs_control, coverage)
+
+
+def build_report(cfg: ExperimentConfig, exposures: Sequence[Exposure], outcomes: Mapping[tuple[str, str], float],
+                 *, now: datetime | None = None) -> ExperimentReport:
+    """The report of one experiment from its exposure log and its latest outcomes per (request, name)."""
+    configured = [a.name for a in cfg.arms]
+    logged = sorted({e.arm for e in exposures} - set(configured))
+    order = configured + logged
+    by_arm: dict[str, list[Exposure]] = {a: [] for a in order}
+    for e in exposures:
+        by_arm[e.arm].append(e)
+    units = {a: {e.unit_id for e in es} for a, es in by_arm.items()}
+    counts = {a: len(es) for a, es in by_arm.items()}
+    settings = {a.name: a for a in cfg.arms}
+    arms = tuple(ArmSummary(a, settings[a].mode if a in settings else None, settings[a].weight if a in settings
+                            else None, counts[a], len(units[a]), tuple(sorted({e.adapter for e in by_arm[a] if e.adapter})))
+                 for a in order)
+    arm_of = {e.request_id: e.arm for e in exposures}
+    names = sorted({name for _, name in outcomes})
+    recorded: dict[str, dict[str, list[float]]] = {n: {a: [] for a in order} for n in names}
+    for (request_id, name), value in outcomes.items():
+        recorded[name][arm_of[request_id]].append(value)
+    metrics = [_metric(n, "outcome", recorded[n], counts, cfg.control_arm) for n in names]
+    for g in GUARDRAILS:
+        values = {a: [float(getattr(e, g)) for e in es if getattr(e, g) is not None] for a, es in by_arm.items()}
+        if any(values.values()):
+            metrics.append(_metric(g, "exposure", values, counts, cfg.control_arm))
+    seen: dict[str, set[str]] = defaultdict(set)
+    for e in exposures:
+        seen[e.unit_id].add(e.arm)
+    crossovers = sum(1 for arms_of_unit in seen.values() if len(arms_of_unit) > 1)
+    srm = sample_ratio({a: len(units[a]) for a in configured}, {a.name: a.weight for a in cfg.arms})
+    return ExperimentReport(cfg.name, cfg.control_arm, (now or datetime.now(timezone.utc)).isoformat(timespec="seconds"),
+                            arms, tuple(metrics), srm, crossovers, tuple(_notes(cfg, arms, srm, crossovers, logged)))
+
+
+def _notes(cfg: ExperimentConfig, arms: Sequence[ArmSummary], srm: SampleRatio, crossovers: int,
+           logged: Sequence[str]) -> list[str]:
+    notes = []
+    if srm.flagged:
+        notes.append(f"SAMPLE RATIO MISMATCH: units per arm {srm.observed} do not fit the weights (chi-square "
+                     f"p = {srm.p_value:.2g} < {srm.threshold}). Assignment or logging is broken for some users "
+                     "(an arm that fails, a filter, weights changed mid-way); do not trust the differences below.")
+    if crossovers:
+        notes.append(f"{crossovers} units were served in more than one arm: the weights, the arms' order or the "
+                     "salt changed while the experiment ran; start a new experiment (a new salt) for a clean read.")
+    if logged:
+        notes.append(f"arms {', '.join(logged)} are in the log but no longer configured; they are not in the "
+                     "sample-ratio check.")
+    repeat = [a.name for a in arms if a.units and a.exposures > a.units]
+    if repeat:
+        notes.append("units asked more than once (arms " + ", ".join(repeat) + "): requests of one user are "
+                     "correlated, so intervals over requests are somewhat narrower than they should be.")
+    return notes
