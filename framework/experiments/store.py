@@ -144,9 +144,12 @@ class ExperimentStore:
         row = sa.select(sa.literal(request_id, sa.String), sa.literal(name, sa.String), sa.literal(value, sa.Float),
                         sa.literal(now or datetime.now(timezone.utc), sa.DateTime(timezone=True)))
         found = sa.exists().where(EXPOSURES.c.request_id == request_id)
+        insert = OUTCOMES.insert().from_select(["request_id", "name", "value", "created_at"], row.where(found))
         with self.engine.begin() as conn:
-            written = conn.execute(OUTCOMES.insert().from_select(["request_id", "name", "value", "created_at"],
-                                                                 row.where(found))).rowcount
+            if conn.dialect.insert_returning:  # psycopg reports no rowcount for INSERT ... SELECT
+                written = len(conn.execute(insert.returning(OUTCOMES.c.id)).all())
+            else:
+                written = conn.execute(insert).rowcount
         if written != 1:
             raise UnknownRequestError(f"no experiment served request {request_id!r}: outcomes are recorded for the "
                                       "request ids of answers given under an experiment (the `id` of the response, "
