@@ -202,10 +202,12 @@ class Project:
         `Answer.request_id`; an id no experiment served raises UnknownRequestError and writes nothing."""
         self.experiments.record_outcome(request_id, name, value)
 
-    def ab_report(self, name: str, *, folder: Path | None = None) -> tuple[ExperimentReport, list[Path]]:
-        """The A/B report of experiment `name`, written to `folder` (default reports/ab/NAME/<time>/)."""
+    def ab_report(self, name: str, *, folder: Path | None = None,
+                  per_unit: bool = False) -> tuple[ExperimentReport, list[Path]]:
+        """The A/B report of experiment `name`, written to `folder` (default reports/ab/NAME/<time>/);
+        `per_unit`: one observation per user instead of per request (framework.experiments.report)."""
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        return self.experiments.report(name, folder=folder or self.workspace.ab_report(name, stamp))
+        return self.experiments.report(name, folder=folder or self.workspace.ab_report(name, stamp), per_unit=per_unit)
 
     def close(self) -> None:
         """Stop the generation worker once its queued questions are answered (a later `ask` needs a new Project)."""

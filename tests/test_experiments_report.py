@@ -160,3 +160,15 @@ def test_crossovers_and_arms_no_longer_configured_are_reported():
     assert report.arms[2].mode is None and set(report.srm.observed) == {"control", "tuned"}
     assert any("no longer configured" in n for n in report.notes) and any("more than one arm" in n for n in report.notes)
     assert "No outcome recorded yet" in to_markdown(report)
+
+
+def test_per_unit_takes_one_observation_per_user():
+    exposures, outcomes = fixed_log()  # c1 asked twice: resolved 1 then 0, a rating only on the first
+    report = build_report(CFG, exposures, outcomes, per_unit=True)
+    metrics = {m.name: m for m in report.metrics}
+    resolved = metrics["resolved"]  # control units: c1 0.5, c2 1, c3 1 (c4 gave none); tuned 1,1,1,1,0,1
+    assert resolved.kind == "mean" and resolved.arms["control"].n == 3
+    assert resolved.arms["control"].value == pytest.approx(2.5 / 3) and resolved.coverage["control"] == 0.75
+    assert resolved.vs_control["tuned"].test == "welch"
+    assert metrics["latency_s"].arms["control"].n == 4 and report.to_dict()["observation"] == "unit"
+    assert not any("more than once" in n for n in report.notes)

@@ -31,10 +31,12 @@ ab_app = typer.Typer(no_args_is_help=True, help="A/B experiments: reports, statu
 @ab_app.command()
 def report(name: str, out_dir: Optional[Path] = typer.Option(None, "--out", help="Write here instead of "
                                                              "reports/ab/NAME/<time>/ in the workspace."),
+           per_unit: bool = typer.Option(False, "--per-unit", help="One observation per user (the mean of their "
+                                         "requests) instead of one per request: requests of one user are correlated."),
            config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json: bool = JsonOpt):
     """Report one experiment: arms, outcomes with intervals, differences to the control, sample-ratio check."""
     project = _run(lambda: _project(config, set_, True))
-    result, paths = _run(lambda: project.ab_report(name, folder=out_dir))
+    result, paths = _run(lambda: project.ab_report(name, folder=out_dir, per_unit=per_unit))
     if as_json:
         print(json.dumps({**result.to_dict(), "files": [str(p) for p in paths]}, indent=2))
     else:

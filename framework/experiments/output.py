@@ -45,7 +45,9 @@ def _metric_table(report: ExperimentReport, m: Metric) -> list[str]:
 
 def to_markdown(report: ExperimentReport) -> str:
     srm = report.srm
-    lines = [f"# A/B report: {report.experiment}", "", f"{report.created_at}; control arm: {report.control}", ""]
+    unit = "one per unit (the mean of its requests)" if report.per_unit else "one per request"
+    lines = [f"# A/B report: {report.experiment}", "",
+             f"{report.created_at}; control arm: {report.control}; observations: {unit}", ""]
     lines += [f"> **{n}**" if n.startswith("SAMPLE RATIO") else f"> {n}" for n in report.notes]
     lines += ["", "| arm | mode | weight | exposures | units | adapters |", "|---|---|---|---|---|---|"]
     lines += [f"| {a.name} | {a.mode or '(not configured)'} | {a.weight if a.weight is not None else '-'} | "

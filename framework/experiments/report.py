@@ -2,9 +2,11 @@
 the control; the sample-ratio check; report.md, report.json and a chart per outcome.
 
 An observation is one request (an exposure) with that outcome recorded; a request with none is left out
-of that outcome (its coverage column says how many had one). The exposure log's own numbers, latency and
-tokens, are compared the same way as guardrails. Units are counted by their arm; a unit seen in two arms
-(weights or salt changed while it ran) is counted in each and reported as a crossover.
+of that outcome (its coverage column says how many had one). Requests of one user are correlated, so when
+units ask more than once, `per_unit=True` (`--per-unit`) takes one observation per unit instead: the mean
+of its requests (rates then become per-user means, compared with Welch's t). The exposure log's own numbers,
+latency and tokens, are compared the same way as guardrails. Units are counted by their arm; a unit seen
+in two arms (weights or salt changed while it ran) is counted in each and reported as a crossover.
 
 Example:
     >>> report = build_report(cfg.experiments[0], store.exposures("greeting"), store.outcomes("greeting"))  # doctest: +SKIP
@@ -18,7 +20,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from framework.config import ExperimentConfig
 from framework.experiments.stats import (Difference, Interval, SampleRatio, mean_interval, sample_ratio,
@@ -60,9 +62,11 @@ class ExperimentReport:
     srm: SampleRatio
     crossover_units: int
     notes: tuple[str, ...]
+    per_unit: bool = False
 
     def to_dict(self) -> dict:
         return {"experiment": self.experiment, "control": self.control, "created_at": self.created_at,
+                "observation": "unit" if self.per_unit else "request",
                 "arms": [a.__dict__ | {"adapters": list(a.adapters)} for a in self.arms],
                 "metrics": [{"name": m.name, "kind": m.kind, "source": m.source,
                              "arms": {k: v.to_dict() for k, v in m.arms.items()},
@@ -82,9 +86,24 @@ def _metric(name: str, source: str, values: Mapping[str, list[float]], exposures
     return Metric(name, "rate" if rate else "mean", source, arms, vs_control, coverage)
 
 
+def _observations(rows: Iterable[tuple[str, str, float]], order: Sequence[str], per_unit: bool) -> dict[str, list[float]]:
+    """(arm, unit, value) rows as values per arm: each row, or (`per_unit`) each unit's mean."""
+    out: dict[str, list[float]] = {a: [] for a in order}
+    grouped: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for arm, unit, value in rows:
+        if per_unit:
+            grouped[(arm, unit)].append(value)
+        else:
+            out[arm].append(value)
+    for (arm, _), values in grouped.items():
+        out[arm].append(sum(values) / len(values))
+    return out
+
+
 def build_report(cfg: ExperimentConfig, exposures: Sequence[Exposure], outcomes: Mapping[tuple[str, str], float],
-                 *, now: datetime | None = None) -> ExperimentReport:
-    """The report of one experiment from its exposure log and its latest outcomes per (request, name)."""
+                 *, per_unit: bool = False, now: datetime | None = None) -> ExperimentReport:
+    """The report of one experiment from its exposure log and its latest outcomes per (request, name);
+    `per_unit`: one observation per unit (the mean of its requests) instead of one per request."""
     configured = [a.name for a in cfg.arms]
     logged = sorted({e.arm for e in exposures} - set(configured))
     order = configured + logged
@@ -97,27 +116,29 @@ def build_report(cfg: ExperimentConfig, exposures: Sequence[Exposure], outcomes:
     arms = tuple(ArmSummary(a, settings[a].mode if a in settings else None, settings[a].weight if a in settings
                             else None, counts[a], len(units[a]), tuple(sorted({e.adapter for e in by_arm[a] if e.adapter})))
                  for a in order)
-    arm_of = {e.request_id: e.arm for e in exposures}
+    served = {e.request_id: e for e in exposures}
     names = sorted({name for _, name in outcomes})
-    recorded: dict[str, dict[str, list[float]]] = {n: {a: [] for a in order} for n in names}
-    for (request_id, name), value in outcomes.items():
-        recorded[name][arm_of[request_id]].append(value)
-    metrics = [_metric(n, "outcome", recorded[n], counts, cfg.control_arm) for n in names]
+    base = {a: len(units[a]) for a in order} if per_unit else counts  # what coverage is a share of
+    metrics = []
+    for n in names:
+        rows = [(served[r].arm, served[r].unit_id, v) for (r, name), v in outcomes.items() if name == n]
+        metrics.append(_metric(n, "outcome", _observations(rows, order, per_unit), base, cfg.control_arm))
     for g in GUARDRAILS:
-        values = {a: [float(getattr(e, g)) for e in es if getattr(e, g) is not None] for a, es in by_arm.items()}
-        if any(values.values()):
-            metrics.append(_metric(g, "exposure", values, counts, cfg.control_arm))
+        rows = [(e.arm, e.unit_id, float(getattr(e, g))) for e in exposures if getattr(e, g) is not None]
+        if rows:
+            metrics.append(_metric(g, "exposure", _observations(rows, order, per_unit), base, cfg.control_arm))
     seen: dict[str, set[str]] = defaultdict(set)
     for e in exposures:
         seen[e.unit_id].add(e.arm)
     crossovers = sum(1 for arms_of_unit in seen.values() if len(arms_of_unit) > 1)
     srm = sample_ratio({a: len(units[a]) for a in configured}, {a.name: a.weight for a in cfg.arms})
     return ExperimentReport(cfg.name, cfg.control_arm, (now or datetime.now(timezone.utc)).isoformat(timespec="seconds"),
-                            arms, tuple(metrics), srm, crossovers, tuple(_notes(cfg, arms, srm, crossovers, logged)))
+                            arms, tuple(metrics), srm, crossovers, tuple(_notes(arms, srm, crossovers, logged, per_unit)),
+                            per_unit)
 
 
-def _notes(cfg: ExperimentConfig, arms: Sequence[ArmSummary], srm: SampleRatio, crossovers: int,
-           logged: Sequence[str]) -> list[str]:
+def _notes(arms: Sequence[ArmSummary], srm: SampleRatio, crossovers: int, logged: Sequence[str],
+           per_unit: bool) -> list[str]:
     notes = []
     if srm.flagged:
         notes.append(f"SAMPLE RATIO MISMATCH: units per arm {srm.observed} do not fit the weights (chi-square "
@@ -130,7 +151,8 @@ def _notes(cfg: ExperimentConfig, arms: Sequence[ArmSummary], srm: SampleRatio, 
         notes.append(f"arms {', '.join(logged)} are in the log but no longer configured; they are not in the "
                      "sample-ratio check.")
     repeat = [a.name for a in arms if a.units and a.exposures > a.units]
-    if repeat:
+    if repeat and not per_unit:
         notes.append("units asked more than once (arms " + ", ".join(repeat) + "): requests of one user are "
-                     "correlated, so intervals over requests are somewhat narrower than they should be.")
+                     "correlated, so intervals over requests are somewhat narrower than they should be; "
+                     "`--per-unit` takes one observation per user.")
     return notes
