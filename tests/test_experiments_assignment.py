@@ -168,3 +168,19 @@ def test_experiment_names_are_unique_and_a_valid_experiment_loads():
     cfg = load_config_dict({"experiments": [{"name": "x", "arms": arms, "start": "2026-12-01T09:00:00+01:00"}]})
     e = cfg.experiments[0]
     assert e.control_arm == "a" and e.hash_salt == "x" and e.start == datetime(2026, 12, 1, 8, tzinfo=timezone.utc)
+
+
+def test_the_guide_s_experiment_validates_and_its_assign_example_holds():
+    from pathlib import Path
+
+    import yaml
+
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "guides" / "ab-modes.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in guide.split("```yaml\n")[1:]]
+    experiments = [yaml.safe_load(b) for b in blocks if b.startswith("experiments:")]
+    assert experiments
+    cfg = load_config_dict(experiments[0]).experiments[0]
+    assert "ana: bucket 860 of 10000 -> arm control (rag)" in guide
+    assert assign_unit(cfg, "ana").bucket == 860 and assign_unit(cfg, "ana").arm == "control"
+    variants = next(yaml.safe_load(b) for b in blocks if b.startswith("arms:"))
+    load_config_dict({"experiments": [{"name": "prompts", **variants}]})

@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 import threading
@@ -36,7 +35,10 @@ log = logging.getLogger(__name__)
 
 
 class PromptTokens:
-    """Counts the tokens of rendered prompts as the local generator encodes them (None for a remote one)."""
+    """Counts the tokens of rendered prompts as the local generator encodes them (None for a remote one).
+
+    Its own tokenizer, loaded from the model's folder: the worker thread owns the generator's, whose padding
+    settings change per batch, so sharing it across threads could fail mid-encode."""
 
     def __init__(self, router: Router) -> None:
         self._router = router  # its generator is read on first use: building this loads no model
@@ -46,10 +48,12 @@ class PromptTokens:
     def __call__(self, prompt: str) -> int | None:
         with self._lock:
             if self._tokenizer is None:
-                source = getattr(self._router.generator, "tokenizer", None)
-                if source is None:
+                folder = getattr(self._router.generator, "model_dir", None)
+                if folder is None or not hasattr(self._router.generator, "tokenizer"):
                     return None
-                self._tokenizer = copy.deepcopy(source)
+                from transformers import AutoTokenizer
+
+                self._tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
             return len(self._tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
 
