@@ -172,3 +172,29 @@ def test_per_unit_takes_one_observation_per_user():
     assert resolved.vs_control["tuned"].test == "welch"
     assert metrics["latency_s"].arms["control"].n == 4 and report.to_dict()["observation"] == "unit"
     assert not any("more than once" in n for n in report.notes)
+
+
+def test_ab_report_exits_5_on_a_sample_ratio_mismatch_and_names_it(tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from framework.cli.main import app
+    from framework.experiments.store import ExperimentStore
+
+    url = f"sqlite:///{tmp_path / 'ab.sqlite'}"
+    config = tmp_path / "ragtune.yaml"
+    config.write_text(yaml.safe_dump({"workspace": str(tmp_path / "ws"), "experiments_store": url,
+                                      "experiments": [CFG.model_dump(mode="json")]}))
+    store = ExperimentStore(url)
+    for i in range(2000):
+        store.log_exposure(exposure(f"r{i}", "control" if i % 20 < 9 else "tuned", f"u{i}"))  # 45/55
+    store.close()
+    result = CliRunner().invoke(app, ["ab", "report", "greeting", "-c", str(config)])
+    assert result.exit_code == 5 and "SAMPLE RATIO MISMATCH" in result.output
+    assert "sample ratio mismatch: p = " in result.output
+    written = list((tmp_path / "ws" / "reports" / "ab" / "greeting").glob("*/report.json"))
+    assert len(written) == 1 and json.loads(written[0].read_text())["srm"]["flagged"] is True
+    unknown = CliRunner().invoke(app, ["ab", "report", "nope", "-c", str(config)])
+    assert unknown.exit_code == 1 and "no experiment named 'nope'" in unknown.output and "configured: greeting" in unknown.output
+    listed = CliRunner().invoke(app, ["ab", "list", "-c", str(config), "--json"])
+    assert json.loads(listed.output)[0]["exposures"] == 2000

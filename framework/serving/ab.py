@@ -6,7 +6,7 @@ the first running experiment whose audience holds the caller; the router applies
 top_k, prompt), and each answer is logged as an exposure under its request id before it is returned, so
 an outcome can name it at once. An explicit mode is never in an experiment and never logged.
 
-Prompt tokens are counted with a private copy of the local model's tokenizer (the worker thread owns the
+Prompt tokens are counted with its own instance of the local model's tokenizer (the worker thread owns the
 generator's); with an OpenAI-compatible backend they are not known and stay empty.
 
 Example:
