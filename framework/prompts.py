@@ -104,4 +104,5 @@ def with_variant(prompt: str, question: str, sources: Sequence[Source] | None) -
     if prompt == "default":
         return with_context(question, sources)
     context = "\n".join(CONTEXT_ITEM.format(n=i + 1, title=s.title, text=s.text) for i, s in enumerate(sources))
-    return [{"role": "user", "content": CONTEXT_VARIANTS.get(prompt, prompt).format(question=question, context=context)}]
+    content = CONTEXT_VARIANTS.get(prompt, prompt).format(question=question, context=context)
+    return [{"role": "user", "content": content}]

@@ -218,3 +218,21 @@ def test_an_arm_whose_adapter_is_not_served_fails_clearly_at_start_and_when_serv
     with pytest.raises(AdapterError, match="experiment leave-answers arm tuned names adapter 't@v0009'"):
         project.ask(QUESTIONS[0], user=tuned, groups=["hr"])
     project.close()
+
+
+def test_an_auto_arm_keeps_the_experiment_in_its_reason_and_a_template_arm_fills_its_template(two_audiences_config,
+                                                                                                  tmp_path):
+    mixed = {"name": "mixed", "salt": "m", "arms": [
+        {"name": "decide", "mode": "auto", "adapter": "t"},
+        {"name": "brief", "mode": "prompt_only", "prompt": "Briefly, from memory: {question}"}]}
+    project = framework.load(write_config(two_audiences_config, tmp_path, [mixed]), show_progress=False)
+    cfg = project.experiments.get("mixed")
+    users = {assign_unit(cfg, u).arm: u for u in USERS}
+    decided = project.ask(QUESTIONS[0], user=users["decide"], groups=["hr"])
+    assert decided.reason.startswith("experiment mixed arm decide; auto: ")
+    assert decided.mode in ("combined", "finetuned") and decided.adapter == "t-v0001"
+    brief = project.ask(QUESTIONS[0], user=users["brief"], groups=["hr"])
+    assert (brief.mode, brief.adapter) == ("prompt_only", None)
+    assert f"Briefly, from memory: {QUESTIONS[0]}" in brief.prompt
+    assert [e.arm for e in exposures(project, "mixed")] == ["decide", "brief"]
+    project.close()

@@ -71,7 +71,8 @@ class Experiments:
     def record_outcome(self, request_id: str, name: str, value: float | bool) -> None:
         self.store.record_outcome(request_id, name, value, now=self.clock())
 
-    def report(self, name: str, *, folder: Path | None = None, per_unit: bool = False) -> tuple[ExperimentReport, list[Path]]:
+    def report(self, name: str, *, folder: Path | None = None,
+               per_unit: bool = False) -> tuple[ExperimentReport, list[Path]]:
         """The report of experiment `name` from the store; with `folder`, also written there (md, json, charts);
         `per_unit`: one observation per unit (see framework.experiments.report)."""
         report = build_report(self.get(name), self.store.exposures(name), self.store.outcomes(name),

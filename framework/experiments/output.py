@@ -36,7 +36,8 @@ def _difference(d: Difference) -> str:
 def _metric_table(report: ExperimentReport, m: Metric) -> list[str]:
     test = "two-proportion z-test" if m.kind == "rate" else "Welch's t-test"
     lines = [f"### {m.name} ({m.kind}{', from the exposure log' if m.source == 'exposure' else ''})", "",
-             f"| arm | value [95% interval] | coverage | vs {report.control} [95% interval], {test} |", "|---|---|---|---|"]
+             f"| arm | value [95% interval] | coverage | vs {report.control} [95% interval], {test} |",
+             "|---|---|---|---|"]
     for arm, est in m.arms.items():
         diff = "control" if arm == report.control else _difference(m.vs_control[arm])
         lines.append(f"| {arm} | {_interval(est)} | {m.coverage.get(arm, 0):.0%} | {diff} |")

@@ -9,8 +9,9 @@ latency and tokens, are compared the same way as guardrails. Units are counted b
 in two arms (weights or salt changed while it ran) is counted in each and reported as a crossover.
 
 Example:
-    >>> report = build_report(cfg.experiments[0], store.exposures("greeting"), store.outcomes("greeting"))  # doctest: +SKIP
-    >>> report.srm.flagged                                                                                # doctest: +SKIP
+    >>> report = build_report(cfg.experiments[0], store.exposures("greeting"),  # doctest: +SKIP
+    ...                       store.outcomes("greeting"))
+    >>> report.srm.flagged                                                     # doctest: +SKIP
     False
 """
 
@@ -86,7 +87,8 @@ def _metric(name: str, source: str, values: Mapping[str, list[float]], exposures
     return Metric(name, "rate" if rate else "mean", source, arms, vs_control, coverage)
 
 
-def _observations(rows: Iterable[tuple[str, str, float]], order: Sequence[str], per_unit: bool) -> dict[str, list[float]]:
+def _observations(rows: Iterable[tuple[str, str, float]], order: Sequence[str],
+                  per_unit: bool) -> dict[str, list[float]]:
     """(arm, unit, value) rows as values per arm: each row, or (`per_unit`) each unit's mean."""
     out: dict[str, list[float]] = {a: [] for a in order}
     grouped: dict[tuple[str, str], list[float]] = defaultdict(list)
@@ -113,8 +115,8 @@ def build_report(cfg: ExperimentConfig, exposures: Sequence[Exposure], outcomes:
     units = {a: {e.unit_id for e in es} for a, es in by_arm.items()}
     counts = {a: len(es) for a, es in by_arm.items()}
     settings = {a.name: a for a in cfg.arms}
-    arms = tuple(ArmSummary(a, settings[a].mode if a in settings else None, settings[a].weight if a in settings
-                            else None, counts[a], len(units[a]), tuple(sorted({e.adapter for e in by_arm[a] if e.adapter})))
+    arms = tuple(ArmSummary(a, getattr(settings.get(a), "mode", None), getattr(settings.get(a), "weight", None),
+                            counts[a], len(units[a]), tuple(sorted({e.adapter for e in by_arm[a] if e.adapter})))
                  for a in order)
     served = {e.request_id: e for e in exposures}
     names = sorted({name for _, name in outcomes})
@@ -132,9 +134,9 @@ def build_report(cfg: ExperimentConfig, exposures: Sequence[Exposure], outcomes:
         seen[e.unit_id].add(e.arm)
     crossovers = sum(1 for arms_of_unit in seen.values() if len(arms_of_unit) > 1)
     srm = sample_ratio({a: len(units[a]) for a in configured}, {a.name: a.weight for a in cfg.arms})
-    return ExperimentReport(cfg.name, cfg.control_arm, (now or datetime.now(timezone.utc)).isoformat(timespec="seconds"),
-                            arms, tuple(metrics), srm, crossovers, tuple(_notes(arms, srm, crossovers, logged, per_unit)),
-                            per_unit)
+    created = (now or datetime.now(timezone.utc)).isoformat(timespec="seconds")
+    notes = tuple(_notes(arms, srm, crossovers, logged, per_unit))
+    return ExperimentReport(cfg.name, cfg.control_arm, created, arms, tuple(metrics), srm, crossovers, notes, per_unit)
 
 
 def _notes(arms: Sequence[ArmSummary], srm: SampleRatio, crossovers: int, logged: Sequence[str],

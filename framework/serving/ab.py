@@ -87,7 +87,7 @@ class ExperimentRouter:
         for a in answers if arm is not None else ():
             try:
                 self.experiments.expose(arm, a, request_id=a.request_id, prompt_tokens=self.prompt_tokens(a.prompt))
-            except (SQLAlchemyError, OSError):  # the user keeps the answer; the gap shows as fewer exposures (and maybe an SRM flag)
+            except (SQLAlchemyError, OSError):  # the user keeps the answer; the report shows the gap (fewer exposures)
                 log.exception("could not log the exposure of %s (experiment %s arm %s)", a.request_id,
                               arm.experiment, arm.arm)
         return answers

@@ -1,11 +1,12 @@
 """The router: which mode answers a question, with which adapter, and why, in one place.
 
-Mode: the caller's explicit choice, else the caller's arm of a running A/B experiment (assigned
-by framework.experiments; the arm may also set the adapter, top_k and the prompt), else the first of
-the principal's groups that config maps to a mode (`router.groups`), else `router.default_mode`. The four answering modes are
-a table (`framework.records.MODE_TABLE`: retrieve? adapter?), not a graph. `auto` decides
-per question from retrieval: `combined` (or `rag` without a usable adapter) when retrieval
-is confident, `finetuned` (or `prompt_only`) otherwise. Confidence is the calibrated
+Mode: the caller's explicit choice, else the caller's arm of a running A/B experiment
+(assigned by framework.experiments; the arm may also set the adapter, top_k and the prompt),
+else the first of the principal's groups that config maps to a mode (`router.groups`), else
+`router.default_mode`. The four answering modes are a table (`framework.records.MODE_TABLE`:
+retrieve? adapter?), not a graph. `auto` decides per question from retrieval: `combined`
+(or `rag` without a usable adapter) when retrieval is confident, `finetuned` (or
+`prompt_only`) otherwise. Confidence is the calibrated
 probability when the index has a calibration (framework.retrieval.confidence), else the
 raw top cosine score; it is computed once per question and also decides abstention
 (`router.abstain_below`: "The documents don't say." instead of guessing).
