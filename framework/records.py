@@ -161,6 +161,9 @@ class Answer:
     abstained: bool = False
     generated_tokens: int = 0
     truncated: bool = False  # generation hit generator.max_new_tokens before the answer ended
+    request_id: str | None = None  # what an outcome names (`record_outcome`, POST /v1/feedback)
+    experiment: str | None = None  # the A/B experiment and arm that chose how to answer, if any
+    arm: str | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -176,6 +179,9 @@ class Answer:
             "truncated": self.truncated,
             "prompt": self.prompt,
             "sources": [s.__dict__ for s in self.sources],
+            "request_id": self.request_id,
+            "experiment": self.experiment,
+            "arm": self.arm,
         }
 
 
