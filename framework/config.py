@@ -19,14 +19,17 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, \
+    model_validator
 
+from framework import prompts
 from framework.ingest.contract import GroupName, SourceConfig
-from framework.records import Mode
+from framework.records import MODE_TABLE, MODES, Mode
 
 Precision = Literal["auto", "bf16", "fp32"]
 
@@ -251,6 +254,121 @@ class ServeConfig(_Section):
     max_body_bytes: int = Field(default=65536, ge=1024)
 
 
+def _known_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; allowed: {', '.join(MODES)}")
+    return mode
+
+
+def _adapter_name(spec: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*(@v[0-9]{4,})?", spec):
+        raise ValueError(f"adapter {spec!r} is not an adapter name: letters, digits, . _ -, optionally pinned to a "
+                         "version (support or support@v0003); `ragtune adapters list` shows the trained ones")
+    return spec
+
+
+ArmName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+# Names that `model` already means on the HTTP server (serving/wire.py, Catalog); an experiment cannot take one.
+RESERVED_MODEL_NAMES = ("ragtune", *MODES)
+
+
+def _free_model_name(name: str) -> str:
+    if name in RESERVED_MODEL_NAMES:
+        raise ValueError(f"{name!r} is already a model name (reserved: {', '.join(RESERVED_MODEL_NAMES)}); "
+                         "experiments are `model` names too, so pick another")
+    return name
+
+
+class ArmConfig(_Section):
+    """One arm of an experiment: the mode its units are answered in, and what it changes (docs/guides/ab-modes.md).
+    The adapter's name is checked here; whether that version exists is checked when it is served."""
+
+    name: ArmName
+    mode: Annotated[str, AfterValidator(_known_mode)]
+    weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    adapter: Annotated[str, AfterValidator(_adapter_name)] | None = None
+    top_k: int | None = Field(default=None, ge=1, le=50)
+    prompt: str | None = Field(default=None, min_length=1, max_length=4000)
+
+    @model_validator(mode="after")
+    def _fits_its_mode(self) -> "ArmConfig":
+        retrieve, adapter = MODE_TABLE.get(self.mode, (True, True))  # auto may do either
+        problems = []
+        if self.adapter and not adapter:
+            problems.append(f"adapter applies to finetuned, combined and auto; mode {self.mode} uses none")
+        if self.top_k is not None and not retrieve:
+            problems.append(f"top_k applies to the modes that retrieve; mode {self.mode} does not")
+        if self.prompt is not None and self.mode == "auto":
+            problems.append("prompt applies to one mode's prompt, and auto picks its mode per question; "
+                            "give this arm a fixed mode")
+        elif self.prompt is not None:
+            problems += prompts.variant_problems(self.prompt, retrieve=retrieve)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class ExperimentConfig(_Section):
+    """An A/B experiment: units (users) hashed with `salt` to a bucket of 10,000, buckets to arms by weight
+    (framework.experiments.assignment). A config change alone starts, stops and reshapes it."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"), AfterValidator(_free_model_name)]
+    salt: str | None = Field(default=None, min_length=1)
+    unit: Literal["user", "end_user"] = "user"
+    arms: list[ArmConfig] = Field(min_length=2)
+    control: str | None = None
+    audience: list[GroupName] = []
+    enabled: bool = True
+    start: datetime | None = None
+    end: datetime | None = None
+    log_text: bool = False
+
+    @field_validator("start", "end")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        """A date or time without a zone is UTC, so every server agrees when an experiment runs."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ExperimentConfig":
+        names = [a.name for a in self.arms]
+        problems = []
+        if repeated := sorted({n for n in names if names.count(n) > 1}):
+            problems.append(f"arm names must be unique; repeated: {', '.join(repeated)}")
+        if self.control is not None and self.control not in names:
+            problems.append(f"control {self.control!r} is not an arm; arms: {', '.join(names)}")
+        if self.start and self.end and self.end <= self.start:
+            problems.append(f"end {self.end.isoformat()} is not after start {self.start.isoformat()}")
+        total = sum(a.weight for a in self.arms)
+        if tiny := [a.name for a in self.arms if a.weight / total < 1e-4]:
+            problems.append(f"arms {', '.join(tiny)} weigh under 1/10,000 of the total: less than one bucket")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def control_arm(self) -> str:
+        """The arm the others are compared with: `control`, else the first arm."""
+        return self.control or self.arms[0].name
+
+    @property
+    def hash_salt(self) -> str:
+        return self.salt or self.name
+
+    def running(self, now: datetime) -> bool:
+        return self.enabled and (self.start is None or self.start <= now) and (self.end is None or now < self.end)
+
+
+def _database_url(url: str) -> str:
+    if not re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", url):
+        raise ValueError(f"{url!r} is not a database URL; write e.g. postgresql://user@host:5432/ragtune (a password "
+                         "through ${ENV}) or sqlite:////absolute/path/experiments.sqlite, or leave the key out for "
+                         "experiments.sqlite in the workspace")
+    return url
+
+
 class Config(_Section):
     workspace: str = ".ragtune"
     precision: Precision = "auto"
@@ -264,6 +382,18 @@ class Config(_Section):
     adapters: AdaptersConfig = AdaptersConfig()
     serve: ServeConfig = ServeConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+    experiments: list[ExperimentConfig] = []
+    # exposures and outcomes: a SQLAlchemy URL (postgresql://...); None: experiments.sqlite in the workspace
+    experiments_store: Annotated[str, AfterValidator(_database_url)] | None = None
+
+    @field_validator("experiments")
+    @classmethod
+    def _unique_experiments(cls, value: list[ExperimentConfig]) -> list[ExperimentConfig]:
+        names = [e.name for e in value]
+        if repeated := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"experiment names must be unique (each is a `model` name); repeated: "
+                             f"{', '.join(repeated)}")
+        return value
 
     def workspace_path(self) -> Path:
         return Path(self.workspace).expanduser()

@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import functools
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -23,6 +24,9 @@ from framework.dataset.card import DatasetCard
 from framework.dataset.store import resolve_dataset_dir
 from framework.evaluation import run as evaluation
 from framework.evaluation.gate import parse_conditions
+from framework.experiments.live import Experiments
+from framework.experiments.report import ExperimentReport
+from framework.experiments.store import ExperimentStore
 from framework.ingest.pipeline import IngestReport, ingest_sources
 from framework.records import ANSWER_MODES, Answer, Principal, Source
 from framework.retrieval.confidence import Calibration
@@ -102,6 +106,19 @@ class Project:
     def _questions(self, questions: Path | list[dict] | None) -> list[dict]:
         return evaluation.question_rows(questions, eval_split=self.dataset_dir() / "eval.jsonl")
 
+    @functools.cached_property
+    def experiments(self) -> Experiments:
+        """The A/B experiments of the config and their exposure/outcome store (framework.experiments)."""
+        url = self.config.experiments_store or f"sqlite:///{self.workspace.experiments}"
+        return Experiments(tuple(self.config.experiments), ExperimentStore(url))
+
+    @functools.cached_property
+    def ab(self):
+        """The router under the experiments: assigns arms and logs exposures (serving/ab.py)."""
+        from framework.serving.ab import ExperimentRouter
+
+        return ExperimentRouter(self.router, self.experiments)
+
     def dataset_dir(self, version: str | None = None) -> Path:
         """A version folder of the configured dataset (the latest unless `version` names one)."""
         return resolve_dataset_dir(self.workspace.datasets, self.config.dataset.name, version)
@@ -151,19 +168,37 @@ class Project:
                             cfg=self.config.finetune, precision=self.config.precision, measure_steps=measure_steps)
 
     def ask(self, question: str, *, mode: str | None = None, user: str = "anonymous",
-            groups: Sequence[str] = ()) -> Answer:
-        """Answer one question in the routed mode (thread-safe); the Answer carries its prompt and lineage."""
-        return self.ask_many([question], mode=mode, principal=Principal(user=user, groups=tuple(groups)))[0]
+            groups: Sequence[str] = (), experiment: str | None = None) -> Answer:
+        """Answer one question in the routed mode (thread-safe); the Answer carries its prompt, lineage and request
+        id (and, under an A/B experiment, the experiment and arm)."""
+        return self.ask_many([question], mode=mode, principal=Principal(user=user, groups=tuple(groups)),
+                             experiment=experiment)[0]
 
     def ask_many(self, questions: Sequence[str], *, mode: str | None = None, principal: Principal = Principal(),
-                 max_new_tokens: int | None = None) -> list[Answer]:
-        """Answer several questions (same mode for all), batched per adapter; `max_new_tokens` lowers the budget."""
-        return self.router.answer(questions, principal=principal, mode=mode, max_new_tokens=max_new_tokens)
+                 max_new_tokens: int | None = None, experiment: str | None = None) -> list[Answer]:
+        """Answer several questions (same mode for all), batched per adapter; `max_new_tokens` lowers the budget.
+        Without an explicit mode, the caller's arm of a running experiment applies (`experiment`: that one)."""
+        return self.ab.answer(questions, principal=principal, mode=mode, experiment=experiment,
+                              max_new_tokens=max_new_tokens)
+
+    def record_outcome(self, request_id: str, name: str, value: float | bool) -> None:
+        """Record what came of an answer given under an experiment (thumbs_up 1/0, resolved, a rating), by its
+        `Answer.request_id`; an id no experiment served raises UnknownRequestError and writes nothing."""
+        self.experiments.record_outcome(request_id, name, value)
+
+    def ab_report(self, name: str, *, folder: Path | None = None,
+                  per_unit: bool = False) -> tuple[ExperimentReport, list[Path]]:
+        """The A/B report of experiment `name`, written to `folder` (default reports/ab/NAME/<time>/);
+        `per_unit`: one observation per user instead of per request (framework.experiments.report)."""
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        return self.experiments.report(name, folder=folder or self.workspace.ab_report(name, stamp), per_unit=per_unit)
 
     def close(self) -> None:
         """Stop the generation worker once its queued questions are answered (a later `ask` needs a new Project)."""
         if "worker" in self.__dict__:
             self.worker.close()
+        if "experiments" in self.__dict__:
+            self.experiments.store.close()
 
     def compare(self, question: str, *, principal: Principal = Principal(),
                 modes: Sequence[str] = ANSWER_MODES) -> evaluation.Comparison:

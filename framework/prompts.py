@@ -74,3 +74,57 @@ def qa_from_passage(passage: str, *, strict: bool = False) -> list[dict]:
 
 def paraphrase_question(question: str, n: int) -> list[dict]:
     return [{"role": "user", "content": LLM_PARAPHRASE_INSTRUCTION.format(n=n, question=question)}]
+
+
+# Prompt variants an A/B experiment arm may choose (`experiments[].arms[].prompt`): a name from these tables,
+# or a template of its own holding exactly the placeholders its mode needs: {question}, plus {context} (the
+# numbered retrieved chunks, as CONTEXT_ITEM writes them) in the modes that retrieve. "default" is the prompt
+# above, which the adapters learned; a variant is what an experiment measures against it.
+CONTEXT_VARIANTS = {
+    "concise": "Answer in one short sentence, using only the company documents below.\n\n{context}\n\n"
+               "Question: {question}",
+    "cite": "Answer the question using the company documents below, and name the document the answer comes "
+            "from.\n\n{context}\n\nQuestion: {question}",
+}
+CLOSED_BOOK_VARIANTS = {"concise": "Answer in one short sentence: {question}"}
+
+
+def variant_problems(prompt: str, *, retrieve: bool) -> list[str]:
+    """What is wrong with an arm's prompt (a variant name or a template) for a mode that does or does not
+    retrieve; empty when it is usable. Only bare {question} / {context} fields pass, so a template can never
+    reach an attribute or an index of what it is filled with."""
+    import string
+
+    names = CONTEXT_VARIANTS if retrieve else CLOSED_BOOK_VARIANTS
+    if prompt == "default" or prompt in names:
+        return []
+    if "{" not in prompt:
+        return [f"unknown prompt variant {prompt!r}; named variants for this mode: default, {', '.join(names)}; "
+                "or write a template with {question}" + (" and {context}" if retrieve else "")]
+    try:
+        fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(prompt) if f is not None]
+    except ValueError as err:
+        return [f"the prompt template does not parse ({err}); write a literal brace as {{{{ or }}}}"]
+    allowed = {"question", "context"} if retrieve else {"question"}
+    problems = [f"placeholder {{{f}{'!' + c if c else ''}{':' + s if s else ''}}} is not allowed; use only "
+                f"{', '.join('{' + a + '}' for a in sorted(allowed))}" for f, s, c in fields
+                if f not in allowed or s or c]
+    problems += [f"the prompt template needs {{{a}}}" for a in sorted(allowed) if a not in {f for f, _, _ in fields}]
+    return problems
+
+
+def with_variant(prompt: str, question: str, sources: Sequence[Source] | None) -> list[dict]:
+    """The conversation for an arm's prompt (checked by `variant_problems`); `sources` None: closed book.
+
+    Example:
+        >>> with_variant("concise", "How many leave days?", None)[0]["content"]
+        'Answer in one short sentence: How many leave days?'
+    """
+    if sources is None:
+        return closed_book(question) if prompt == "default" else \
+            [{"role": "user", "content": CLOSED_BOOK_VARIANTS.get(prompt, prompt).format(question=question)}]
+    if prompt == "default":
+        return with_context(question, sources)
+    context = "\n".join(CONTEXT_ITEM.format(n=i + 1, title=s.title, text=s.text) for i, s in enumerate(sources))
+    content = CONTEXT_VARIANTS.get(prompt, prompt).format(question=question, context=context)
+    return [{"role": "user", "content": content}]

@@ -178,6 +178,9 @@ class Answer:
     generated_tokens: int = 0
     truncated: bool = False  # generation hit generator.max_new_tokens before the answer ended
     evidence: tuple[Evidence, ...] = ()  # the source sentences that best support the text
+    request_id: str | None = None  # what an outcome names (`record_outcome`, POST /v1/feedback)
+    experiment: str | None = None  # the A/B experiment and arm that chose how to answer, if any
+    arm: str | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -194,6 +197,9 @@ class Answer:
             "prompt": self.prompt,
             "sources": [s.__dict__ for s in self.sources],
             "evidence": [e.__dict__ for e in self.evidence],
+            "request_id": self.request_id,
+            "experiment": self.experiment,
+            "arm": self.arm,
         }
 
 

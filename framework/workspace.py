@@ -73,6 +73,15 @@ class Workspace:
     def reports(self) -> Path:
         return self.root / "reports"
 
+    def ab_report(self, experiment: str, stamp: str) -> Path:
+        """Where `ragtune ab report` writes one report of an experiment (report.md, report.json, charts)."""
+        return self.reports / "ab" / experiment / stamp
+
+    @property
+    def experiments(self) -> Path:
+        """Exposures and outcomes of A/B experiments (SQLite, WAL), unless `experiments_store` names a database."""
+        return self.root / "experiments.sqlite"
+
     @property
     def logs(self) -> Path:
         return self.root / "logs"

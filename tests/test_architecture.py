@@ -1,7 +1,7 @@
 """The package layout's rules, checked by walking every import in the source tree.
 
 - the stages import only the foundation and stages before them (ingest, retrieval, dataset,
-  adapters, training, serving, evaluation, integrations, cli);
+  adapters, training, experiments, serving, evaluation, integrations, cli);
 - connectors import only records and the ingest contract; only project.py and cli/ import them;
 - no package imports project or cli; no import cycles;
 - importing a record, the package or a connector never loads torch.
@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("ingest", "retrieval", "dataset", "adapters", "training", "serving", "evaluation", "integrations", "cli")
+STAGES = ("ingest", "retrieval", "dataset", "adapters", "training", "experiments", "serving", "evaluation",
+          "integrations", "cli")
 FOUNDATION = {"framework", "framework.records", "framework.config", "framework.workspace", "framework.prompts",
               "framework.text"}
 CONTRACT = {"framework.records", "framework.ingest.contract", "framework.ingest.acl"}
@@ -116,6 +117,8 @@ def test_the_rules_catch_violations():
     assert _violation("framework.serving.router", "framework.project")
     assert _violation("framework.records", "framework.ingest.chunking")
     assert not _violation("framework.serving.router", "framework.retrieval.retriever")
+    assert not _violation("framework.serving.router", "framework.experiments.assignment")
+    assert _violation("framework.experiments.report", "framework.evaluation.stats")
     assert not _violation("framework.integrations.llama_index", "framework.serving.router")
     assert _violation("framework.serving.server", "framework.integrations.llama_index")
     assert _violation("framework.integrations.llama_index", "framework.project")

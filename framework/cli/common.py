@@ -2,7 +2,8 @@
 
 Exit codes: 0 success, 1 failure (bad input, empty index...), 2 invalid config or
 arguments, 3 refused (e.g. a mode that needs an adapter nobody trained), 4 an
-evaluation gate (`ragtune eval --gate`) failed.
+evaluation gate (`ragtune eval --gate`) failed, 5 an A/B report's sample-ratio check flagged
+a mismatch (`ragtune ab report`).
 """
 
 from __future__ import annotations

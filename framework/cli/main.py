@@ -15,6 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from framework.cli.ab import ab_app
 from framework.cli.adapters import adapters_app
 from framework.cli.common import GATE_FAILED, ConfigOpt, GroupOpt, JsonOpt, SetOpt, UserOpt, err, out, project, run
 from framework.cli.eval_view import show
@@ -24,6 +25,7 @@ from framework.records import ANSWER_MODES, MODES, Principal
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Teach a language model your documents.")
 app.add_typer(adapters_app, name="adapters")
+app.add_typer(ab_app, name="ab")
 
 
 @app.command()
@@ -218,6 +220,7 @@ def serve(host: Optional[str] = typer.Option(None, "--host", help="Interface to 
     """Serve the OpenAI-compatible HTTP API: /v1/chat/completions, /v1/models, /health, /metrics.
 
     Callers authenticate with the bearer tokens of serve.tokens (docs/guides/serving.md)."""
+    from framework.serving.ab import check_arms
     from framework.serving.auth import TokenTable
     from framework.serving.server import create_app
     from framework.serving.server import run as run_server
@@ -225,7 +228,8 @@ def serve(host: Optional[str] = typer.Option(None, "--host", help="Interface to 
     proj = run(lambda: project(config, set_, True))
     cfg = proj.config.serve
     tokens = run(lambda: TokenTable.from_config(cfg.tokens, environ=os.environ))
-    api = run(lambda: create_app(proj.router, cfg, tokens=tokens))  # loads the model before the first request
+    run(lambda: check_arms(proj.experiments.configs, proj.adapters, serve=proj.config.adapters.serve))
+    api = run(lambda: create_app(proj.router, cfg, tokens=tokens, experiments=proj.experiments))  # loads the model
     where = f"http://{host or cfg.host}:{cfg.port if port is None else port}"
     err.print(f"ragtune serving on {where}/v1 for {len(tokens.principals)} token(s); models: GET {where}/v1/models",
               highlight=False)

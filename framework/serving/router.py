@@ -1,10 +1,12 @@
 """The router: which mode answers a question, with which adapter, and why, in one place.
 
-Mode: the caller's explicit choice, else the first of the principal's groups that config
-maps to a mode (`router.groups`), else `router.default_mode`. The four answering modes are
-a table (`framework.records.MODE_TABLE`: retrieve? adapter?), not a graph. `auto` decides
-per question from retrieval: `combined` (or `rag` without a usable adapter) when retrieval
-is confident, `finetuned` (or `prompt_only`) otherwise. Confidence is the calibrated
+Mode: the caller's explicit choice, else the caller's arm of a running A/B experiment
+(assigned by framework.experiments; the arm may also set the adapter, top_k and the prompt),
+else the first of the principal's groups that config maps to a mode (`router.groups`), else
+`router.default_mode`. The four answering modes are a table (`framework.records.MODE_TABLE`:
+retrieve? adapter?), not a graph. `auto` decides per question from retrieval: `combined`
+(or `rag` without a usable adapter) when retrieval is confident, `finetuned` (or
+`prompt_only`) otherwise. Confidence is the calibrated
 probability when the index has a calibration (framework.retrieval.confidence), else the
 raw top cosine score; it is computed once per question and also decides abstention
 (`router.abstain_below`: "The documents don't say." instead of guessing).
@@ -40,6 +42,7 @@ from framework import prompts
 from framework.adapters.manifest import AdapterManifest
 from framework.adapters.registry import AdapterError, AdapterRef, AdapterRegistry, ServeRule, check_base, parse_spec
 from framework.config import GeneratorConfig, RouterConfig
+from framework.experiments.assignment import Assignment
 from framework.records import MODE_TABLE, MODES, Answer, Principal, Source
 from framework.retrieval.confidence import Calibration, top_score
 from framework.retrieval.retriever import Retriever
@@ -60,10 +63,13 @@ def check_mode(mode: str) -> str:
     return mode
 
 
-def choose_mode(explicit: str | None, principal: Principal, cfg: RouterConfig) -> tuple[str, str]:
-    """Return (mode, reason)."""
+def choose_mode(explicit: str | None, principal: Principal, cfg: RouterConfig, *,
+                arm: Assignment | None = None) -> tuple[str, str]:
+    """Return (mode, reason): explicit > experiment arm > group default > config default."""
     if explicit:
         return check_mode(explicit), "explicit"
+    if arm is not None:
+        return arm.mode, f"experiment {arm.experiment} arm {arm.arm}"
     for group in principal.groups:
         if group in cfg.groups:
             return cfg.groups[group], f"group {group}"
@@ -158,16 +164,18 @@ class Router:
         return self.worker.generator
 
     def answer(self, questions: Sequence[str], *, principal: Principal, mode: str | None = None,
-               max_new_tokens: int | None = None) -> list[Answer]:
+               max_new_tokens: int | None = None, arm: Assignment | None = None) -> list[Answer]:
         """Answer several questions (same requested mode for all); safe to call from many threads at once.
 
-        `max_new_tokens` lowers the configured budget (`generator.max_new_tokens`) for these answers."""
+        `max_new_tokens` lowers the configured budget (`generator.max_new_tokens`) for these answers; `arm`, the
+        caller's experiment arm, applies unless `mode` is explicit (serving/ab.py assigns and logs it)."""
         if not all(isinstance(q, str) and q.strip() for q in questions):
             raise ValueError("every question must be a non-empty string")
         budget = min(max_new_tokens or self.max_new_tokens, self.max_new_tokens)
-        requested, reason = choose_mode(mode, principal, self.cfg)
+        requested, reason = choose_mode(mode, principal, self.cfg, arm=arm)
+        arm = None if mode else arm
         start = time.perf_counter()
-        plans = [self.plan(q, requested, reason, principal) for q in questions]
+        plans = [self.plan(q, requested, reason, principal, arm=arm) for q in questions]
         extract = self.answer_style == "extractive"
         quoted = {i: extractive_answer(p.question, p.sources, embed=self.retriever.embedder.embed,
                                        limit=max(1, self.evidence_sentences))
@@ -188,24 +196,32 @@ class Router:
                        confidence=p.confidence, abstained=p.abstain, generated_tokens=g.tokens,
                        truncated=g.truncated, evidence=e) for p, g, e in zip(plans, outs, evidence)]
 
-    def plan(self, question: str, mode: str, reason: str, principal: Principal) -> Plan:
-        """Mode, sources, confidence, abstention and adapter for one question, retrieving at most once."""
+    def plan(self, question: str, mode: str, reason: str, principal: Principal, *,
+             arm: Assignment | None = None) -> Plan:
+        """Mode, sources, confidence, abstention and adapter for one question, retrieving at most once;
+        an experiment `arm` may set the adapter, top_k and prompt."""
         sources: list[Source] | None = None
+        settings = arm.settings if arm else None
+        k, spec = (settings.top_k, settings.adapter) if settings else (None, None)
         if mode == "auto":
-            sources = self.retriever.retrieve(question, principal=principal)
-            mode, reason = self._auto(sources, principal)
+            sources = self.retriever.retrieve(question, principal=principal, k=k)
+            mode, why_auto = self._auto(sources, principal, spec)
+            reason = f"{reason}; {why_auto}" if arm else why_auto
         retrieve, use_adapter = MODE_TABLE[check_mode(mode)]
         if not retrieve:
             sources = []
         elif sources is None:
-            sources = self.retriever.retrieve(question, principal=principal)
+            sources = self.retriever.retrieve(question, principal=principal, k=k)
         confidence = self._confidence(sources) if retrieve else None
         why = None
         if retrieve:
             value = confidence if confidence is not None else top_score(sources)
             why = abstention(value, self.cfg.abstain_below, "confidence" if confidence is not None else "top score")
-        adapter = self.adapter_ref(principal) if use_adapter and why is None else None
-        conversation = prompts.with_context(question, sources) if retrieve else prompts.closed_book(question)
+        adapter = self.adapter_ref(principal, spec) if use_adapter and why is None else None
+        if settings and settings.prompt:
+            conversation = prompts.with_variant(settings.prompt, question, sources if retrieve else None)
+        else:
+            conversation = prompts.with_context(question, sources) if retrieve else prompts.closed_book(question)
         return Plan(question=question, mode=mode, reason=f"{reason}; {why}" if why else reason,
                     sources=tuple(sources), adapter=adapter.key if adapter else None,
                     adapter_path=adapter.path if adapter else None, confidence=confidence,
@@ -214,10 +230,9 @@ class Router:
     def _confidence(self, sources: Sequence[Source]) -> float | None:
         return self.calibration.confidence(top_score(sources)) if self.calibration is not None else None
 
-    def _auto(self, sources: Sequence[Source], principal: Principal) -> tuple[str, str]:
+    def _auto(self, sources: Sequence[Source], principal: Principal, spec: str | None = None) -> tuple[str, str]:
         try:
-            has_adapter = in_audience(served_adapter(self.registry, self.cfg, principal, serve=self.serve).manifest,
-                                      principal)
+            has_adapter = in_audience(self._served(principal, spec).manifest, principal)
         except AdapterError:
             has_adapter = False
         if self.calibration is not None:
@@ -225,10 +240,16 @@ class Router:
                                 label="retrieval confidence")
         return resolve_auto(top_score(sources), has_adapter, self.cfg.auto_min_score)
 
-    def adapter_ref(self, principal: Principal) -> AdapterRef:
-        """The principal's served adapter, after checking its audience and (before its first load) its base;
-        the worker loads it into the generator."""
-        ref = served_adapter(self.registry, self.cfg, principal, serve=self.serve)
+    def _served(self, principal: Principal, spec: str | None) -> AdapterRef:
+        """An experiment arm's adapter (`spec`: name or name@vNNNN), else the principal's configured one."""
+        if spec is not None:
+            return self.registry.resolve(spec, serve=self.serve)
+        return served_adapter(self.registry, self.cfg, principal, serve=self.serve)
+
+    def adapter_ref(self, principal: Principal, spec: str | None = None) -> AdapterRef:
+        """The principal's served adapter (or an experiment arm's, `spec`), after checking its audience and
+        (before its first load) its base; the worker loads it into the generator."""
+        ref = self._served(principal, spec)
         if not in_audience(ref.manifest, principal):
             raise PermissionError(
                 f"adapter {ref.key} learned documents restricted to {sorted(ref.manifest.audience)}; user "

@@ -2,8 +2,10 @@
 
 - `POST /v1/chat/completions`: OpenAI's request and response, `stream: true` as
   server-sent events, ragtune's extras in the one field `ragtune` (serving/wire.py);
-- `GET /v1/models`: the names `model` may take (a mode, `auto`, or `ragtune` for the
-  caller's configured default);
+- `GET /v1/models`: the names `model` may take (a mode, `auto`, `ragtune` for the caller's
+  configured default, or an A/B experiment's name);
+- `POST /v1/feedback`: an outcome of an answer given under an experiment (`{"request_id": the
+  answer's id, "name": "thumbs_up", "value": true}`); an id no experiment served is a 404;
 - `GET /health`, and `GET /metrics` in Prometheus text format (serving/metrics.py).
 
 Every `/v1/` call needs `Authorization: Bearer <token>`; the token's principal (serve/auth.py)
@@ -14,7 +16,9 @@ served, 413 oversized body); an unexpected failure is a 500 naming the request i
 a stack trace (that goes to the server log).
 
 The server holds no state of its own beyond the model in memory: answers go through the
-router to the one generation worker, so concurrent requests are batched per adapter.
+router to the one generation worker, so concurrent requests are batched per adapter; the
+exposures and outcomes of experiments go to their store (SQLite in WAL mode or a database URL),
+which several server processes share.
 
 A streamed answer is sent once it is generated (a micro-batch generates whole answers),
 as one event per word, then a last event with the finish reason and the extras.
@@ -39,15 +43,19 @@ from starlette.exceptions import HTTPException
 
 from framework.adapters.registry import AdapterError
 from framework.config import ServeConfig
+from framework.experiments.live import Experiments
+from framework.experiments.store import UnknownRequestError
 from framework.records import Answer, Principal
+from framework.serving.ab import ExperimentRouter
 from framework.serving.auth import TokenTable
 from framework.serving.metrics import ServerMetrics
 from framework.serving.remote import BackendError
 from framework.serving.router import Router
-from framework.serving.wire import ApiError, Catalog, completion, model_list, parse_request, stream_events
+from framework.serving.wire import (ApiError, Catalog, Choice, completion, model_list, parse_feedback, parse_request,
+                                    stream_events)
 
 log = logging.getLogger(__name__)
-ROUTES = "POST /v1/chat/completions, GET /v1/models, GET /health, GET /metrics"
+ROUTES = "POST /v1/chat/completions, GET /v1/models, POST /v1/feedback, GET /health, GET /metrics"
 
 
 def _error(err: ApiError, request_id: str | None = None) -> JSONResponse:
@@ -71,10 +79,13 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def _answer(router: Router, question: str, principal: Principal, mode: str | None, budget: int | None) -> Answer:
-    """The router's answer, with the refusals a caller can act on turned into API errors."""
+def _answer(ab: ExperimentRouter, question: str, principal: Principal, choice: Choice, budget: int | None,
+            request_id: str, end_user: str | None) -> Answer:
+    """The router's answer (under the caller's experiment arm), with the refusals a caller can act on turned
+    into API errors."""
     try:
-        return router.answer([question], principal=principal, mode=mode, max_new_tokens=budget)[0]
+        return ab.answer([question], principal=principal, mode=choice.mode, experiment=choice.experiment,
+                         end_user=end_user, max_new_tokens=budget, request_ids=[request_id])[0]
     except PermissionError as err:
         raise ApiError(403, str(err), kind="permission_error", code="adapter_audience", param="model") from None
     except AdapterError as err:
@@ -85,9 +96,13 @@ def _answer(router: Router, question: str, principal: Principal, mode: str | Non
         raise ApiError(400, str(err)) from None
 
 
-def create_app(router: Router, cfg: ServeConfig, *, tokens: TokenTable, catalog: Catalog = Catalog()) -> FastAPI:
-    """The ASGI app; `run` serves it, tests may serve it on any free port."""
+def create_app(router: Router, cfg: ServeConfig, *, tokens: TokenTable, catalog: Catalog | None = None,
+               experiments: Experiments | None = None) -> FastAPI:
+    """The ASGI app; `run` serves it, tests may serve it on any free port. `experiments` (the project's)
+    adds their names to the catalog and logs exposures; without it every answer routes as configured."""
     app = FastAPI(title="ragtune", docs_url=None, redoc_url=None, openapi_url=None)
+    catalog = catalog or Catalog(experiments=experiments.names if experiments else ())
+    ab = ExperimentRouter(router, experiments)
     metrics = ServerMetrics(router.worker)
     app.state.metrics = metrics
 
@@ -135,20 +150,37 @@ def create_app(router: Router, cfg: ServeConfig, *, tokens: TokenTable, catalog:
             req = parse_request(await _read_body(request, cfg.max_body_bytes), max_messages=cfg.max_messages,
                                 max_chars=cfg.max_chars)
             choice = catalog.choose(req.model)
-            answer = await run_in_threadpool(_answer, router, req.question(), caller, choice.mode, req.budget())
+            answer = await run_in_threadpool(_answer, ab, req.question(), caller, choice, req.budget(), request_id,
+                                             req.user)
         except ApiError as err:
             metrics.observe(None, err.status)
             log.info("%s refused %d: %s", request_id, err.status, err.message)
             return _error(err, request_id)
         seconds = time.perf_counter() - start
         metrics.observe(answer.mode, 200, seconds)
-        log.info("%s user=%s model=%s mode=%s adapter=%s %.3fs", request_id, caller.user, req.model, answer.mode,
-                 answer.adapter, seconds)
+        log.info("%s user=%s model=%s mode=%s adapter=%s arm=%s %.3fs", request_id, caller.user, req.model,
+                 answer.mode, answer.adapter, f"{answer.experiment}/{answer.arm}" if answer.arm else None, seconds)
         headers = {"x-request-id": request_id}
         if req.stream:
             return StreamingResponse(iter(stream_events(answer, model=req.model, request_id=request_id)),
                                      media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"})
         return JSONResponse(completion(answer, model=req.model, request_id=request_id), headers=headers)
+
+    @app.post("/v1/feedback")
+    async def feedback(request: Request) -> JSONResponse:
+        principal(request)
+        body = parse_feedback(await _read_body(request, cfg.max_body_bytes))
+        if experiments is None:
+            raise ApiError(404, f"request {body.request_id!r} was not served under an experiment: this server runs "
+                                "none (`experiments:` in the config)", code="unknown_request", param="request_id")
+        try:
+            await run_in_threadpool(experiments.record_outcome, body.request_id, body.name, body.value)
+        except UnknownRequestError as err:
+            raise ApiError(404, str(err), code="unknown_request", param="request_id") from None
+        except ValueError as err:
+            raise ApiError(400, str(err)) from None
+        return JSONResponse({"object": "feedback", "request_id": body.request_id, "name": body.name,
+                             "value": float(body.value)})
 
     return app
 

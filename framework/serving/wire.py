@@ -92,20 +92,37 @@ class ChatRequest(_Strict):
         return self.max_completion_tokens or self.max_tokens
 
 
-def parse_request(body: bytes, *, max_messages: int, max_chars: int) -> ChatRequest:
-    """The request, or an ApiError naming every problem (unreadable JSON, wrong types, limits)."""
+class FeedbackRequest(_Strict):
+    """`POST /v1/feedback`: an outcome of an answer given under an A/B experiment, named by the answer's `id`."""
+
+    request_id: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=64)
+    value: bool | float
+
+
+def _validated(model: type[BaseModel], body: bytes):
+    """The body as `model`, or an ApiError naming every problem (unreadable JSON, wrong types)."""
     try:
         json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ApiError(400, f"the request body is not valid JSON ({err}); send a JSON object") from None
     try:
-        req = ChatRequest.model_validate_json(body)
+        return model.model_validate_json(body)
     except ValidationError as err:
         problems = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: "
                     f"{'unknown field' if e['type'] == 'extra_forbidden' else e['msg']}" for e in err.errors()]
         first = err.errors()[0]["loc"]
         raise ApiError(400, "invalid request: " + "; ".join(problems),
                        param=str(first[0]) if first else None) from None
+
+
+def parse_feedback(body: bytes) -> FeedbackRequest:
+    return _validated(FeedbackRequest, body)
+
+
+def parse_request(body: bytes, *, max_messages: int, max_chars: int) -> ChatRequest:
+    """The request, or an ApiError naming every problem (unreadable JSON, wrong types, limits)."""
+    req = _validated(ChatRequest, body)
     if len(req.messages) > max_messages:
         raise ApiError(400, f"{len(req.messages)} messages; at most {max_messages} per request (serve.max_messages)",
                        param="messages")
@@ -125,10 +142,9 @@ class Catalog:
     - `ragtune`: no explicit mode, so the router applies the caller's group default, then
       `router.default_mode`.
 
-    Extension point: A/B experiments add their names in `experiments`. A request naming one
-    asks for no explicit mode and carries the experiment name (`Choice.experiment`) for the
-    router to pick the caller's arm, keeping the precedence explicit > experiment arm >
-    group default > config default (serving/router.py, `choose_mode`).
+    - an A/B experiment's name (`experiments`): the caller's arm of that experiment (serving/ab.py),
+      or, while it does not run for the caller, the routing of `ragtune`; the precedence stays
+      explicit > experiment arm > group default > config default (serving/router.py, `choose_mode`).
     """
 
     experiments: tuple[str, ...] = ()
@@ -158,7 +174,7 @@ def extras(answer: Answer, request_id: str) -> dict:
     """ragtune's one extra field: how and from what the answer was made."""
     return {"request_id": request_id, "mode": answer.mode, "reason": answer.reason, "adapter": answer.adapter,
             "confidence": answer.confidence, "abstained": answer.abstained, "latency_s": round(answer.latency_s, 4),
-            "generated_tokens": answer.generated_tokens,
+            "generated_tokens": answer.generated_tokens, "experiment": answer.experiment, "arm": answer.arm,
             "sources": [{"title": s.title, "uri": s.uri, "section": s.section, "page": s.page, "page_end": s.page_end,
                          "score": s.score, "chunk_id": s.chunk_id, "doc_id": s.doc_id} for s in answer.sources]}
 
