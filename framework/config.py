@@ -83,7 +83,7 @@ class GeneratorConfig(_Section):
     max_sentences: int | None = Field(default=3, ge=1)
     batch_size: int = Field(default=8, ge=1)
     repetition_penalty: float = Field(default=1.0, ge=1.0)
-    no_repeat_ngram_size: int = Field(default=0, ge=0)
+    no_repeat_ngram_size: int = Field(default=4, ge=0)
     answer_style: Literal["generative", "extractive"] = "generative"
     evidence_sentences: int = Field(default=2, ge=0, le=10)
     backend: Literal["hf", "openai"] = "hf"
