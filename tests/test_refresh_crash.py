@@ -2,6 +2,7 @@
 resumes from the checkpoint, adopts the published candidate instead of training another, and
 promotes it; the serving version never changes before that last step."""
 
+import json
 import os
 import signal
 import subprocess
@@ -11,7 +12,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from framework.project import Project, load_config_dict
 from framework.refresh.state import load_state
 
 from test_refresh import change_corpus, refresh_config, trained
@@ -19,10 +19,13 @@ from test_refresh import change_corpus, refresh_config, trained
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _killed_at(config: Path, point: str) -> subprocess.CompletedProcess:
+def _run(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(ROOT / "tests" / "refresh_killed_at.py"), str(config), point],
-                          env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=600)
+
+
+def _killed_at(config: Path, point: str) -> subprocess.CompletedProcess:
+    return _run(str(ROOT / "tests" / "refresh_killed_at.py"), str(config), point)
 
 
 def test_killed_mid_training_then_rerun_completes(tmp_path, tiny_model):
@@ -46,9 +49,11 @@ def test_killed_mid_training_then_rerun_completes(tmp_path, tiny_model):
     assert load_state(folder).candidate == "v0002" and load_state(folder).runs == 2
     assert [r.version for r in registry.versions("t")] == ["v0001", "v0002"] and registry.promoted("t") == "v0001"
 
-    report = Project(load_config_dict(cfg), show_progress=False).refresh()
-    assert report.outcome == "promoted", report.message
-    assert report.id == state.id and report.resumed and report.candidate == "v0002"
+    rerun = _run("-m", "framework", "refresh", "-c", str(config), "--json")  # the next scheduled run
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    report = json.loads(rerun.stdout)
+    assert report["outcome"] == "promoted" and report["id"] == state.id and report["resumed"]
+    assert report["candidate"] == "v0002" and report["training"]["resumed_from_step"] == 2
     assert [r.version for r in registry.versions("t")] == ["v0001", "v0002"] and registry.promoted("t") == "v0002"
     metrics = registry.get("t", "v0002").manifest.metrics
     assert metrics["resumed_from_step"] == 2 and metrics["steps"] == 4

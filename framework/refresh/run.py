@@ -32,9 +32,13 @@ from typing import Any, Callable, Sequence
 
 from framework.adapters.registry import AdapterError, AdapterRef, AdapterRegistry, parse_spec
 from framework.config import Config
+from framework.dataset.card import DatasetCard
 from framework.dataset.store import read_jsonl
 from framework.evaluation.questions import load_questions
+from framework.evaluation.results import EvaluationResult
 from framework.ingest.ledger import Ledger
+from framework.ingest.pipeline import IngestReport
+from framework.records import Chunk
 from framework.refresh import steps
 from framework.refresh.dry_run import plan_report
 from framework.refresh.examples import CHANGED, FILE_KIND, UNCHANGED, removed_rows
@@ -43,6 +47,7 @@ from framework.refresh.plan import RefreshPlan, make_plan
 from framework.refresh.report import RefreshReport, write_report
 from framework.refresh.state import RefreshState, clear_state, load_last, load_state, refresh_lock, save_last, save_state
 from framework.serving.router import served_version
+from framework.training.checkpoints import NOT_IDENTITY
 from framework.workspace import Workspace
 
 
@@ -50,11 +55,11 @@ from framework.workspace import Workspace
 class Stages:
     """What the composition root hands a refresh: its own verbs and components, built on first use."""
 
-    ingest: Callable[[], Any]  # -> IngestReport
-    scan: Callable[[], dict]  # documents the next ingest would add, change, delete (dry run)
-    chunks: Callable[[], list]  # every indexed Chunk
-    synthesize: Callable[[], Any]  # -> DatasetCard
-    evaluate: Callable[..., Any]  # Project.evaluate
+    ingest: Callable[[], IngestReport]
+    scan: Callable[[], dict[str, list[str]]]  # documents the next ingest would add, change, delete (dry run)
+    chunks: Callable[[], list[Chunk]]  # every indexed chunk
+    synthesize: Callable[[], DatasetCard]
+    evaluate: Callable[..., EvaluationResult]  # Project.evaluate: questions, modes, adapters, baseline, principal...
     base_model_dir: Callable[[], Path]
 
 
@@ -108,7 +113,7 @@ def refresh(stages: Stages, *, config: Config, workspace: Workspace, registry: A
     kinds = [CHANGED, UNCHANGED, *sorted({r.get("split_kind") or FILE_KIND for r in extra})]
     conditions = tuple(parse_refresh_gate(rc.gate, kinds=kinds))  # a typo fails before any work
     c = config
-    settings = _fingerprint(c.dataset.model_dump(by_alias=True), c.finetune.model_dump(),
+    settings = _fingerprint(c.dataset.model_dump(by_alias=True), c.finetune.model_dump(exclude=set(NOT_IDENTITY)),
                             rc.model_dump(include={"replay", "warm_start", "epochs", "max_steps", "learning_rate",
                                                    "seed"}), c.generator.model, c.precision)
     eval_settings = _fingerprint(rc.model_dump(), [dict(r) for r in extra])
@@ -175,6 +180,8 @@ def _current_state(run: _Run, state: RefreshState | None, plan: RefreshPlan, *, 
                          serving=plan.serving, started_at=_now())
     if state is None or state.fingerprint != plan.fingerprint:
         return fresh
+    if state.candidate and state.candidate not in {r.version for r in run.registry.versions(plan.adapter)}:
+        state = dataclasses.replace(state, candidate=None, verdict=None)  # its candidate was deleted: train again
     if force and state.verdict is not None and not state.verdict.get("passed"):
         return dataclasses.replace(fresh, dataset_version=state.dataset_version)  # same data, a new candidate
     if state.verdict is not None and state.verdict.get("settings") != run.eval_settings:
