@@ -14,7 +14,7 @@ from framework.evaluation.results import EvaluationResult, ModeResult, PairedDif
 from framework.evaluation.stats import Estimate
 from framework.ingest.ledger import Ledger
 from framework.project import load_config, load_config_dict
-from framework.refresh.examples import evaluation_rows, training_rows
+from framework.refresh.examples import evaluation_rows, row_identity, training_rows
 from framework.refresh.gate import check_refresh_gate, parse_refresh_gate
 from framework.refresh.plan import make_plan
 from framework.refresh.run import serving_version
@@ -32,13 +32,21 @@ ROWS = [_row("d1", "new text", f"q{i}") for i in range(3)] + [_row("d2", "old te
 NEW = {f"d1\n{text_hash('new text')}"}
 
 
+LEARNED = {row_identity(r) for r in ROWS[3:]}  # what the serving version trained on
+
+
 def test_training_takes_every_new_row_and_a_seeded_replay_share_of_the_rest():
-    chosen, counts = training_rows(ROWS, NEW, replay=0.5, seed=0)
+    chosen, counts = training_rows(ROWS, learned=LEARNED, new=NEW, replay=0.5, seed=0)
     assert counts == {"new": 3, "replay": 6, "unchanged": 11}
     assert [r["question"] for r in chosen[:3]] == ["q0", "q1", "q2"] and len(chosen) == 9
-    assert training_rows(ROWS, NEW, replay=0.5, seed=0)[0] == chosen  # a resumed run trains the same rows
-    assert training_rows(ROWS, NEW, replay=0.0, seed=0)[1]["replay"] == 0
-    assert len(training_rows(ROWS, NEW, replay=1.0, seed=0)[0]) == len(ROWS)
+    assert training_rows(ROWS, learned=LEARNED, new=NEW, replay=0.5, seed=0)[0] == chosen  # a resumed run: same rows
+    assert training_rows(ROWS, learned=LEARNED, new=NEW, replay=0.0, seed=0)[1]["replay"] == 0
+    assert len(training_rows(ROWS, learned=LEARNED, new=NEW, replay=1.0, seed=0)[0]) == len(ROWS)
+    # A question of an unchanged chunk that was held out before (the split is drawn again) is new to the adapter.
+    moved = training_rows(ROWS, learned=LEARNED - {row_identity(ROWS[5])}, new=NEW, replay=0.0, seed=0)[0]
+    assert [r["question"] for r in moved] == ["q0", "q1", "q2", "u2"]
+    # Without the old version's rows, every row of an unchanged chunk counts as learned.
+    assert training_rows(ROWS, learned=None, new=NEW, replay=0.0, seed=0)[1]["new"] == 3
 
 
 def test_questions_mark_changed_and_unchanged_facts_and_keep_a_file_s_kinds():

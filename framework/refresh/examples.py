@@ -1,9 +1,10 @@
 """The examples a refresh trains on and the questions it evaluates with.
 
-Training: every row of a new or changed chunk, plus a seeded replay sample (`refresh.replay`,
-a share) of the rows of unchanged chunks, so a warm-started adapter rehearses what did not
-change instead of drifting away from it. Rows of changed or deleted chunks are not in the
-new dataset version at all, so they leave the training set.
+Training: every row the serving version never trained on (a row of a new or changed chunk,
+or one whose question was held out before: the split is drawn again over the whole set), plus
+a seeded replay sample (`refresh.replay`, a share) of the rows it did train on, so a
+warm-started adapter rehearses what did not change instead of drifting away from it. Rows of
+changed or deleted chunks are not in the new dataset version at all: they leave the training set.
 
 Evaluation: the new version's eval split, each question marked `changed` (its chunk is new
 or changed: the answer is the new one) or `unchanged`; questions the adapters trained on,
@@ -14,7 +15,7 @@ ones they catch forgetting; and the rows of `refresh.questions`, in their own sp
 Example:
     >>> rows = [{"doc_id": "d", "chunk_hash": "new", "question": "q1"},
     ...         {"doc_id": "d", "chunk_hash": "old", "question": "q2"}]
-    >>> chosen, counts = training_rows(rows, {"d\\nnew"}, replay=0.0, seed=0)
+    >>> chosen, counts = training_rows(rows, learned={row_identity(rows[1])}, new=set(), replay=0.0, seed=0)
     >>> [r["question"] for r in chosen], counts
     (['q1'], {'new': 1, 'replay': 0, 'unchanged': 1})
 """
@@ -29,14 +30,21 @@ from framework.dataset.delta import row_key
 CHANGED, UNCHANGED, FILE_KIND = "changed", "unchanged", "questions"
 
 
-def training_rows(rows: Sequence[dict], new: set[str] | frozenset[str], *, replay: float,
-                  seed: int) -> tuple[list[dict], dict]:
-    """Rows of new and changed chunks plus a replay sample of the others, in file order; the counts."""
-    fresh = [r for r in rows if row_key(r) in new]
-    rest = [i for i, r in enumerate(rows) if row_key(r) not in new]
+def row_identity(row: dict) -> tuple:
+    """What makes a training row the same in two dataset versions: its chunk, question and mode."""
+    return row_key(row), row["question"], row.get("mode")
+
+
+def training_rows(rows: Sequence[dict], *, learned: set[tuple] | None, new: set[str] | frozenset[str],
+                  replay: float, seed: int) -> tuple[list[dict], dict]:
+    """Rows new to the serving version plus a replay sample of the others, in file order; the counts.
+    `learned`: the identities of the rows it trained on; None (its dataset version is gone): every row of
+    an unchanged chunk counts as learned."""
+    fresh = [(row_identity(r) not in learned) if learned is not None else (row_key(r) in new) for r in rows]
+    rest = [i for i, is_new in enumerate(fresh) if not is_new]
     picked = set(random.Random(seed).sample(rest, round(replay * len(rest))))
-    chosen = [r for i, r in enumerate(rows) if row_key(r) in new or i in picked]
-    return chosen, {"new": len(fresh), "replay": len(picked), "unchanged": len(rest)}
+    chosen = [r for i, r in enumerate(rows) if fresh[i] or i in picked]
+    return chosen, {"new": sum(fresh), "replay": len(picked), "unchanged": len(rest)}
 
 
 def removed_rows(rows: Sequence[dict], gone: set[str] | frozenset[str]) -> int:

@@ -27,7 +27,7 @@ from framework.dataset.store import read_jsonl, resolve_dataset_dir
 from framework.evaluation.gate import Condition
 from framework.evaluation.results import EvaluationResult
 from framework.records import Principal
-from framework.refresh.examples import evaluation_rows, training_rows
+from framework.refresh.examples import evaluation_rows, row_identity, training_rows
 from framework.refresh.gate import check_refresh_gate
 from framework.refresh.plan import RefreshPlan
 from framework.refresh.state import RefreshState, save_state
@@ -66,7 +66,10 @@ def chosen_rows(state: RefreshState, plan: RefreshPlan, *, workspace: Workspace,
                 config: Config) -> tuple[list[dict] | None, dict, str]:
     """The rows to train on (None: the whole version, from scratch), their counts, and why from scratch."""
     rows = read_jsonl(dataset_folder(workspace, config, state.dataset_version) / "train.jsonl")
-    chosen, counts = training_rows(rows, plan.delta.new, replay=config.refresh.replay, seed=config.refresh.seed)
+    old = plan.dataset_dir(workspace.datasets) / "train.jsonl"
+    learned = {row_identity(r) for r in read_jsonl(old)} if old.is_file() else None
+    chosen, counts = training_rows(rows, learned=learned, new=plan.delta.new, replay=config.refresh.replay,
+                                   seed=config.refresh.seed)
     if plan.warm_start and counts["new"]:
         return chosen, counts, ""
     why = plan.why_from_scratch or "the new and changed chunks gave no training example (see the dataset card)"
