@@ -29,7 +29,7 @@ from framework.evaluation.gate import parse_conditions
 from framework.experiments.live import Experiments
 from framework.experiments.report import ExperimentReport
 from framework.experiments.store import ExperimentStore
-from framework.ingest.pipeline import IngestReport, ingest_sources
+from framework.ingest.pipeline import IngestReport, ingest_sources, scan_changes
 from framework.records import ANSWER_MODES, Answer, Principal, Source
 from framework.retrieval.confidence import Calibration
 from framework.retrieval.embedder import Embedder, build_embedder
@@ -173,6 +173,21 @@ class Project:
         if promote and manifest is not None:
             self.adapters.promote(manifest.name, manifest.version)
         return manifest
+
+    def refresh(self, *, dry_run: bool = False, force: bool = False, callbacks: Sequence = (),
+                on_step: Callable[[str], None] | None = None):
+        """Changed documents to a new adapter version: ingest, synthesis of the changed chunks, training warm-started
+        from the serving version, evaluation against it, promotion if `refresh.gate` passes (framework.refresh.run).
+        Returns a RefreshReport; `dry_run` only plans and estimates."""
+        from framework.refresh.run import Stages, refresh
+
+        stages = Stages(ingest=self.ingest, chunks=lambda: self.index.rows(), synthesize=self.synthesize,
+                        evaluate=self.evaluate, base_model_dir=lambda: self.base_model_dir,
+                        scan=lambda: scan_changes([build_connector(s) for s in self.config.sources],
+                                                  workspace=self.workspace, embedder=self.embedder,
+                                                  index_cfg=self.config.index))
+        return refresh(stages, config=self.config, workspace=self.workspace, registry=self.adapters, dry_run=dry_run,
+                       force=force, callbacks=callbacks, on_step=on_step, show_progress=self.show_progress)
 
     def estimate_finetune(self, *, measure_steps: int = 2):
         """Examples, tokens and this machine's measured tokens/s for `finetune` on the latest dataset version,

@@ -61,6 +61,10 @@ class Workspace:
         """Checkpoints of an adapter's training run in progress (`ragtune finetune --resume`)."""
         return self.root / "checkpoints" / adapter
 
+    def refresh(self, adapter: str) -> Path:
+        """State of an adapter's refresh in progress and of the last one (`ragtune refresh`), and its lock."""
+        return self.root / "refresh" / adapter
+
     def merged(self, key: str) -> Path:
         """Default output of `ragtune adapters merge` for an adapter version key ("name-v0001")."""
         return self.root / "merged" / key

@@ -1,7 +1,7 @@
 """The package layout's rules, checked by walking every import in the source tree.
 
 - the stages import only the foundation and stages before them (ingest, retrieval, dataset,
-  adapters, training, experiments, serving, evaluation, integrations, cli);
+  adapters, training, experiments, serving, evaluation, integrations, refresh, cli);
 - connectors import only records and the ingest contract; only project.py and cli/ import them;
 - no package imports project or cli; no import cycles;
 - importing a record, the package or a connector never loads torch.
@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("ingest", "retrieval", "dataset", "adapters", "training", "experiments", "serving", "evaluation",
-          "integrations", "cli")
+          "integrations", "refresh", "cli")
 FOUNDATION = {"framework", "framework.records", "framework.config", "framework.workspace", "framework.prompts"}
 CONTRACT = {"framework.records", "framework.ingest.contract", "framework.ingest.acl"}
 
@@ -123,6 +123,11 @@ def test_the_rules_catch_violations():
     assert _violation("framework.integrations.llama_index", "framework.project")
     assert not _violation("connectors.slack", "framework.ingest.contract")
     assert not _violation("framework.cli.main", "framework.project")
+    assert not _violation("framework.refresh.run", "framework.evaluation.run")
+    assert not _violation("framework.refresh.run", "framework.training.run")
+    assert _violation("framework.evaluation.run", "framework.refresh.gate")
+    assert _violation("framework.refresh.run", "framework.project")
+    assert not _violation("framework.cli.refresh_view", "framework.refresh.report")
 
 
 def test_top_level_stays_small():

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from datetime import datetime, timezone
@@ -84,6 +85,12 @@ class Ledger:
 
     def forget(self, doc_id: str) -> None:
         self.db.execute("DELETE FROM documents WHERE doc_id=?", (doc_id,))
+
+    def fingerprint(self) -> str:
+        """A hash of every document's id and committed version: equal fingerprints, same indexed documents
+        (a refresh skips its work when nothing changed since it last looked)."""
+        rows = self.db.execute("SELECT doc_id, version, pending_ids FROM documents ORDER BY doc_id").fetchall()
+        return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
 
     def sources(self) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT DISTINCT source FROM documents")}

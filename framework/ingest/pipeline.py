@@ -171,6 +171,27 @@ def ingest_sources(connectors: Sequence[Connector], *, workspace: Workspace, emb
     return report
 
 
+def scan_changes(connectors: Sequence[Connector], *, workspace: Workspace, embedder: Embedder,
+                 index_cfg: IndexConfig) -> dict[str, list[str]]:
+    """The ids of the documents the next ingest would add, change and delete, found by scanning and
+    hashing only: nothing is parsed, embedded or written (`ragtune refresh --dry-run`)."""
+    layout = chunk_layout(make_splitter(embedder, chunk_size=index_cfg.chunk_size,
+                                        chunk_overlap=index_cfg.chunk_overlap))
+    out: dict[str, list[str]] = {"new": [], "changed": [], "deleted": []}
+    ledger = Ledger(workspace.ledger)
+    try:
+        for connector in connectors:
+            todo, seen = _classify(connector, ledger, IngestReport(), layout)
+            for item, state in todo:
+                out[state].append(item.doc_id)
+            out["deleted"] += sorted(ledger.doc_ids(connector.name) - seen)
+        for gone in sorted(ledger.sources() - {c.name for c in connectors}):
+            out["deleted"] += sorted(ledger.doc_ids(gone))
+    finally:
+        ledger.close()
+    return out
+
+
 def _version(item: SourceItem, layout: str) -> str:
     """What the ledger compares: the document's content and ACL, and how it was cut into chunks,
     so changing `index.chunk_size` (or a new chunker) re-chunks documents whose text did not change."""
