@@ -111,6 +111,27 @@ def test_cli_list_show_promote_delete(two_versions):
     assert missing.exit_code == 3 and "versions: v0002" in missing.output
 
 
+def test_a_group_pin_is_the_version_marked_served(two_versions, tmp_path):
+    # `adapters list/show`, merge and export took the promoted version for a group_adapters entry that pins
+    # another one (hr: t@v0002), so they marked and exported weights nobody in that group is answered with.
+    project, path = two_versions
+    project.adapters.promote("t", "v0001")
+    group_only = ("--set", "router.adapter=other", "--set", "router.group_adapters.hr=t@v0002")
+    listed = json.loads(_cli("adapters", "list", "-c", path, "--json", *group_only).stdout)
+    assert [(r["version"], r["promoted"], r["serving"]) for r in listed] == [("v0001", True, False),
+                                                                             ("v0002", False, True)]
+    shown = json.loads(_cli("adapters", "show", "t", "-c", path, "--json", *group_only).stdout)
+    assert shown["manifest"]["version"] == "v0002"
+    exported = _cli("adapters", "export", "t", "--out", tmp_path / "export", "-c", path, "--json", *group_only)
+    assert exported.exit_code == 0 and json.loads(exported.stdout)["adapter"] == "t-v0002"
+    both = ("--set", "router.group_adapters.hr=t@v0002")  # router.adapter t serves the promoted v0001 to others
+    listed = json.loads(_cli("adapters", "list", "-c", path, "--json", *both).stdout)
+    assert [(r["version"], r["serving"]) for r in listed] == [("v0001", True), ("v0002", True)]
+    ambiguous = _cli("adapters", "merge", "t", "-c", path, *both)
+    assert ambiguous.exit_code == 3 and "serves versions v0001, v0002" in ambiguous.output
+    assert "--version v0001" in ambiguous.output
+
+
 def test_two_named_adapters_share_one_base_in_memory(two_versions, tmp_path):
     project, _ = two_versions
     root = project.adapters.root

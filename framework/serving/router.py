@@ -96,12 +96,27 @@ def served_adapter(registry: AdapterRegistry, cfg: RouterConfig, principal: Prin
     return registry.resolve(spec, pinned=cfg.adapter_version if spec == cfg.adapter else None, serve=serve)
 
 
+def served_versions(registry: AdapterRegistry, cfg: RouterConfig, name: str, *,
+                    serve: ServeRule = "promoted") -> list[str]:
+    """Every version the router serves for adapter `name` (what `ragtune adapters list` marks), in config
+    order: `router.adapter`, then `router.group_adapters`, each at its own pin (a group's `hr@v0002` serves
+    v0002 whatever is promoted); an adapter config does not name: its promoted (or newest) version."""
+    specs = [(cfg.adapter, cfg.adapter_version), *((spec, None) for spec in cfg.group_adapters.values())]
+    mine = [(spec, pinned) for spec, pinned in specs if parse_spec(spec)[0] == name] or [(name, None)]
+    refs = [registry.served(spec, pinned=pinned, serve=serve) for spec, pinned in mine]
+    return list(dict.fromkeys(ref.version for ref in refs if ref is not None))
+
+
 def served_version(registry: AdapterRegistry, cfg: RouterConfig, name: str, *,
                    serve: ServeRule = "promoted") -> str | None:
-    """The version the router serves for adapter `name` (what `ragtune adapters list` marks); None: none."""
-    mine = parse_spec(cfg.adapter)[0] == name
-    ref = registry.served(cfg.adapter if mine else name, pinned=cfg.adapter_version if mine else None, serve=serve)
-    return ref.version if ref else None
+    """The one version the router serves for adapter `name`; None: none. Where config serves several
+    (a group pins another version), an AdapterError that lists them, so the caller names one."""
+    versions = served_versions(registry, cfg, name, serve=serve)
+    if len(versions) > 1:
+        raise AdapterError(f"adapter {name!r} serves versions {', '.join(versions)} (router.adapter and "
+                           f"router.group_adapters pin different ones); name one: {name}@{versions[0]} or "
+                           f"--version {versions[0]}")
+    return versions[0] if versions else None
 
 
 def abstention(value: float | None, floor: float | None, label: str) -> str | None:
