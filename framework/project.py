@@ -172,6 +172,14 @@ class Project:
             self.adapters.promote(manifest.name, manifest.version)
         return manifest
 
+    def check_finetune_free(self) -> None:
+        """Raise TrainingBusyError now if another run is training `finetune.adapter` in this workspace
+        (`finetune` checks again, holding the lock until it has published)."""
+        from framework.training.lock import training_lock
+
+        with training_lock(self.workspace.training_lock(self.config.finetune.adapter), self.config.finetune.adapter):
+            pass
+
     def estimate_finetune(self, *, measure_steps: int = 2):
         """Examples, tokens and this machine's measured tokens/s for `finetune` on the latest dataset version,
         and so its duration (framework.training.estimate); runs a few real training steps, keeps nothing."""

@@ -51,14 +51,17 @@ def prepare_checkpoints(folder: Path, identity: dict, *, resume: bool, staging: 
     """The checkpoint to resume from, or None after clearing the folder (and the adapter's staging
     folder) for a fresh run. Under torchrun / accelerate launch every process checks a resume
     itself (so a refused resume stops them all, instead of leaving the others waiting at a
-    barrier), and only the main process clears, before the others go on."""
+    barrier), and only the lead process (the one holding the training lock) clears, before the
+    others go on."""
     from accelerate import PartialState
+
+    from framework.training.lock import is_lead
 
     if resume:
         return _resumable(folder, identity)
     state = PartialState()
     with state.main_process_first():
-        if state.is_main_process:
+        if is_lead():
             shutil.rmtree(staging, ignore_errors=True)
             _start_over(folder, identity)
     return None
