@@ -8,6 +8,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
+from framework.adapters.manifest import AdapterManifest
 from framework.adapters.registry import AdapterError, AdapterRegistry
 from framework.cli.main import app
 from framework.project import load_config_dict
@@ -88,6 +89,68 @@ def test_delete_refuses_the_promoted_version_without_force(two_versions):
     assert [r.version for r in reg.versions("t")] == ["v0002"]
     reg.delete("t", "v0002", force=True)
     assert reg.versions("t") == [] and reg.promoted("t") is None
+
+
+def test_a_deleted_version_number_is_never_published_again(tmp_path):
+    # next_version_dir was the highest folder + 1: after deleting t v0001 the next run published another
+    # t-v0001, which a running generator (holding t-v0001 in memory), a pin or an export took for the old one.
+    reg = AdapterRegistry(tmp_path / "adapters")
+
+    def publish(audience: tuple[str, ...]) -> str:
+        staging = reg.staging_dir("t")
+        staging.mkdir(parents=True, exist_ok=True)
+        return reg.publish("t", staging, AdapterManifest(audience=audience)).version
+
+    assert publish(("hr",)) == "v0001"
+    reg.promote("t", "v0001")
+    reg.delete("t", "v0001", force=True)
+    assert reg.versions("t") == [] and reg.promoted("t") is None and reg.names() == []
+    assert publish(()) == "v0002"
+    reg.promote("t", "v0002")
+    assert json.loads((reg.root / "t" / "registry.json").read_text())["last_version"] == "v0002"
+    (reg.root / "t" / "registry.json").unlink()  # a lost record (or an older workspace): the folders still count
+    assert publish(()) == "v0003" and reg.promoted("t") is None
+
+
+QUESTIONS = ["what is the meal limit ?", "how many days of annual leave ?", "when is the office open ?"]
+
+
+def test_a_running_project_answers_with_the_weights_published_now(tmp_path, corpus, tiny_model):
+    # The hr-only t-v0001 was loaded in a running project; deleted and retrained for everyone, it came back as
+    # t-v0001, and the project answered everyone with the hr weights it still held under that key.
+    hr_only = project_config(tmp_path, corpus, tiny_model, finetune={"learning_rate": 0.05},
+                             dataset={"audience": ["hr"]})
+    for_all = {**hr_only, "dataset": {**hr_only["dataset"], "audience": []},
+               "finetune": {**hr_only["finetune"], "seed": 1}}
+    running = Project(load_config_dict(hr_only), show_progress=False)
+    running.ingest()
+    running.synthesize()
+    assert running.finetune(promote=True).audience == ("hr",)
+    old = running.ask_many(QUESTIONS, mode="finetuned", principal=Principal(groups=("hr",)))
+    assert {a.adapter for a in old} == {"t-v0001"}
+    running.adapters.delete("t", "v0001", force=True)
+    trainer = Project(load_config_dict(for_all), show_progress=False)
+    trainer.synthesize()
+    retrained = trainer.finetune(promote=True)
+    assert (retrained.version, retrained.audience) == ("v0002", ())
+
+    def fresh_answers() -> list[str]:
+        project = Project(load_config_dict(for_all), show_progress=False)
+        return [a.text for a in project.ask_many(QUESTIONS, mode="finetuned", principal=Principal())]
+
+    new = fresh_answers()
+    assert new != [a.text for a in old], "the test needs weights that answer differently"
+    now = running.ask_many(QUESTIONS, mode="finetuned", principal=Principal())
+    assert [(a.adapter, a.text) for a in now] == [("t-v0002", text) for text in new]
+    # Weights replaced by hand in the served version's folder are loaded again as well.
+    trainer.config = trainer.config.model_copy(update={"finetune": trainer.config.finetune.model_copy(
+        update={"seed": 2})})
+    other = trainer.adapters.get("t", trainer.finetune().version)
+    served = running.adapters.get("t", "v0002")
+    shutil.copyfile(other.path / "adapter_model.safetensors", served.path / "adapter_model.safetensors")
+    replaced = fresh_answers()
+    assert replaced != new, "the test needs weights that answer differently"
+    assert [a.text for a in running.ask_many(QUESTIONS, mode="finetuned", principal=Principal())] == replaced
 
 
 def test_cli_list_show_promote_delete(two_versions):

@@ -68,7 +68,7 @@ def test_one_base_model_serves_all_four_modes(trained):
     gen = project.generator
     enc = gen.tokenizer(["how many days"], return_tensors="pt")
     with torch.no_grad():
-        gen.model.set_adapter("t-v0001")
+        gen.model.set_adapter(project.adapters.get("t", "v0001").load_key)  # the weights' key in memory
         with_adapter = gen.model(**enc).logits
         with gen.model.disable_adapter():
             without = gen.model(**enc).logits

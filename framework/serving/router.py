@@ -14,6 +14,9 @@ the version pinned in config, else the promoted one (or the newest, with `adapte
 latest`); a version nobody promoted is not served. An adapter trained
 on restricted documents serves only members of its audience (weights cannot filter what
 they learned), so anyone else is refused, and `auto` falls back to the modes without it.
+Answers name the version ("t-v0002"); the generator holds its weights under a key that also
+digests the published files (`AdapterRef.load_key`), so weights replaced under a version's
+folder are loaded again, never answered from memory.
 
 Generation goes through the one GenerationWorker that owns the model (serving/worker.py):
 `answer` plans in the caller's thread (retrieval, mode, adapter, audience), then queues the
@@ -135,7 +138,8 @@ class Plan:
     mode: str
     reason: str
     sources: tuple[Source, ...]
-    adapter: str | None
+    adapter: str | None  # the version's human key ("t-v0002"), what Answer.adapter shows
+    adapter_key: str | None  # the key the worker loads the weights under (AdapterRef.load_key when local)
     adapter_path: Path | None
     confidence: float | None
     abstain: bool
@@ -180,7 +184,7 @@ class Router:
         start = time.perf_counter()
         plans = [self.plan(q, requested, reason, principal) for q in questions]
         futures = [self.worker.submit(p.conversation, max_new_tokens=budget,
-                                      adapter=(p.adapter, p.adapter_path) if p.adapter else None)
+                                      adapter=(p.adapter_key, p.adapter_path) if p.adapter else None)
                    for p in plans if not p.abstain]
         done = iter(results(futures))
         outs = [Generation(ABSTAIN_TEXT) if p.abstain else next(done) for p in plans]
@@ -210,6 +214,7 @@ class Router:
         conversation = prompts.with_context(question, sources) if retrieve else prompts.closed_book(question)
         return Plan(question=question, mode=mode, reason=f"{reason}; {why}" if why else reason,
                     sources=tuple(sources), adapter=adapter.key if adapter else None,
+                    adapter_key=self._load_key(adapter) if adapter else None,
                     adapter_path=adapter.path if adapter else None, confidence=confidence,
                     abstain=why is not None, conversation=conversation)
 
@@ -237,6 +242,11 @@ class Router:
                 f"{principal.user!r} (groups {list(principal.groups)}) is not in that audience. Use mode rag or "
                 "prompt_only, or an adapter trained for this user's groups."
             )
-        if self.base_model_dir is not None and not self.generator.has_adapter(ref.key):
+        if self.base_model_dir is not None and not self.generator.has_adapter(ref.load_key):
             check_base(ref, self.base_model_dir)
         return ref
+
+    def _load_key(self, ref: AdapterRef) -> str:
+        """Local weights load under a key unique to the files published (AdapterRef.load_key), so replaced
+        weights are loaded again; an endpoint serves versions under the names config maps them to."""
+        return ref.key if self.base_model_dir is None else ref.load_key
