@@ -4,7 +4,10 @@ Mode: the caller's explicit choice, else the first of the principal's groups tha
 maps to a mode (`router.groups`), else `router.default_mode`. The four answering modes are
 a table (`framework.records.MODE_TABLE`: retrieve? adapter?), not a graph. `auto` decides
 per question from retrieval: `combined` (or `rag` without a usable adapter) when retrieval
-is confident, `finetuned` (or `prompt_only`) otherwise. Confidence is the calibrated
+is confident, `finetuned` (or `prompt_only`) otherwise. An adapter is usable when one is
+served to the principal, they are in its audience, and the generator can answer with it
+(`Router.unusable`: an endpoint maps the version; local weights fit the base model); an
+adapter served but unusable is named in the reason. Confidence is the calibrated
 probability when the index has a calibration (framework.retrieval.confidence), else the
 raw top cosine score; it is computed once per question and also decides abstention
 (`router.abstain_below`: "The documents don't say." instead of guessing).
@@ -33,6 +36,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +44,15 @@ from typing import Sequence
 
 from framework import prompts
 from framework.adapters.manifest import AdapterManifest
-from framework.adapters.registry import AdapterError, AdapterRef, AdapterRegistry, ServeRule, check_base, parse_spec
+from framework.adapters.registry import (
+    AdapterError,
+    AdapterRef,
+    AdapterRegistry,
+    ServeRule,
+    base_fingerprint,
+    check_base,
+    parse_spec,
+)
 from framework.config import RouterConfig
 from framework.records import MODE_TABLE, MODES, Answer, Principal, Source
 from framework.retrieval.confidence import Calibration, top_score
@@ -222,15 +234,43 @@ class Router:
         return self.calibration.confidence(top_score(sources)) if self.calibration is not None else None
 
     def _auto(self, sources: Sequence[Source], principal: Principal) -> tuple[str, str]:
-        try:
-            has_adapter = in_audience(served_adapter(self.registry, self.cfg, principal, serve=self.serve).manifest,
-                                      principal)
-        except AdapterError:
-            has_adapter = False
+        has_adapter, why_not = self._auto_adapter(principal)
         if self.calibration is not None:
-            return resolve_auto(self._confidence(sources), has_adapter, self.cfg.auto_min_confidence,
-                                label="retrieval confidence")
-        return resolve_auto(top_score(sources), has_adapter, self.cfg.auto_min_score)
+            mode, reason = resolve_auto(self._confidence(sources), has_adapter, self.cfg.auto_min_confidence,
+                                        label="retrieval confidence")
+        else:
+            mode, reason = resolve_auto(top_score(sources), has_adapter, self.cfg.auto_min_score)
+        return mode, f"{reason}; {why_not}" if why_not else reason
+
+    def _auto_adapter(self, principal: Principal) -> tuple[bool, str | None]:
+        """Whether `auto` may answer with the principal's adapter; where one is served to them but this
+        generator cannot use it, also why not (for the answer's reason). None served, or outside its
+        audience: no adapter, as before."""
+        try:
+            ref = served_adapter(self.registry, self.cfg, principal, serve=self.serve)
+        except AdapterError:
+            return False, None
+        if not in_audience(ref.manifest, principal):
+            return False, None
+        why = self.unusable(ref)
+        return why is None, f"adapter {ref.key} not used: {why}" if why else None
+
+    def unusable(self, ref: AdapterRef) -> str | None:
+        """Why the generator cannot answer with `ref` (None: it can), checked without loading weights:
+        an endpoint must map the version (`generator.adapter_models`); local weights must have been trained
+        on this base model (fingerprints compared; the base's is computed once)."""
+        if self.base_model_dir is None:
+            if self.generator.has_adapter(ref.key):
+                return None
+            return f"generator.adapter_models maps no endpoint model to {ref.name}@{ref.version}"
+        if ref.manifest.base_fingerprint != self._base_fingerprint:
+            return (f"it was trained on base model {ref.manifest.base_model!r} (fingerprint "
+                    f"{ref.manifest.base_fingerprint}), not on generator.model (fingerprint {self._base_fingerprint})")
+        return None
+
+    @functools.cached_property
+    def _base_fingerprint(self) -> str:
+        return base_fingerprint(self.base_model_dir)
 
     def adapter_ref(self, principal: Principal) -> AdapterRef:
         """The principal's served adapter, after checking its audience and (before its first load) its base;
