@@ -128,10 +128,12 @@ class Project:
         return resolve_dataset_dir(self.workspace.datasets, self.config.dataset.name, version)
 
     def teacher(self):
-        """The model that writes questions for `dataset.generator: llm` (see framework.dataset.teacher)."""
+        """The model that writes questions for `dataset.generator: llm` (see framework.dataset.teacher); the
+        serving model is asked through its worker, so synthesis and answers can run at once."""
         from framework.dataset.teacher import build_teacher
+        from framework.serving.worker import WorkerTeacher
 
-        return build_teacher(self.config.dataset.teacher, serving=lambda: self.generator,
+        return build_teacher(self.config.dataset.teacher, serving=lambda: WorkerTeacher(self.worker),
                              load_local=lambda spec: self._hf_generator(
                                  resolve_generator(spec, cache_dir=self.workspace.models, key="dataset.teacher.model")))
 
