@@ -211,7 +211,7 @@ class TokenConfig(_Section):
     in YAML: name the environment variable holding it, or give its sha256 (hex)."""
 
     user: str = Field(min_length=1)
-    groups: list[str] = []
+    groups: list[GroupName] = []
     token_env: EnvName | None = None
     token_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 

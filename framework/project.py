@@ -1,7 +1,8 @@
 """Project: the composition root. It builds each stage's components from one ragtune.yaml.
 
 Components are built on first use and kept (an app that only retrieves never loads the
-generator; one base model serves all four modes). Verbs are one-liners over the stages.
+generator; one base model serves all four modes), each exactly once however many threads
+ask first: builds hold one re-entrant lock per project. Verbs are one-liners over the stages.
 
 Example:
     >>> import framework
@@ -13,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
@@ -41,6 +43,18 @@ from framework.runtime.precision import resolve_dtype
 from framework.workspace import Workspace
 
 
+class _built(functools.cached_property):
+    """`cached_property` whose first build holds the project's one re-entrant lock: Python 3.12 dropped the
+    lock cached_property had, so two threads asking first would each build a generator (and a worker: two
+    owners of one model). Once built the value sits in the instance and is read without the lock."""
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return self
+        with instance._build_lock:
+            return super().__get__(instance, owner)
+
+
 class Project:
     def __init__(self, config: Config, *, show_progress: bool = True, embedder: Embedder | None = None,
                  reranker: Reranker | None = None) -> None:
@@ -49,29 +63,30 @@ class Project:
         self.show_progress = show_progress
         self._embedder = embedder
         self._reranker = reranker
+        self._build_lock = threading.RLock()  # one component built at a time, each once (see _built)
 
-    @functools.cached_property
+    @_built
     def embedder(self) -> Embedder:
         c = self.config
         return self._embedder or build_embedder(c.index.embedder, precision=c.precision, batch_size=c.index.batch_size)
 
-    @functools.cached_property
+    @_built
     def index(self) -> ChromaIndex:
         idx = self.config.index
         return ChromaIndex.open(path=None if idx.url else idx.path or str(self.workspace.chroma), url=idx.url,
                                 collection=idx.collection, embedder_name=self.embedder.name)
 
-    @functools.cached_property
+    @_built
     def retriever(self) -> Retriever:
         c = self.config.index
         reranker = self._reranker or (CrossEncoderReranker(c.reranker) if c.reranker else None)
         return Retriever(self.index, self.embedder, self.workspace.lexical(c.collection), c, reranker=reranker)
 
-    @functools.cached_property
+    @_built
     def base_model_dir(self) -> Path:
         return resolve_generator(self.config.generator.model, cache_dir=self.workspace.models)
 
-    @functools.cached_property
+    @_built
     def generator(self):
         """The answering model: local weights, or an OpenAI-compatible endpoint (`generator.backend: openai`)."""
         if self.config.generator.backend == "openai":
@@ -80,7 +95,7 @@ class Project:
             return OpenAIGenerator.from_config(self.config.generator)
         return self._hf_generator(self.base_model_dir)
 
-    @functools.cached_property
+    @_built
     def worker(self):
         """The one owner of the generator: every answer (any thread, the HTTP server) is queued here."""
         from framework.serving.worker import GenerationWorker
@@ -97,13 +112,13 @@ class Project:
     def adapters(self) -> AdapterRegistry:
         return AdapterRegistry(self.workspace.adapters)
 
-    @functools.cached_property
+    @_built
     def calibration(self) -> Calibration | None:
         """The saved retrieval-confidence fit, if made with this embedder and retrieval."""
         return Calibration.load(self.workspace.calibration(self.config.index.collection), embedder=self.embedder.name,
                                 retrieval=self.config.index.retrieval)
 
-    @functools.cached_property
+    @_built
     def router(self):
         from framework.serving.router import Router
 
@@ -130,10 +145,12 @@ class Project:
         return resolve_dataset_dir(self.workspace.datasets, self.config.dataset.name, version)
 
     def teacher(self):
-        """The model that writes questions for `dataset.generator: llm` (see framework.dataset.teacher)."""
+        """The model that writes questions for `dataset.generator: llm` (see framework.dataset.teacher); the
+        serving model is asked through its worker, so synthesis and answers can run at once."""
         from framework.dataset.teacher import build_teacher
+        from framework.serving.worker import WorkerTeacher
 
-        return build_teacher(self.config.dataset.teacher, serving=lambda: self.generator,
+        return build_teacher(self.config.dataset.teacher, serving=lambda: WorkerTeacher(self.worker),
                              load_local=lambda spec: self._hf_generator(
                                  resolve_generator(spec, cache_dir=self.workspace.models, key="dataset.teacher.model")))
 
@@ -188,6 +205,13 @@ class Project:
                                                   index_cfg=self.config.index))
         return refresh(stages, config=self.config, workspace=self.workspace, registry=self.adapters, dry_run=dry_run,
                        force=force, callbacks=callbacks, on_step=on_step, show_progress=self.show_progress)
+    def check_finetune_free(self) -> None:
+        """Raise TrainingBusyError now if another run is training `finetune.adapter` in this workspace
+        (`finetune` checks again, holding the lock until it has published)."""
+        from framework.training.lock import training_lock
+
+        with training_lock(self.workspace.training_lock(self.config.finetune.adapter), self.config.finetune.adapter):
+            pass
 
     def estimate_finetune(self, *, measure_steps: int = 2):
         """Examples, tokens and this machine's measured tokens/s for `finetune` on the latest dataset version,

@@ -89,6 +89,8 @@ def finetune(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_js
     `adapters.serve: latest` in config)."""
     proj = run(lambda: project(config, set_, as_json))
     if dry_run or int(os.environ.get("WORLD_SIZE", "1")) == 1:  # a distributed run does not stop to measure
+        if not dry_run:  # another run of this adapter: say so now, not after the estimate's training steps
+            run(proj.check_finetune_free)
         estimate = run(proj.estimate_finetune)
         if dry_run:
             if as_json:

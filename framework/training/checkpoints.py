@@ -57,9 +57,11 @@ def prepare_checkpoints(folder: Path, identity: dict, *, resume: bool | Literal[
     folder) for a fresh run. `resume="auto"` continues the interrupted run only when it trained the
     same thing, and otherwise starts over (a refresh resumes whatever it can, unattended). Under
     torchrun / accelerate launch every process checks a resume itself (so a refused resume stops
-    them all, instead of leaving the others waiting at a barrier), and only the main process
-    clears, before the others go on."""
+    them all, instead of leaving the others waiting at a barrier), and only the lead process (the
+    one holding the training lock) clears, before the others go on."""
     from accelerate import PartialState
+
+    from framework.training.lock import is_lead
 
     if resume == "auto":
         resume = _matches(folder, identity)
@@ -67,7 +69,7 @@ def prepare_checkpoints(folder: Path, identity: dict, *, resume: bool | Literal[
         return _resumable(folder, identity)
     state = PartialState()
     with state.main_process_first():
-        if state.is_main_process:
+        if is_lead():
             shutil.rmtree(staging, ignore_errors=True)
             _start_over(folder, identity)
     return None

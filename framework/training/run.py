@@ -28,6 +28,7 @@ from framework.dataset.card import DatasetCard
 from framework.runtime.precision import resolve_dtype
 from framework.training.checkpoints import clear_checkpoints, prepare_checkpoints, run_identity
 from framework.training.estimate import TrainingEstimate, estimate_training
+from framework.training.lock import training_lock
 from framework.training.lora import frozen_dtype, train_lora
 from framework.workspace import Workspace
 
@@ -47,8 +48,21 @@ def train_and_publish(*, dataset_dir: Path, base_model_dir: Path, base_model: st
     examples plus a replay sample) while the manifest still names the whole version;
     `warm_start` starts from that version's LoRA weights instead of a fresh adapter;
     `refresh` is recorded in the manifest. Under torchrun / accelerate launch every process
-    trains its share and only the main one publishes; the others return None.
+    trains its share and only the main one publishes; the others return None. One run per
+    adapter and workspace at a time: a second raises TrainingBusyError before touching the first one's checkpoints (framework.training.lock).
     """
+    with training_lock(workspace.training_lock(cfg.adapter), cfg.adapter):
+        return _train_and_publish(dataset_dir=dataset_dir, base_model_dir=base_model_dir, base_model=base_model,
+                                  cfg=cfg, precision=precision, registry=registry, workspace=workspace,
+                                  resume=resume, callbacks=callbacks, show_progress=show_progress, rows=rows,
+                                  warm_start=warm_start, refresh=refresh)
+
+
+def _train_and_publish(*, dataset_dir: Path, base_model_dir: Path, base_model: str, cfg: FinetuneConfig,
+                       precision: Precision, registry: AdapterRegistry, workspace: Workspace,
+                       resume: bool | Literal["auto"], callbacks: Sequence, show_progress: bool,
+                       rows: Sequence[dict] | None, warm_start: AdapterRef | None,
+                       refresh: Mapping[str, Any] | None) -> AdapterManifest | None:
     from accelerate import PartialState
 
     card = DatasetCard.load(dataset_dir)
