@@ -165,24 +165,27 @@ class Export:
             raise ArchiveError("it grew past the size checked when the export was opened")
         return data
 
-    def try_read(self, name: str, *, doc_id: str | None = None) -> bytes | LoadFailure:
+    def try_read(self, name: str, *, doc_id: str | None = None,
+                 acl: tuple[str, ...] | None = None) -> bytes | LoadFailure:
         """`read`, with a broken entry (bad CRC, truncated, unknown compression) as a LoadFailure
-        (carrying `doc_id`, so the document the entry holds keeps its indexed chunks)."""
+        (carrying `doc_id` and `acl`, so the document the entry holds keeps its indexed chunks, under
+        the ACL the config gives it now where the connector knows it)."""
         try:
             return self.read(name)
         except READ_ERRORS as err:
             cause = " ".join(str(err).split()) or type(err).__name__
             return LoadFailure(uri=self.uri(name), reason=f"the entry cannot be read ({cause}); the export may be "
-                               "damaged: export it again", doc_id=doc_id)
+                               "damaged: export it again", doc_id=doc_id, acl=acl)
 
-    def failures_for(self, keep: Callable[[str], tuple[str | None, str | None]]) -> list[LoadFailure]:
-        """The refused entries, each given `keep(name)` = (doc_id, keep_prefix): what the connector would
-        have made of the entry, kept in the index while the entry is refused."""
+    def failures_for(self, keep: Callable[[str], tuple[str | None, str | None, tuple[str, ...] | None]]
+                     ) -> list[LoadFailure]:
+        """The refused entries, each given `keep(name)` = (doc_id, keep_prefix, acl): what the connector would
+        have made of the entry, kept in the index while the entry is refused (under `acl` if not None)."""
         out = []
         for failure in self.failures:
             name = self._refused.get(id(failure))
-            doc_id, prefix = keep(name) if name is not None else (None, None)
-            out.append(replace(failure, doc_id=doc_id, keep_prefix=prefix) if doc_id or prefix else failure)
+            doc_id, prefix, acl = keep(name) if name is not None else (None, None, None)
+            out.append(replace(failure, doc_id=doc_id, keep_prefix=prefix, acl=acl) if doc_id or prefix else failure)
         return out
 
     def _refuse(self, name: str, reason: str) -> None:

@@ -74,8 +74,9 @@ class ConfluenceConnector:
         root = export_root(names, "index.html") or ""
         # a refused page (over a limit, encrypted) keeps its indexed version; a refused index.html, which
         # locates the pages, keeps every document of the source (see LoadFailure)
-        yield from export.failures_for(lambda name: (self._page_doc_id(name, root), None)
-                                       if PurePosixPath(name).name != "index.html" else (None, f"{self.name}:"))
+        known = self._acl_without_page()
+        yield from export.failures_for(lambda name: (self._page_doc_id(name, root), None, known)
+                                       if PurePosixPath(name).name != "index.html" else (None, f"{self.name}:", known))
         files_of: dict[str, list[str]] = {}
         for n in names:
             parts = PurePosixPath(n[len(root):]).parts if n.startswith(root) else ()
@@ -95,11 +96,15 @@ class ConfluenceConnector:
         match = _PAGE_ID.search(PurePosixPath(name).name)
         return f"{self.name}:{match.group(1) if match else PurePosixPath(name).stem}"
 
+    def _acl_without_page(self) -> tuple[str, ...] | None:
+        """Every page's ACL when no `acl_paths` pattern needs its breadcrumbs; None (unknown) otherwise."""
+        return None if self.acl.by_path else self.acl.for_path("")
+
     def _item(self, export: Export, page: str, files_of: dict[str, list[str]]) -> Iterator[SourceItem | LoadFailure]:
         match = _PAGE_ID.search(PurePosixPath(page).name)
         page_id = match.group(1) if match else PurePosixPath(page).stem
         doc_id = f"{self.name}:{page_id}"
-        raw = export.try_read(page, doc_id=doc_id)
+        raw = export.try_read(page, doc_id=doc_id, acl=self._acl_without_page())
         if isinstance(raw, LoadFailure):
             yield raw
             return
@@ -116,7 +121,7 @@ class ConfluenceConnector:
             acl = self.acl.for_path("/".join(_header(raw)) if self.acl.by_path else "")
         except ValueError as err:  # not HTML (binary junk): its path, hence its groups, is unknown
             yield LoadFailure(uri=export.uri(page), reason=f"the page header cannot be read ({err}); export the "
-                              "page again", doc_id=doc_id)
+                              "page again", doc_id=doc_id, acl=self._acl_without_page())
             return
         uri = f"{self.base_url}/pages/viewpage.action?pageId={page_id}" if self.base_url else export.uri(page)
 

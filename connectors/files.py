@@ -7,7 +7,8 @@ ACL: every file gets the source's groups (`acl:`, `public: true`) plus those of 
 Bad files (empty, binary junk, oversized, undecodable, corrupt or encrypted) are reported,
 never fatal, and symbolic links are never followed out of the folder. A file that was indexed
 and then turns bad (emptied by a cut-short save, corrupted) keeps its indexed chunks until it
-parses again or is deleted: its failure carries its document id. Scanning hashes each
+parses again or is deleted: its failure carries its document id and its ACL as the config says
+now, which the kept chunks are given. Scanning hashes each
 file in blocks and keeps no content in memory; a file is read again only when it is parsed.
 
 Example:
@@ -105,22 +106,23 @@ class FilesConnector:
 
     def _item(self, path: Path, rel: str) -> Iterator[Union[SourceItem, LoadFailure]]:
         uri, doc_id = path.as_uri(), f"{self.name}:{rel}"
+        acl = self.acl.for_path(rel)  # known before reading: a file that fails keeps its chunks under this ACL
         try:
             stat = path.stat()
             if stat.st_size == 0:  # often a save or sync cut short: the last good version stays indexed
                 yield LoadFailure(uri=uri, reason="the file is empty (0 bytes); if a save or sync was cut short, "
-                                  "save it again, else delete it", doc_id=doc_id)
+                                  "save it again, else delete it", doc_id=doc_id, acl=acl)
                 return
             if stat.st_size > self.max_bytes:
                 yield LoadFailure(uri=uri, reason=f"{stat.st_size} bytes is over the source's max_file_mb limit "
-                                  f"({self.max_bytes} bytes); raise max_file_mb or exclude the file", doc_id=doc_id)
+                                  f"({self.max_bytes} bytes); raise max_file_mb or exclude the file", doc_id=doc_id,
+                                  acl=acl)
                 return
             digest = _sha256(path)
         except OSError as err:
-            yield LoadFailure(uri=uri, reason=f"cannot read: {err.strerror or err}", doc_id=doc_id)
+            yield LoadFailure(uri=uri, reason=f"cannot read: {err.strerror or err}", doc_id=doc_id, acl=acl)
             return
         mtime = datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc).isoformat(timespec="seconds")
-        acl = self.acl.for_path(rel)
 
         def read() -> Document:
             raw = path.read_bytes()

@@ -112,7 +112,7 @@ class GitConnector:
                 continue
             if size > self.max_bytes:
                 yield LoadFailure(uri=uri, reason=f"{size} bytes is over the source's max_file_mb limit",
-                                  doc_id=f"{self.name}:{path}")
+                                  doc_id=f"{self.name}:{path}", acl=self.acl.for_path(path))
                 continue
             yield self._item(commit, blob, path, uri, history.get(path))
 

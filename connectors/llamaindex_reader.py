@@ -151,13 +151,13 @@ class LlamaIndexReaderConnector:
         doc_id = f"{self.name}:{key}"
         uri = _uri(_first(meta, URI_KEYS)) or f"llamaindex://{self.name}/{key}"
         text = (doc.text or "").strip()
+        acl = self.acl.for_path(key, carried=_groups(meta.get(self.acl_key)) if self.acl_key else ())
         if not text:
             return LoadFailure(uri=uri, reason=f"{kind} returned the document without text; check the reader's "
-                               "source for it", doc_id=doc_id)
+                               "source for it", doc_id=doc_id, acl=acl)
         title = _first(meta, TITLE_KEYS) or key
         updated_at = _first(meta, UPDATED_KEYS)
         author = _first(meta, ("author",))
-        acl = self.acl.for_path(key, carried=_groups(meta.get(self.acl_key)) if self.acl_key else ())
         digest = hashlib.sha256(json.dumps([text, title, uri, updated_at, author]).encode()).hexdigest()
         metadata = {"reader": kind, **({"author": author} if author else {})}
         record = Document(id=doc_id, text=text, source=self.name, uri=uri, title=title, content_hash=digest,

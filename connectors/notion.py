@@ -103,13 +103,15 @@ class NotionConnector:
             if name.lower().endswith(".md") and name not in row_pages:
                 yield self._page(export, _entry(name))
 
-    def _kept(self, name: str) -> tuple[str | None, str | None]:
-        """(doc id, id prefix) of what an entry holds: a page is one document, a database CSV its rows."""
+    def _kept(self, name: str) -> tuple[str | None, str | None, tuple[str, ...] | None]:
+        """(doc id, id prefix, ACL) of what an entry holds: a page is one document (its ACL follows from its
+        title path), a database CSV its rows (their ACLs need the rows: unknown)."""
         if name.lower().endswith(".md"):
-            return self._page_id(_entry(name)), None
+            entry = _entry(name)
+            return self._page_id(entry), None, self.acl.for_path(entry.path)
         if name.lower().endswith(".csv"):
-            return None, self._row_prefix(_entry(name)) + ":"
-        return None, None
+            return None, self._row_prefix(_entry(name)) + ":", None
+        return None, None, None
 
     def _page_id(self, entry: _Entry) -> str:
         return f"{self.name}:{entry.notion_id or entry.name}"
@@ -120,12 +122,12 @@ class NotionConnector:
 
     def _page(self, export: Export, entry: _Entry) -> SourceItem | LoadFailure:
         doc_id = self._page_id(entry)
-        raw = export.try_read(entry.name, doc_id=doc_id)
+        acl = self.acl.for_path(entry.path)
+        raw = export.try_read(entry.name, doc_id=doc_id, acl=acl)
         if isinstance(raw, LoadFailure):
             return raw
         uri = f"https://www.notion.so/{entry.notion_id}" if entry.notion_id else export.uri(entry.name)
         digest = hashlib.sha256(raw).hexdigest()
-        acl = self.acl.for_path(entry.path)
 
         def read() -> Document:
             title, body = _markdown(decode_text(export.read(entry.name)))
@@ -177,12 +179,12 @@ class NotionConnector:
         else:
             key = hashlib.sha256(f"{title}\0{occurrence}".encode()).hexdigest()[:16]
             doc_id, uri = f"{self._row_prefix(db)}:{key}", export.uri(db.name)
-        page_raw = export.try_read(page_name, doc_id=doc_id) if page_name else b""
+        titles = (*db.titles, title or "untitled row")
+        acl = self.acl.for_path("/".join(titles))
+        page_raw = export.try_read(page_name, doc_id=doc_id, acl=acl) if page_name else b""
         if isinstance(page_raw, LoadFailure):
             return page_raw
         digest = hashlib.sha256(json.dumps(row, sort_keys=True).encode() + b"\0" + page_raw).hexdigest()
-        titles = (*db.titles, title or "untitled row")
-        acl = self.acl.for_path("/".join(titles))
 
         def read() -> Document:
             lines = [f"{k}: {v}" for k, v in row.items() if k.strip() and v.strip()]

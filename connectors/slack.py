@@ -95,7 +95,7 @@ class SlackConnector:
         failures: list[LoadFailure] = []
         users = _user_names(_load(export, root + "users.json", failures))
         channels, skipped = self._channels(export, root, failures)
-        yield from export.failures_for(lambda name: (None, self._kept(name, root, channels)))
+        yield from export.failures_for(lambda name: (None, self._kept(name, root, channels), None))
         days: dict[str, list[str]] = {}
         for n in export.names:
             parts = PurePosixPath(n[len(root):]).parts if n.startswith(root) else ()

@@ -149,20 +149,20 @@ class SqlConnector:
             return LoadFailure(uri=uri, reason=f"duplicate id {key!r} in column {self.id_column!r}; "
                                                "the first row was indexed")
         seen.add(key)
+        acl = self.acl.for_path(key, carried=self._groups(row))  # a row that fails keeps its chunks under this
         values = {k: ("" if v is None else v) for k, v in row.items()}
         try:
             text = self.text_template.format_map(values).strip()
         except (ValueError, TypeError, AttributeError, IndexError, KeyError) as err:
             return LoadFailure(uri=uri, reason=f"text_template cannot render this row ({type(err).__name__}: {err}); "
                                "fix the template or the row",
-                               doc_id=f"{self.name}:{key}")
+                               doc_id=f"{self.name}:{key}", acl=acl)
         if not text:
             return LoadFailure(uri=uri, reason="the text template rendered empty text; fill the row's text columns or "
-                               "delete the row", doc_id=f"{self.name}:{key}")
+                               "delete the row", doc_id=f"{self.name}:{key}", acl=acl)
         title = self._value(row, "title_column") or f"{label} {key}"
         updated_at = self._value(row, "updated_at_column")
         author = self._value(row, "author_column")
-        acl = self.acl.for_path(key, carried=self._groups(row))
         digest = hashlib.sha256(json.dumps([text, title, updated_at, author, uri]).encode()).hexdigest()
         metadata = {"row_id": key, **({"table": self.table} if self.table else {"query": self.query})}
         if author:

@@ -150,12 +150,15 @@ class WebConnector:
             crawl = _Crawl(self, client)
             yield from crawl.run()
 
+    def acl_for(self, *urls: str) -> tuple[str, ...]:
+        """The groups of the pages at `urls` (each URL's path matched against `acl_paths`), together."""
+        return tuple(sorted({g for url in urls for g in self.acl.for_path(_acl_path(url))}))
+
     def item(self, page: Page) -> SourceItem:
         doc_id = f"{self.name}:{page.url}"
         # Groups come from the URL that was fetched as well as the page's canonical URL: a page
         # cannot move itself out of a restricted path by declaring a canonical link elsewhere.
-        acl = tuple(sorted(set(self.acl.for_path(_acl_path(page.url))) |
-                           set(self.acl.for_path(_acl_path(page.fetched_url or page.url)))))
+        acl = self.acl_for(page.url, page.fetched_url or page.url)
         digest = hashlib.sha256(f"{page.title}\n{page.text}".encode()).hexdigest()
         doc = Document(id=doc_id, text=page.text, source=self.name, uri=page.url, title=page.title,
                        content_hash=digest, acl=acl, updated_at=page.updated_at, metadata=page.metadata)
@@ -216,7 +219,7 @@ class _Crawl:
         for _ in range(MAX_REDIRECTS + 1):
             robots = self._robots(target)
             if isinstance(robots, str):
-                return LoadFailure(uri=url, reason=robots, doc_id=f"{self.conn.name}:{url}")
+                return LoadFailure(uri=url, reason=robots, doc_id=f"{self.conn.name}:{url}", acl=self.conn.acl_for(url))
             if not robots.can_fetch(self.conn.user_agent, target):
                 return LoadFailure(uri=url, reason="disallowed by robots.txt" if target == url else
                                    f"redirects to {target}, which robots.txt disallows")
@@ -246,14 +249,15 @@ class _Crawl:
             raw += block
             if len(raw) > self.conn.max_bytes:
                 return LoadFailure(uri=url, reason="page is over the source's max_page_mb limit",
-                                   doc_id=f"{self.conn.name}:{final}")
+                                   doc_id=f"{self.conn.name}:{final}", acl=self.conn.acl_for(url, final))
         self.succeeded += 1
         page = parse_page(final, bytes(raw), response.encoding if "charset" in response.headers.get(
             "content-type", "") else None)
         page.fetched_url = final
         if page.index and not page.text:
             return LoadFailure(uri=url, reason="no text found on the page (only scripts or markup?); exclude the URL "
-                               "if that is expected", doc_id=f"{self.conn.name}:{page.url}")
+                               "if that is expected", doc_id=f"{self.conn.name}:{page.url}",
+                               acl=self.conn.acl_for(page.url, final))
         modified = response.headers.get("last-modified")
         if modified:
             try:
@@ -265,7 +269,7 @@ class _Crawl:
     def _transient(self, url: str, reason: str) -> LoadFailure:
         self.transient.append(f"{url}: {reason}")
         return LoadFailure(uri=url, reason=f"{reason}; kept what was indexed, retried next run",
-                           doc_id=f"{self.conn.name}:{url}")
+                           doc_id=f"{self.conn.name}:{url}", acl=self.conn.acl_for(url))
 
     def _get(self, url: str, crawl_delay: float | None = None, *, follow: bool = False):
         origin = _origin(url)

@@ -222,7 +222,7 @@ class TokenConfig(_Section):
     in YAML: name the environment variable holding it, or give its sha256 (hex)."""
 
     user: str = Field(min_length=1)
-    groups: list[str] = []
+    groups: list[GroupName] = []
     token_env: EnvName | None = None
     token_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
@@ -369,6 +369,29 @@ def _database_url(url: str) -> str:
     return url
 
 
+# The gate a refresh passes before its candidate is promoted: not worse than the serving version on the
+# facts that did not change (beyond the noise), at least as good on the changed ones (framework.refresh.gate).
+DEFAULT_REFRESH_GATE = ("candidate@unchanged.token_f1.delta.high >= 0",
+                        "candidate@changed.token_f1 >= serving@changed.token_f1")
+
+
+class RefreshConfig(_Section):
+    """`ragtune refresh`: changed documents to a new adapter version, warm-started from the serving one,
+    evaluated against it and promoted only when `gate` passes (docs/guides/adapters.md, Refresh)."""
+
+    replay: float = Field(default=0.2, ge=0.0, le=1.0)
+    warm_start: bool = True
+    epochs: float | None = Field(default=None, gt=0)
+    max_steps: int | None = Field(default=None, ge=-1)
+    learning_rate: float | None = Field(default=None, gt=0)
+    mode: Literal["finetuned", "combined"] = "finetuned"
+    gate: list[str] = list(DEFAULT_REFRESH_GATE)
+    questions: str | None = None
+    changed_questions: int = Field(default=40, ge=0)
+    unchanged_questions: int = Field(default=40, ge=0)
+    seed: int = 0
+
+
 class Config(_Section):
     workspace: str = ".ragtune"
     precision: Precision = "auto"
@@ -394,6 +417,7 @@ class Config(_Section):
             raise ValueError(f"experiment names must be unique (each is a `model` name); repeated: "
                              f"{', '.join(repeated)}")
         return value
+    refresh: RefreshConfig = RefreshConfig()
 
     def workspace_path(self) -> Path:
         return Path(self.workspace).expanduser()
@@ -530,8 +554,9 @@ def _resolve_paths(cfg: Config, base: Path) -> Config:
     sources = [s.model_copy(update={"path": rel(s.path)}) if getattr(s, "path", None) else s for s in cfg.sources]
     index = cfg.index.model_copy(update={"path": rel(cfg.index.path), "reranker": rel(cfg.index.reranker)})
     dataset = cfg.dataset.model_copy(update={"imports": [rel(p) for p in cfg.dataset.imports]})
+    refresh = cfg.refresh.model_copy(update={"questions": rel(cfg.refresh.questions)})
     return cfg.model_copy(update={"workspace": rel(cfg.workspace), "sources": sources, "index": index,
-                                  "dataset": dataset})
+                                  "dataset": dataset, "refresh": refresh})
 
 
 def load_config(path: str | Path, overrides: list[str] = (), *, source_types: SourceTypes) -> Config:

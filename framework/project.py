@@ -1,7 +1,8 @@
 """Project: the composition root. It builds each stage's components from one ragtune.yaml.
 
 Components are built on first use and kept (an app that only retrieves never loads the
-generator; one base model serves all four modes). Verbs are one-liners over the stages.
+generator; one base model serves all four modes), each exactly once however many threads
+ask first: builds hold one re-entrant lock per project. Verbs are one-liners over the stages.
 
 Example:
     >>> project = framework.load("ragtune.yaml"); project.ingest()   # doctest: +SKIP
@@ -11,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
@@ -27,7 +29,7 @@ from framework.evaluation.gate import parse_conditions
 from framework.experiments.live import Experiments
 from framework.experiments.report import ExperimentReport
 from framework.experiments.store import ExperimentStore
-from framework.ingest.pipeline import IngestReport, ingest_sources
+from framework.ingest.pipeline import IngestReport, ingest_sources, scan_changes
 from framework.records import ANSWER_MODES, Answer, Principal, Source
 from framework.retrieval.confidence import Calibration
 from framework.retrieval.embedder import Embedder, build_embedder
@@ -39,6 +41,18 @@ from framework.runtime.threads import configure_threads
 from framework.workspace import Workspace
 
 
+class _built(functools.cached_property):
+    """`cached_property` whose first build holds the project's one re-entrant lock: Python 3.12 dropped the
+    lock cached_property had, so two threads asking first would each build a generator (and a worker: two
+    owners of one model). Once built the value sits in the instance and is read without the lock."""
+
+    def __get__(self, instance, owner=None):
+        if instance is None:
+            return self
+        with instance._build_lock:
+            return super().__get__(instance, owner)
+
+
 class Project:
     def __init__(self, config: Config, *, show_progress: bool = True, embedder: Embedder | None = None,
                  reranker: Reranker | None = None) -> None:
@@ -48,26 +62,27 @@ class Project:
         self._embedder = embedder
         self._reranker = reranker
         configure_threads(config.runtime.threads)  # torch's threads: the CPUs this process may use
+        self._build_lock = threading.RLock()  # one component built at a time, each once (see _built)
 
-    @functools.cached_property
+    @_built
     def embedder(self) -> Embedder:
         c = self.config
         return self._embedder or build_embedder(c.index.embedder, precision=c.precision, batch_size=c.index.batch_size)
 
-    @functools.cached_property
+    @_built
     def index(self) -> ChromaIndex:
         return ChromaIndex.from_config(self.config.index, workspace=self.workspace, embedder_name=self.embedder.name)
 
-    @functools.cached_property
+    @_built
     def retriever(self) -> Retriever:
         return Retriever.from_config(self.index, self.embedder, self.config.index, workspace=self.workspace,
                                      reranker=self._reranker)
 
-    @functools.cached_property
+    @_built
     def base_model_dir(self) -> Path:
         return resolve_generator(self.config.generator.model)
 
-    @functools.cached_property
+    @_built
     def generator(self):
         """The answering model: local weights, or an OpenAI-compatible endpoint (`generator.backend: openai`)."""
         from framework.serving.generator import HFGenerator
@@ -77,7 +92,7 @@ class Project:
         return OpenAIGenerator.from_config(g) if g.backend == "openai" else \
             HFGenerator.from_config(self.base_model_dir, g, precision=self.config.precision)
 
-    @functools.cached_property
+    @_built
     def worker(self):
         """The one owner of the generator: every answer (any thread, the HTTP server) is queued here."""
         from framework.serving.worker import GenerationWorker
@@ -88,13 +103,13 @@ class Project:
     def adapters(self) -> AdapterRegistry:
         return AdapterRegistry(self.workspace.adapters)
 
-    @functools.cached_property
+    @_built
     def calibration(self) -> Calibration | None:
         """The saved retrieval-confidence fit, if made with this embedder and retrieval."""
         return Calibration.load(self.workspace.calibration(self.config.index.collection), embedder=self.embedder.name,
                                 retrieval=self.config.index.retrieval)
 
-    @functools.cached_property
+    @_built
     def router(self):
         from framework.serving.router import Router
 
@@ -139,11 +154,13 @@ class Project:
         from framework.dataset.pipeline import synthesize
         from framework.dataset.teacher import build_teacher
         from framework.serving.generator import HFGenerator
+        from framework.serving.worker import WorkerTeacher
 
         c, d = self.config, self.config.dataset
         local = lambda spec: HFGenerator.from_config(resolve_generator(spec, key="dataset.teacher.model"),  # noqa: E731
                                                      c.generator, precision=c.precision)
-        teacher = functools.cache(lambda: build_teacher(d.teacher, serving=lambda: self.generator, load_local=local))
+        teacher = functools.cache(lambda: build_teacher(d.teacher, serving=lambda: WorkerTeacher(self.worker),
+                                                     load_local=local))
         audience = Principal(user="dataset", groups=tuple(d.audience))
         return synthesize(self.index.rows(), d, self.workspace.dataset_root(d.name),
                           search=lambda qs, k: self.retriever.retrieve_many(qs, principal=audience, k=k),
@@ -159,6 +176,29 @@ class Project:
                                  base_model=self.config.generator.model, cfg=self.config.finetune,
                                  precision=self.config.precision, registry=self.adapters, workspace=self.workspace,
                                  resume=resume, callbacks=callbacks, show_progress=self.show_progress, promote=promote)
+
+    def refresh(self, *, dry_run: bool = False, force: bool = False, callbacks: Sequence = (),
+                on_step: Callable[[str], None] | None = None):
+        """Changed documents to a new adapter version: ingest, synthesis of the changed chunks, training warm-started
+        from the serving version, evaluation against it, promotion if `refresh.gate` passes (framework.refresh.run).
+        Returns a RefreshReport; `dry_run` only plans and estimates."""
+        from framework.refresh.run import Stages, refresh
+
+        stages = Stages(ingest=self.ingest, chunks=lambda: self.index.rows(), synthesize=self.synthesize,
+                        evaluate=self.evaluate, base_model_dir=lambda: self.base_model_dir,
+                        scan=lambda: scan_changes([build_connector(s) for s in self.config.sources],
+                                                  workspace=self.workspace, embedder=self.embedder,
+                                                  index_cfg=self.config.index))
+        return refresh(stages, config=self.config, workspace=self.workspace, registry=self.adapters, dry_run=dry_run,
+                       force=force, callbacks=callbacks, on_step=on_step, show_progress=self.show_progress)
+
+    def check_finetune_free(self) -> None:
+        """Raise TrainingBusyError now if another run is training `finetune.adapter` in this workspace
+        (`finetune` checks again, holding the lock until it has published)."""
+        from framework.training.lock import training_lock
+
+        with training_lock(self.workspace.training_lock(self.config.finetune.adapter), self.config.finetune.adapter):
+            pass
 
     def estimate_finetune(self, *, measure_steps: int = 2):
         """Examples, tokens, measured tokens/s and so the duration of `finetune` (see training.estimate)."""

@@ -61,6 +61,14 @@ class Workspace:
         """Checkpoints of an adapter's training run in progress (`ragtune finetune --resume`)."""
         return self.root / "checkpoints" / adapter
 
+    def refresh(self, adapter: str) -> Path:
+        """State of an adapter's refresh in progress and of the last one (`ragtune refresh`), and its lock."""
+        return self.root / "refresh" / adapter
+
+    def training_lock(self, adapter: str) -> Path:
+        """Held by the run training an adapter, so a second run of it fails at once (framework.training.lock)."""
+        return self.root / "checkpoints" / f"{adapter}.lock"
+
     def merged(self, key: str) -> Path:
         """Default output of `ragtune adapters merge` for an adapter version key ("name-v0001")."""
         return self.root / "merged" / key

@@ -9,6 +9,7 @@ import yaml
 from conftest import build_tiny_model, project_config
 from typer.testing import CliRunner
 
+from framework.adapters.manifest import AdapterManifest
 from framework.adapters.merge import MergeVerificationError, merge_adapter
 from framework.adapters.registry import AdapterError, AdapterRegistry
 from framework.cli.main import app
@@ -88,6 +89,68 @@ def test_delete_refuses_the_promoted_version_without_force(two_versions):
     assert reg.versions("t") == [] and reg.promoted("t") is None
 
 
+def test_a_deleted_version_number_is_never_published_again(tmp_path):
+    # next_version_dir was the highest folder + 1: after deleting t v0001 the next run published another
+    # t-v0001, which a running generator (holding t-v0001 in memory), a pin or an export took for the old one.
+    reg = AdapterRegistry(tmp_path / "adapters")
+
+    def publish(audience: tuple[str, ...]) -> str:
+        staging = reg.staging_dir("t")
+        staging.mkdir(parents=True, exist_ok=True)
+        return reg.publish("t", staging, AdapterManifest(audience=audience)).version
+
+    assert publish(("hr",)) == "v0001"
+    reg.promote("t", "v0001")
+    reg.delete("t", "v0001", force=True)
+    assert reg.versions("t") == [] and reg.promoted("t") is None and reg.names() == []
+    assert publish(()) == "v0002"
+    reg.promote("t", "v0002")
+    assert json.loads((reg.root / "t" / "registry.json").read_text())["last_version"] == "v0002"
+    (reg.root / "t" / "registry.json").unlink()  # a lost record (or an older workspace): the folders still count
+    assert publish(()) == "v0003" and reg.promoted("t") is None
+
+
+QUESTIONS = ["what is the meal limit ?", "how many days of annual leave ?", "when is the office open ?"]
+
+
+def test_a_running_project_answers_with_the_weights_published_now(tmp_path, corpus, tiny_model):
+    # The hr-only t-v0001 was loaded in a running project; deleted and retrained for everyone, it came back as
+    # t-v0001, and the project answered everyone with the hr weights it still held under that key.
+    hr_only = project_config(tmp_path, corpus, tiny_model, finetune={"learning_rate": 0.05},
+                             dataset={"audience": ["hr"]})
+    for_all = {**hr_only, "dataset": {**hr_only["dataset"], "audience": []},
+               "finetune": {**hr_only["finetune"], "seed": 1}}
+    running = Project(load_config_dict(hr_only), show_progress=False)
+    running.ingest()
+    running.synthesize()
+    assert running.finetune(promote=True).audience == ("hr",)
+    old = running.ask_many(QUESTIONS, mode="finetuned", principal=Principal(groups=("hr",)))
+    assert {a.adapter for a in old} == {"t-v0001"}
+    running.adapters.delete("t", "v0001", force=True)
+    trainer = Project(load_config_dict(for_all), show_progress=False)
+    trainer.synthesize()
+    retrained = trainer.finetune(promote=True)
+    assert (retrained.version, retrained.audience) == ("v0002", ())
+
+    def fresh_answers() -> list[str]:
+        project = Project(load_config_dict(for_all), show_progress=False)
+        return [a.text for a in project.ask_many(QUESTIONS, mode="finetuned", principal=Principal())]
+
+    new = fresh_answers()
+    assert new != [a.text for a in old], "the test needs weights that answer differently"
+    now = running.ask_many(QUESTIONS, mode="finetuned", principal=Principal())
+    assert [(a.adapter, a.text) for a in now] == [("t-v0002", text) for text in new]
+    # Weights replaced by hand in the served version's folder are loaded again as well.
+    trainer.config = trainer.config.model_copy(update={"finetune": trainer.config.finetune.model_copy(
+        update={"seed": 2})})
+    other = trainer.adapters.get("t", trainer.finetune().version)
+    served = running.adapters.get("t", "v0002")
+    shutil.copyfile(other.path / "adapter_model.safetensors", served.path / "adapter_model.safetensors")
+    replaced = fresh_answers()
+    assert replaced != new, "the test needs weights that answer differently"
+    assert [a.text for a in running.ask_many(QUESTIONS, mode="finetuned", principal=Principal())] == replaced
+
+
 def test_cli_list_show_promote_delete(two_versions):
     _, path = two_versions
     listed = json.loads(_cli("adapters", "list", "-c", path, "--json").stdout)
@@ -107,6 +170,27 @@ def test_cli_list_show_promote_delete(two_versions):
     assert _cli("adapters", "delete", "t", "v0001", "--force", "-c", path).exit_code == 0
     missing = _cli("adapters", "show", "t@v0001", "-c", path)
     assert missing.exit_code == 3 and "versions: v0002" in missing.output
+
+
+def test_a_group_pin_is_the_version_marked_served(two_versions, tmp_path):
+    # `adapters list/show`, merge and export took the promoted version for a group_adapters entry that pins
+    # another one (hr: t@v0002), so they marked and exported weights nobody in that group is answered with.
+    project, path = two_versions
+    project.adapters.promote("t", "v0001")
+    group_only = ("--set", "router.adapter=other", "--set", "router.group_adapters.hr=t@v0002")
+    listed = json.loads(_cli("adapters", "list", "-c", path, "--json", *group_only).stdout)
+    assert [(r["version"], r["promoted"], r["serving"]) for r in listed] == [("v0001", True, False),
+                                                                             ("v0002", False, True)]
+    shown = json.loads(_cli("adapters", "show", "t", "-c", path, "--json", *group_only).stdout)
+    assert shown["manifest"]["version"] == "v0002"
+    exported = _cli("adapters", "export", "t", "--out", tmp_path / "export", "-c", path, "--json", *group_only)
+    assert exported.exit_code == 0 and json.loads(exported.stdout)["adapter"] == "t-v0002"
+    both = ("--set", "router.group_adapters.hr=t@v0002")  # router.adapter t serves the promoted v0001 to others
+    listed = json.loads(_cli("adapters", "list", "-c", path, "--json", *both).stdout)
+    assert [(r["version"], r["serving"]) for r in listed] == [("v0001", True), ("v0002", True)]
+    ambiguous = _cli("adapters", "merge", "t", "-c", path, *both)
+    assert ambiguous.exit_code == 3 and "serves versions v0001, v0002" in ambiguous.output
+    assert "--version v0001" in ambiguous.output
 
 
 def test_two_named_adapters_share_one_base_in_memory(two_versions, tmp_path):

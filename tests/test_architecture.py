@@ -1,10 +1,11 @@
 """The package layout's rules, checked by walking every import in the source tree.
 
 - the stages import only the foundation and stages before them (ingest, retrieval, dataset,
-  adapters, training, experiments, serving, evaluation, integrations, cli);
+  adapters, training, experiments, serving, evaluation, integrations, refresh, cli);
 - connectors import only records and the ingest contract; only project.py and cli/ import them;
 - no package imports project or cli; no import cycles;
-- importing a record, the package or a connector never loads torch.
+- importing a record, the package or a connector never loads torch;
+- no module binds a top-level name twice (the second silently replaces the first).
 """
 
 import ast
@@ -16,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("ingest", "retrieval", "dataset", "adapters", "training", "experiments", "serving", "evaluation",
-          "integrations", "cli")
+          "integrations", "refresh", "cli")
 FOUNDATION = {"framework", "framework.records", "framework.config", "framework.workspace", "framework.prompts",
               "framework.text"}
 CONTRACT = {"framework.records", "framework.ingest.contract", "framework.ingest.acl"}
@@ -124,6 +125,34 @@ def test_the_rules_catch_violations():
     assert _violation("framework.integrations.llama_index", "framework.project")
     assert not _violation("connectors.slack", "framework.ingest.contract")
     assert not _violation("framework.cli.main", "framework.project")
+    assert not _violation("framework.refresh.run", "framework.evaluation.run")
+    assert not _violation("framework.refresh.run", "framework.training.run")
+    assert _violation("framework.evaluation.run", "framework.refresh.gate")
+    assert _violation("framework.refresh.run", "framework.project")
+    assert not _violation("framework.cli.refresh_view", "framework.refresh.report")
+
+
+def _top_level_names(path: Path) -> list[tuple[int, str]]:
+    out = []
+    for node in ast.parse(path.read_text(), filename=str(path)).body:
+        if isinstance(node, ast.Assign):
+            out += [(node.lineno, t.id) for t in node.targets if isinstance(t, ast.Name)]
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            out.append((node.lineno, node.target.id))
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out.append((node.lineno, node.name))
+    return out
+
+
+def test_no_module_binds_a_top_level_name_twice():
+    problems = []
+    for m in sorted(MODULES):
+        first: dict[str, int] = {}
+        for line, name in _top_level_names(MODULES[m]):
+            if name in first:
+                problems.append(f"{MODULES[m].relative_to(ROOT)}:{line} binds {name} again (first at line {first[name]})")
+            first.setdefault(name, line)
+    assert not problems, "\n".join(problems)
 
 
 def test_top_level_stays_small():

@@ -45,6 +45,19 @@ def test_all_errors_reported_at_once_with_key_paths():
     assert "finetune.rank" in msg
 
 
+def test_serve_token_groups_are_checked_at_load_with_key_paths():
+    # A bad group used to load and only fail when `ragtune serve` built the token's Principal.
+    token = {"user": "ana", "token_env": "TOK_ANA"}
+    with pytest.raises(ConfigError) as exc:
+        load_config_dict({"serve": {"tokens": [{**token, "groups": ["hr"]}, {**token, "groups": ["ok", "__nobody__"]},
+                                               {**token, "groups": [" hr"]}]}})
+    msg = str(exc.value)
+    assert "serve.tokens.1.groups.1: Value error, group '__nobody__' is not a valid group name" in msg
+    assert "serve.tokens.2.groups.0" in msg and "serve.tokens.0" not in msg
+    ok = load_config_dict({"serve": {"tokens": [{**token, "groups": ["hr", "slack:general"]}]}})
+    assert ok.serve.tokens[0].groups == ["hr", "slack:general"]
+
+
 def test_unknown_source_type_lists_allowed():
     with pytest.raises(ConfigError, match="unknown source type 'wiki'; allowed: 'files'"):
         load_config_dict({"sources": [{"name": "a", "type": "wiki"}]})

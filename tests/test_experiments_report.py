@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import numpy as np
 import pytest
@@ -192,7 +192,7 @@ def test_ab_report_exits_5_on_a_sample_ratio_mismatch_and_names_it(tmp_path):
                                           for i in range(2000)])
     store.close()
     result = CliRunner().invoke(app, ["ab", "report", "greeting", "-c", str(config)])
-    assert result.exit_code == 5 and "SAMPLE RATIO MISMATCH" in result.output
+    assert result.exit_code == 6 and "SAMPLE RATIO MISMATCH" in result.output
     assert "sample ratio mismatch: p = " in result.output
     written = list((tmp_path / "ws" / "reports" / "ab" / "greeting").glob("*/report.json"))
     assert len(written) == 1 and json.loads(written[0].read_text())["srm"]["flagged"] is True

@@ -4,6 +4,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -13,9 +15,10 @@ from conftest import project_config
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
+from framework.training.checkpoints import ResumeError
+from framework.training.lock import TrainingBusyError
 from framework.config import ConfigError
 from framework.project import Project, load_config_dict
-from framework.training.checkpoints import ResumeError
 
 
 class Crash(TrainerCallback):
@@ -166,6 +169,63 @@ def test_same_entry_point_runs_under_torchrun(tmp_path, corpus, tiny_model):
     assert manifest["metrics"]["world_size"] == 2 and manifest["metrics"]["steps"] == 4
     assert [r.version for r in project.adapters.versions("t")] == ["v0001"]
     assert not project.workspace.checkpoints("t").exists()
+
+
+class Pause(TrainerCallback):
+    """Holds the run after optimizer step `at` until released: a run in progress to start another against."""
+
+    def __init__(self, at: int) -> None:
+        self.at, self.reached, self.release = at, threading.Event(), threading.Event()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.at:
+            self.reached.set()
+            self.release.wait(300)
+
+
+def _folder_state(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): p.stat().st_mtime_ns for p in folder.rglob("*")} if folder.exists() else {}
+
+
+def test_a_second_run_of_the_same_adapter_fails_at_once(tmp_path, corpus, tiny_model):
+    # Two runs of one adapter shared its .incoming folder and checkpoints: the second wiped the first's and
+    # trained over them. Now the first holds the adapter's lock until it has published.
+    cfg = project_config(tmp_path, corpus, tiny_model, finetune={"max_steps": -1, "epochs": 2, "save_steps": 2,
+                                                                 "batch_size": 4})
+    path = tmp_path / "ragtune.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    first = Project(load_config_dict(cfg), show_progress=False)
+    first.ingest()
+    first.synthesize()
+    pause = Pause(at=3)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        running = pool.submit(first.finetune, callbacks=[pause])
+        try:
+            assert pause.reached.wait(300), running.exception(timeout=0) if running.done() else "no step 3"
+            ws = first.workspace
+            before = (_folder_state(ws.checkpoints("t")), _folder_state(first.adapters.staging_dir("t")))
+            assert before[0], "the first run has checkpoints to protect"
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+            cli = subprocess.run([sys.executable, "-m", "framework", "finetune", "-c", str(path)],
+                                 capture_output=True, text=True, env=env, timeout=300)
+            assert cli.returncode == 1, cli.stdout + cli.stderr
+            assert "another run is training adapter 't'" in cli.stdout + cli.stderr
+            assert "finetune estimate" not in cli.stdout + cli.stderr  # refused before measuring anything
+            with pytest.raises(TrainingBusyError, match=r"t.lock is locked\); wait for it to finish"):
+                Project(load_config_dict(cfg), show_progress=False).finetune()
+            torchrun = Path(sys.executable).parent / "torchrun"
+            if torchrun.is_file():  # a refused launch: its lead stops, and the other rank touches nothing shared
+                launch = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "framework",
+                                         "finetune", "-c", str(path)], capture_output=True, text=True, env=env,
+                                        timeout=300)
+                assert launch.returncode != 0 and "another run is training adapter 't'" in launch.stderr
+            after = (_folder_state(ws.checkpoints("t")), _folder_state(first.adapters.staging_dir("t")))
+            assert after == before
+        finally:
+            pause.release.set()
+        manifest = running.result(timeout=300)
+    assert manifest.version == "v0001" and [r.version for r in first.adapters.versions("t")] == ["v0001"]
+    assert Project(load_config_dict(cfg), show_progress=False).finetune().version == "v0002"  # the lock is free
 
 
 def test_cli_resume_without_checkpoint_is_a_clear_error(tmp_path, corpus, tiny_model):

@@ -66,7 +66,7 @@ def test_one_base_model_serves_all_four_modes(trained):
     gen = project.generator
     enc = gen.tokenizer(["how many days"], return_tensors="pt")
     with torch.no_grad():
-        gen.model.set_adapter("t-v0001")
+        gen.model.set_adapter(project.adapters.get("t", "v0001").load_key)  # the weights' key in memory
         with_adapter = gen.model(**enc).logits
         with gen.model.disable_adapter():
             without = gen.model(**enc).logits
@@ -103,6 +103,22 @@ def test_adapter_on_another_base_is_refused(trained, tmp_path):
         update={"model": str(other)})})
     with pytest.raises(AdapterError, match="trained on base model"):
         Project(cfg, show_progress=False).ask("x ?", mode="finetuned")
+
+
+def test_auto_answers_without_an_adapter_trained_on_another_base(trained, tmp_path):
+    # auto took the promoted adapter as usable, chose combined or finetuned, then check_base refused it.
+    project, manifest = trained
+    other = build_tiny_model(tmp_path / "other-base", seed=1)  # same shapes, other weights
+    cfg = project.config.model_copy(update={"generator": project.config.generator.model_copy(
+        update={"model": str(other)})})
+    moved = Project(cfg, show_progress=False)
+    a = moved.ask("how many days of annual leave ?", mode="auto")
+    assert a.mode in ("rag", "prompt_only") and a.adapter is None
+    assert a.reason.startswith("auto: top retrieval score") and "; adapter t-v0001 not used: it was trained on " \
+        f"base model {manifest.base_model!r} (fingerprint {manifest.base_fingerprint}), not on generator.model" in a.reason
+    assert not moved.generator._adapters  # nothing was loaded to find out
+    same = project.ask("how many days of annual leave ?", mode="auto")
+    assert same.mode in ("combined", "finetuned") and same.adapter == "t-v0001" and "not used" not in same.reason
 
 
 def test_unknown_mode_lists_allowed(trained):

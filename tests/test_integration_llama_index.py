@@ -3,6 +3,8 @@ engine over ragtune's retriever, ragtune's query engine, and both as tools in Ll
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from llama_index.core.llms.mock import MockLLM
 from llama_index.core.query_engine import RetrieverQueryEngine, RouterQueryEngine
@@ -50,6 +52,34 @@ def test_ragtune_query_engine_answers_as_the_router_does(project):
     assert response.response == direct.text
     assert response.metadata["mode"] == "combined" and response.metadata["adapter"] == "hr-v0001"
     assert [n.node.node_id for n in response.source_nodes] == [s.chunk_id for s in direct.sources]
+
+
+def test_ragtune_query_engine_aquery_leaves_the_event_loop_free(project):
+    # aquery used to run the whole answer (retrieval, the generation worker) on the event loop's thread.
+    q = "what is the expense tool called ?"
+    engine = RagtuneQueryEngine.from_project(project, principal=HANA, mode="combined")
+
+    async def main():
+        ticks, done = 0, asyncio.Event()
+
+        async def ticker():
+            nonlocal ticks
+            while not done.is_set():
+                ticks += 1
+                await asyncio.sleep(0)
+
+        async def ask():
+            try:
+                return await engine.aquery(q)
+            finally:
+                done.set()
+
+        response, _ = await asyncio.gather(ask(), ticker())
+        return response, ticks
+
+    response, ticks = asyncio.run(main())
+    assert response.response == project.ask_many([q], mode="combined", principal=HANA)[0].text
+    assert ticks > 10, "the event loop was blocked while the question was answered"
 
 
 def test_ragtune_engines_as_tools_in_llama_index_router(project):

@@ -117,3 +117,56 @@ def test_a_damaged_slack_export_keeps_its_conversations(tmp_path):
     report = project.ingest().to_dict()
     assert report["documents"]["deleted"] == 0 and {c.doc_id for c in project.index.rows()} == indexed
     assert _entry(report, "channels.json")["kept_previous"]
+
+
+def _acls(project, doc_id):
+    return {tuple(c.acl) for c in project.index.rows() if c.doc_id == doc_id}
+
+
+def test_a_kept_document_takes_the_narrower_acl_the_config_gives_it_now(tmp_path, corpus):
+    """Narrowing who may read a file while the file is unreadable narrows its kept chunks too."""
+    (corpus / "hr").mkdir()
+    (corpus / "hr" / "pay.md").write_text("# Pay\n\nSalaries are reviewed every March by the pay board.\n")
+    wide = [{"name": "docs", "type": "files", "path": str(corpus), "acl": ["staff"], "acl_paths": {"hr/*": ["hr"]}}]
+    project = Project(load_config_dict(project_config(tmp_path, corpus, sources=wide)), show_progress=False)
+    project.ingest()
+    assert _acls(project, "docs:hr/pay.md") == {("hr", "staff")}
+    staff = Principal(user="sam", groups=["staff"])
+    assert any(h.doc_id == "docs:hr/pay.md" for h in project.retrieve("pay board salaries", principal=staff, k=10))
+
+    (corpus / "hr" / "pay.md").write_bytes(b"")  # unreadable while the config narrows it to hr alone
+    narrow = [{**wide[0], "acl": ["hr"], "acl_paths": {}}]
+    project = Project(load_config_dict(project_config(tmp_path, corpus, sources=narrow)), show_progress=False)
+    report = project.ingest().to_dict()
+    entry = _entry(report, "pay.md")
+    assert entry["kept_previous"] and entry["reason"].endswith("under the ACL the config gives it now: hr")
+    assert _acls(project, "docs:hr/pay.md") == {("hr",)}
+    assert not any(h.doc_id == "docs:hr/pay.md" for h in project.retrieve("pay board salaries", principal=staff, k=10))
+    hr = Principal(user="ana", groups=["hr"])
+    assert any(h.doc_id == "docs:hr/pay.md" for h in project.retrieve("pay board salaries", principal=hr, k=10))
+    report = project.ingest().to_dict()  # the next run finds the ledger already at the narrowed ACL
+    assert _entry(report, "pay.md")["reason"].endswith("; kept previous version")
+
+
+def test_documents_a_failure_hides_leave_the_index_when_the_acl_config_changed(tmp_path):
+    """A damaged day file hides conversations whose ACL cannot be told; after an ACL change they go until it reads."""
+    folder = copy_asset("slack", tmp_path)
+    sources = [{"name": "slack", "type": "slack", "path": str(folder), "acl": ["staff"]}]
+    project = Project(load_config_dict(project_config(tmp_path, folder, sources=sources)), show_progress=False)
+    project.ingest()
+    indexed = {c.doc_id for c in project.index.rows()}
+    deploys = {d for d in indexed if d.startswith("slack:C02DEPLOYS:")}
+    day = folder / "deploys" / "2026-10-05.json"
+    good = day.read_bytes()
+    day.write_text("[{\"ts\": ")
+    sources[0]["acl"] = ["ops"]
+    project = Project(load_config_dict(project_config(tmp_path, folder, sources=sources)), show_progress=False)
+    report = project.ingest().to_dict()
+    entry = _entry(report, "2026-10-05.json")
+    assert not entry["kept_previous"] and "ACL config changed" in entry["reason"]
+    assert report["documents"]["deleted"] == 0
+    assert {c.doc_id for c in project.index.rows()} == indexed - deploys
+    assert not any("staff" in c.acl for c in project.index.rows())  # nothing kept under the old groups
+    day.write_bytes(good)
+    project.ingest()
+    assert {c.doc_id for c in project.index.rows()} == indexed

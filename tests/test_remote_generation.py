@@ -108,6 +108,20 @@ def test_acl_and_unmapped_adapters_are_refused_before_the_endpoint_is_asked(remo
     assert len(server.seen) == asked
 
 
+def test_auto_answers_without_an_adapter_the_endpoint_does_not_serve(remote):
+    # auto took hrad@v0001 (promoted, hr in its audience) as usable, chose combined or finetuned, then failed
+    # because generator.adapter_models maps no endpoint model to it.
+    project, server = remote
+    unmapped = project.ask("what is the meal limit ?", mode="auto", groups=["hr"])
+    assert unmapped.mode in ("rag", "prompt_only") and unmapped.adapter is None
+    assert unmapped.reason.startswith("auto: top retrieval score")
+    assert unmapped.reason.endswith("; adapter hrad-v0001 not used: generator.adapter_models maps no endpoint "
+                                    "model to hrad@v0001")
+    assert server.seen[-1]["model"] == "base-model"
+    mapped = project.ask("what is the meal limit ?", mode="auto")  # t@v0001 is mapped: auto uses it
+    assert mapped.mode in ("combined", "finetuned") and mapped.adapter == "t-v0001" and "not used" not in mapped.reason
+
+
 def test_endpoint_failures_and_settings_are_clear_errors(remote, monkeypatch):
     project, server = remote
     down = Project(project.config.model_copy(update={"generator": project.config.generator.model_copy(

@@ -130,6 +130,9 @@ def _post(url, body, **headers):
     ({"model": "rag", "messages": [{"role": "user", "content": "x" * 3000}]}, 413, "over 2048 bytes"),
     (b"{not json", 400, "not valid JSON"),
     (b"\xff\xfe", 400, "not valid JSON"),
+    (b"[" * 2000, 400, "nested too deeply"),  # was a RecursionError, so a 500
+    (b'{"model": "rag", "metadata": {"a": ' + b"[" * 900 + b"]" * 900 + b'}, "messages": []}', 400,
+     "nested too deeply: arrays and objects 902 levels inside each other, at most 32"),
 ])
 def test_bad_requests_get_a_4xx_in_the_openai_error_shape(live, body, status, says):
     _, url = live

@@ -43,6 +43,7 @@ class AdapterManifest:
     timings: Mapping[str, Any] = field(default_factory=dict)
     software: Mapping[str, str] = field(default_factory=dict)
     created_at: str = ""
+    refresh: Mapping[str, Any] = field(default_factory=dict)  # set by `ragtune refresh`: warm start, examples, run id
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys a newer ragtune wrote, kept on rewrite
 
     @property
@@ -59,17 +60,26 @@ class AdapterManifest:
 
 
 def build_manifest(*, card: DatasetCard, cfg: FinetuneConfig, base_model: str, base_fingerprint: str,
-                   precision: str, base_dtype: str, metrics: dict, started: datetime,
-                   ledger: Path) -> AdapterManifest:
-    """The manifest of a run that just trained on `card` (name and version are set when published)."""
+                   precision: str, base_dtype: str, metrics: dict, started: datetime, ledger: Path,
+                   warm_start: AdapterManifest | None = None, refresh: Mapping[str, Any] | None = None
+                   ) -> AdapterManifest:
+    """The manifest of a run that just trained on `card` (name and version are set when published).
+
+    A run warm-started from another version still holds what that one learned: documents it
+    learned that `card` no longer has (deleted since) stay listed with their old hashes, so
+    staleness keeps reporting them until a training from scratch."""
     now = datetime.now(timezone.utc)
+    inherited = {d: h for d, h in (warm_start.documents if warm_start else {}).items() if d not in card.documents}
+    documents = dict(sorted({**inherited, **card.documents}.items()))
+    lineage = {**(refresh or {}), "warm_start": warm_start.key, "inherited_documents": sorted(inherited)} \
+        if warm_start else dict(refresh or {})
     return AdapterManifest(
         base_model=base_model,
         base_fingerprint=base_fingerprint,
         dataset={"name": card.name, "version": card.version, "hash": card.hash, "created_at": card.created_at,
                  "generator": card.generator, "examples": dict(card.split)},
-        documents=dict(card.documents),
-        document_acl=_document_acl(ledger, card.documents),
+        documents=documents,
+        document_acl=_document_acl(ledger, documents),
         audience=tuple(card.audience),
         hyperparameters=cfg.model_dump(),
         precision=precision,
@@ -80,6 +90,7 @@ def build_manifest(*, card: DatasetCard, cfg: FinetuneConfig, base_model: str, b
                  "total_seconds": round((now - started).total_seconds(), 1)},
         software=software_versions(),
         created_at=now.isoformat(timespec="seconds"),
+        refresh=lineage,
     )
 
 

@@ -17,6 +17,12 @@ Go-live: a newly published version is not served until it is promoted (`ragtune 
 promote`, or `ragtune finetune --promote`), so a run that trained badly never answers a
 user by itself. `adapters.serve: latest` in config opts into serving each new version as
 soon as it is published.
+
+Version numbers are never reused: `registry.json` keeps the highest number ever published
+(`last_version`), so after `ragtune adapters delete t v0003` the next run publishes v0004, not
+another v0003 that a running server, a pinned config or an export would take for the deleted
+weights. A workspace without that record (written before it, or with the file lost) numbers on
+from its highest version folder.
 """
 
 from __future__ import annotations
@@ -49,7 +55,18 @@ class AdapterRef:
 
     @property
     def key(self) -> str:
+        """The version's name for people (`Answer.adapter`, logs): "support-v0003"."""
         return f"{self.name}-{self.version}"
+
+    @property
+    def load_key(self) -> str:
+        """The name a generator loads these weights under: `key` plus a digest of the manifest's creation time
+        and the weights file's identity, so weights replaced in the folder (by hand, or a deleted number
+        published again by an older ragtune) are loaded afresh, never answered from memory."""
+        weights = self.path / "adapter_model.safetensors"
+        st = weights.stat() if weights.is_file() else None
+        ident = f"{self.version}|{self.manifest.created_at}|{(st.st_ino, st.st_size, st.st_mtime_ns) if st else ''}"
+        return f"{self.key}-{hashlib.sha256(ident.encode()).hexdigest()[:8]}"
 
 
 def base_fingerprint(model_dir: Path) -> str:
@@ -111,22 +128,24 @@ class AdapterRegistry:
                            "see `ragtune adapters list`")
 
     def promoted(self, name: str) -> str | None:
-        state = self.root / name / "registry.json"
-        return json.loads(state.read_text()).get("promoted") if state.is_file() else None
+        return self._state(name).get("promoted")
 
     def promote(self, name: str, version: str) -> AdapterRef:
         ref = self.get(name, version)
-        self._write_state(name, {"promoted": version,
+        self._write_state(name, {**self._state(name), "promoted": version,
                                  "promoted_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
         return ref
 
     def delete(self, name: str, version: str, *, force: bool = False) -> None:
+        """Remove a version's folder; its number is never given to another version (see `next_version_dir`)."""
         ref = self.get(name, version)
-        if self.promoted(name) == version:
+        state = {**self._state(name), "last_version": self._last_version(name)}
+        if state.get("promoted") == version:
             if not force:
                 raise AdapterError(f"{ref.key} is the promoted version that the router serves; promote another "
                                    "version first, or delete it anyway with --force")
-            (self.root / name / "registry.json").unlink()
+            state = {k: v for k, v in state.items() if k not in ("promoted", "promoted_at")}
+        self._write_state(name, state)  # the high-water mark first: a kill after it leaves a number skipped
         shutil.rmtree(ref.path)
 
     def resolve(self, spec: str, pinned: str | None = None, *, serve: ServeRule = "promoted") -> AdapterRef:
@@ -157,8 +176,17 @@ class AdapterRegistry:
             return None
 
     def next_version_dir(self, name: str) -> Path:
-        existing = [int(m.group(1)) for d in (self.root / name).glob("v*") if (m := re.fullmatch(r"v(\d+)", d.name))]
-        return self.root / name / f"v{max(existing, default=0) + 1:04d}"
+        """The folder of the next version: one past the highest number ever published (`registry.json`'s
+        `last_version`) or found on disk, whichever is higher, so a deleted number is never reused."""
+        last = self._last_version(name)
+        return self.root / name / f"v{int(last[1:]) + 1 if last else 1:04d}"
+
+    def _last_version(self, name: str) -> str | None:
+        found = [int(m.group(1)) for d in (self.root / name).glob("v*") if (m := re.fullmatch(r"v(\d+)", d.name))]
+        recorded = self._state(name).get("last_version")
+        if isinstance(recorded, str) and (m := re.fullmatch(r"v(\d+)", recorded)):
+            found.append(int(m.group(1)))
+        return f"v{max(found):04d}" if found else None
 
     def staging_dir(self, name: str) -> Path:
         """Where a training run writes its adapter before it is published (invisible to readers)."""
@@ -170,6 +198,7 @@ class AdapterRegistry:
         manifest = dataclasses.replace(manifest, name=name, version=target.name)
         (staging / "manifest.json").write_text(json.dumps(manifest.to_dict(), indent=2, ensure_ascii=False))
         staging.rename(target)
+        self._write_state(name, {**self._state(name), "last_version": target.name})
         return AdapterRef(name, target.name, target, manifest)
 
     def require(self, name: str) -> AdapterRef:
@@ -181,6 +210,11 @@ class AdapterRegistry:
                 "`ragtune finetune` (or choose mode prompt_only or rag)"
             )
         return ref
+
+    def _state(self, name: str) -> dict:
+        """registry.json: the promoted version and the highest version number ever published."""
+        path = self.root / name / "registry.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
 
     def _write_state(self, name: str, state: dict) -> None:
         tmp = self.root / name / ".registry.json.tmp"

@@ -2,7 +2,7 @@
 
 - `report NAME`: per arm exposures, units and outcomes with 95% intervals, each arm against the control
   (Welch's t / two-proportion test), the sample-ratio check; writes report.md, report.json and a chart
-  per outcome to reports/ab/NAME/<time>/ (or `--out`); `--json` prints the JSON. Exit code 5 when the
+  per outcome to reports/ab/NAME/<time>/ (or `--out`); `--json` prints the JSON. Exit code 6 when the
   sample-ratio check flags a mismatch, so a script cannot miss it.
 - `list`: every configured experiment, running or not, with its arms and exposures so far.
 - `assign NAME UNIT`: the bucket and arm of a unit (a user id), as every server computes it.
@@ -23,7 +23,7 @@ from framework.cli.common import run as _run
 from framework.experiments.assignment import assign_unit
 from framework.experiments.output import to_markdown
 
-SRM_FLAGGED = 5
+SRM_FLAGGED = 6
 
 ab_app = typer.Typer(no_args_is_help=True, help="A/B experiments: reports, status and assignments.")
 

@@ -18,7 +18,7 @@ from framework.adapters.staleness import staleness_since_training
 from framework.cli.common import ConfigOpt, JsonOpt, SetOpt, out
 from framework.cli.common import project as _project
 from framework.cli.common import run as _run
-from framework.serving.router import served_version
+from framework.serving.router import served_version, served_versions
 
 adapters_app = typer.Typer(no_args_is_help=True, help="List, inspect, promote, delete, merge and export trained adapters.")
 
@@ -44,11 +44,12 @@ def list_(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json:
     reg = project.adapters
     rows = []
     for name in reg.names():
-        promoted, serving = reg.promoted(name), _run(lambda: _serving(project, name))
+        promoted = reg.promoted(name)
+        serving = _run(lambda: served_versions(reg, project.config.router, name, serve=project.config.adapters.serve))
         for ref in reg.versions(name):
             m = ref.manifest
             rows.append({"name": name, "version": ref.version, "promoted": ref.version == promoted,
-                         "serving": ref.version == serving, "created_at": m.created_at,
+                         "serving": ref.version in serving, "created_at": m.created_at,
                          "dataset": m.dataset.get("hash", "")[:12], "audience": list(m.audience),
                          "eval_loss": m.metrics.get("eval_loss")})
     if as_json:

@@ -2,8 +2,9 @@
 
 Exit codes: 0 success, 1 failure (bad input, empty index...), 2 invalid config or
 arguments, 3 refused (e.g. a mode that needs an adapter nobody trained), 4 an
-evaluation gate (`ragtune eval --gate`) failed, 5 an A/B report's sample-ratio check flagged
-a mismatch (`ragtune ab report`).
+evaluation gate (`ragtune eval --gate`, `ragtune refresh`) failed, 5 nothing to do
+(`ragtune refresh` found no change), 6 an A/B report's sample-ratio check flagged a mismatch
+(`ragtune ab report`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from framework.runtime.models import ModelNotFoundError
 from framework.serving.router import UnknownModeError
 
 GATE_FAILED = 4
+NOTHING_TO_DO = 5
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)

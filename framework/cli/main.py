@@ -89,6 +89,8 @@ def finetune(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_js
     `adapters.serve: latest` in config)."""
     proj = run(lambda: project(config, set_, as_json))
     if dry_run or int(os.environ.get("WORLD_SIZE", "1")) == 1:  # a distributed run does not stop to measure
+        if not dry_run:  # another run of this adapter: say so now, not after the estimate's training steps
+            run(proj.check_finetune_free)
         estimate = run(proj.estimate_finetune)
         if dry_run:
             if as_json:
@@ -107,6 +109,31 @@ def finetune(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_js
         out.print(f"promoted {manifest.name}@{manifest.version}: served from the next question" if promote else
                   f"not served yet: `ragtune adapters promote {manifest.name} {manifest.version}` makes it live",
                   highlight=False)
+
+
+@app.command()
+def refresh(dry_run: bool = typer.Option(False, "--dry-run", help="Only print the plan and the estimated time: "
+                                         "nothing is ingested, trained or promoted."),
+            force: bool = typer.Option(False, "--force", help="Train a new candidate even where one was already "
+                                       "rejected by the gate for the same changes."),
+            config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json: bool = JsonOpt):
+    """Changed documents to a new, gated, promoted adapter version, in one command.
+
+    Ingests the changes, synthesizes questions for the new and changed chunks only, trains a
+    candidate warm-started from the serving version (new and changed examples plus a replay
+    sample), evaluates it against the serving version and promotes it only if refresh.gate
+    passes. Killed at any step, the next run resumes. Exit codes: 0 promoted (or, with
+    --dry-run, a plan), 5 nothing to do, 4 gate failed (the serving version stays), 1, 2 or 3
+    an error. Scheduling: docs/guides/adapters.md."""
+    from framework.cli.refresh_view import EXIT_CODES
+    from framework.cli.refresh_view import show as show_refresh
+
+    report = run(lambda: project(config, set_, as_json).refresh(dry_run=dry_run, force=force))
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        show_refresh(report, out)
+    raise typer.Exit(EXIT_CODES[report.outcome])
 
 
 @app.command()

@@ -23,8 +23,6 @@ from framework.records import Chunk, QAPair, Source
 SCORE_KEYS = ("support", "max_similarity", "round_trip_rank")
 ROW_DEFAULTS = {"chunk_id": None, "chunk_hash": None, "doc_id": None, "doc_hash": None, "fact_id": None,
                 "question_id": None, "parent_id": None, "split_kind": "train", "source_line": None}
-ROW_DEFAULTS = {"chunk_id": None, "chunk_hash": None, "doc_id": None, "doc_hash": None, "fact_id": None,
-                "question_id": None, "parent_id": None, "split_kind": "train", "source_line": None}
 
 
 def _example(chunk: Chunk, p: QAPair, mode: str, messages: list[dict], generator: str, scores: dict) -> dict:

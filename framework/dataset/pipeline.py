@@ -31,6 +31,7 @@ from framework import prompts
 from framework.config import DatasetConfig
 from framework.dataset import store
 from framework.dataset.card import DatasetCard, build_card
+from framework.dataset.delta import cache_key
 from framework.dataset.filters import (
     FILTERS,
     check_size,
@@ -39,7 +40,7 @@ from framework.dataset.filters import (
     readable_by_audience,
     round_trip_filter,
 )
-from framework.dataset.formatting import format_examples, text_hash, uniform_row
+from framework.dataset.formatting import format_examples, uniform_row
 from framework.dataset.generators import generate_per_chunk
 from framework.dataset.imports import read_import
 from framework.dataset.paraphrase import llm_paraphrases, template_paraphrases
@@ -64,10 +65,6 @@ def generation_fingerprint(cfg: DatasetConfig, generator_model: str) -> str:
                             t.max_new_tokens, t.parse_attempts, prompts.LLM_QA_INSTRUCTION,
                             prompts.LLM_PARAPHRASE_INSTRUCTION]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _key(chunk: Chunk) -> str:
-    return f"{chunk.doc_id}\n{text_hash(chunk.text)}"
 
 
 def _previous_cache(root: Path, fingerprint: str) -> tuple[dict[str, dict], dict]:
@@ -124,18 +121,18 @@ def _generate(chunks: list[Chunk], cfg: DatasetConfig, teacher: Callable, scrub:
 def _cache_entries(chunks: list[Chunk], cfg: DatasetConfig, teacher: Callable, scrub: Redactor, previous: dict,
                    show_progress: bool) -> tuple[list[dict], dict, Counter]:
     """One cache entry per eligible chunk: reused when its key is cached, generated otherwise."""
-    todo = [c for c in chunks if _key(c) not in previous]
+    todo = [c for c in chunks if cache_key(c) not in previous]
     generated, stats = _generate(todo, cfg, teacher, scrub, show_progress) if todo else ([], Counter())
-    fresh = {_key(c): ps for c, ps in zip(todo, generated)}
+    fresh = {cache_key(c): ps for c, ps in zip(todo, generated)}
     entries = []
     for c in chunks:
-        key = _key(c)
+        key = cache_key(c)
         if key in previous:
             entries.append({**previous[key], "chunk_id": c.id})
         elif fresh[key] is not None:
             entries.append({"key": key, "doc_id": c.doc_id, "chunk_id": c.id,
                             "pairs": [asdict(p) for p in fresh[key]]})
-    current = {_key(c) for c in chunks}
+    current = {cache_key(c) for c in chunks}
     report = {"chunks_reused": len(chunks) - len(todo), "chunks_generated": len(todo),
               "chunks_failed": sum(ps is None for ps in generated),
               "chunks_dropped": sum(k not in current for k in previous),

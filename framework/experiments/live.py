@@ -15,13 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 from framework.config import ExperimentConfig
 from framework.experiments.assignment import Assignment, assign
 from framework.experiments.output import write_report
 from framework.experiments.report import ExperimentReport, build_report
-from framework.experiments.store import Exposure, ExperimentStore
+from framework.experiments.store import ExperimentStore, Exposure
 from framework.records import Answer, Principal
 
 

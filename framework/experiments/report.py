@@ -20,12 +20,19 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from framework.config import ExperimentConfig
-from framework.experiments.stats import (Difference, Interval, SampleRatio, mean_interval, sample_ratio,
-                                         two_proportion, welch, wilson_interval)
+from framework.experiments.stats import (
+    Difference,
+    Interval,
+    SampleRatio,
+    mean_interval,
+    sample_ratio,
+    two_proportion,
+    welch,
+    wilson_interval,
+)
 from framework.experiments.store import Exposure
 
 GUARDRAILS = ("latency_s", "prompt_tokens", "completion_tokens")

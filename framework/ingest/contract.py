@@ -52,12 +52,20 @@ class LoadFailure:
     the scan did not list: for a failure that hides documents it cannot name one by one (a Slack
     day file, a Notion database CSV). The reason says what is wrong and what to do; the ingest
     report puts the document's name in front of it, so it need not name the file.
+
+    `acl` is who may read the document as the config says now, where the connector can tell
+    without reading it (`AclPolicy.for_path` at scan time): the kept chunks are given it, so a
+    narrowed ACL applies even to a document that fails to read. None: unknown (a failure hiding
+    documents, or an ACL that depends on the unreadable content); such documents are kept only
+    while the source's ACL config is unchanged since the last ingest, else they leave the index
+    until they read again.
     """
 
     uri: str
     reason: str
     doc_id: str | None = None
     keep_prefix: str | None = None
+    acl: tuple[str, ...] | None = None
 
 
 class DocumentError(ValueError):
@@ -71,6 +79,9 @@ class DocumentError(ValueError):
 
 @runtime_checkable
 class Connector(Protocol):
+    """A document source. A connector whose access rules come from config also exposes them as `acl`
+    (an `AclPolicy`, as every shipped connector does), so ingest can tell when they change."""
+
     name: str
 
     def scan(self) -> Iterator[Union[SourceItem, LoadFailure]]: ...

@@ -1,7 +1,7 @@
 """The ingest ledger: which documents are indexed, at which version, with which chunks.
 
 SQLite in WAL mode. Each document row holds its version (content hash + ACL) and the chunk ids in
-the index. A document's new chunk ids are written as `pending` before the index is
+the index; each source row, its ACL config at its last completed ingest. A document's new chunk ids are written as `pending` before the index is
 touched and committed after, so a run killed at any point is finished by the next
 one: the document still looks changed, and the stale ids of both versions are known.
 
@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from datetime import datetime, timezone
@@ -27,6 +28,10 @@ CREATE TABLE IF NOT EXISTS documents (
     chunk_ids TEXT NOT NULL DEFAULT '[]',
     pending_ids TEXT,
     indexed_at TEXT
+);
+CREATE TABLE IF NOT EXISTS sources (
+    name TEXT PRIMARY KEY,
+    acl_config TEXT NOT NULL
 );
 """
 
@@ -82,8 +87,31 @@ class Ledger:
             (version, json.dumps(new_ids), now, doc_id),
         )
 
+    def version(self, doc_id: str) -> str | None:
+        row = self.db.execute("SELECT version FROM documents WHERE doc_id=?", (doc_id,)).fetchone()
+        return row[0] if row else None
+
+    def set_version(self, doc_id: str, version: str) -> None:
+        """Rename the committed version, its chunks unchanged (a kept document given its current ACL)."""
+        self.db.execute("UPDATE documents SET version=? WHERE doc_id=?", (version, doc_id))
+
+    def acl_config(self, source: str) -> str | None:
+        """The source's ACL config as its last completed ingest recorded it; None: never recorded."""
+        row = self.db.execute("SELECT acl_config FROM sources WHERE name=?", (source,)).fetchone()
+        return row[0] if row else None
+
+    def record_acl_config(self, source: str, acl_config: str) -> None:
+        self.db.execute("INSERT INTO sources (name, acl_config) VALUES (?, ?) "
+                        "ON CONFLICT(name) DO UPDATE SET acl_config=excluded.acl_config", (source, acl_config))
+
     def forget(self, doc_id: str) -> None:
         self.db.execute("DELETE FROM documents WHERE doc_id=?", (doc_id,))
+
+    def fingerprint(self) -> str:
+        """A hash of every document's id and committed version: equal fingerprints, same indexed documents
+        (a refresh skips its work when nothing changed since it last looked)."""
+        rows = self.db.execute("SELECT doc_id, version, pending_ids FROM documents ORDER BY doc_id").fetchall()
+        return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
 
     def sources(self) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT DISTINCT source FROM documents")}

@@ -10,6 +10,13 @@ save, corrupt, over a limit) keeps its indexed chunks, and its report entry says
 `kept previous version`, until it reads again or is deleted. Each entry's reason names the
 document once, then the cause and what to do; warnings its parser raised are in the entry.
 
+Nothing is kept wider than the config says, either: kept chunks are given the ACL the config
+gives their document now, when the connector can tell it without reading the document
+(LoadFailure.acl); the BM25 index follows, since its fingerprint covers ACLs. Where it cannot
+(a failure hiding several documents), they are kept only while the source's ACL config is the
+one its last ingest recorded; after a change they leave the index until they read again, and
+the entry says why.
+
 Example:
     >>> report = project.ingest()            # doctest: +SKIP
     >>> report.counts["unchanged"]           # doctest: +SKIP
@@ -29,6 +36,7 @@ from typing import Callable, Iterator, Sequence
 from framework.config import IndexConfig, IngestConfig
 from framework.ingest.chunking import chunk_document, chunk_layout, embedding_text, make_splitter
 from framework.ingest.contract import Connector, LoadFailure, SourceItem
+from framework.ingest.keep import Keeper, acl_config
 from framework.ingest.ledger import Ledger
 from framework.ingest.parse_pool import ParsePool
 from framework.ingest.protocols import ChunkStore, Embedder
@@ -111,8 +119,10 @@ def ingest(connectors: Sequence[Connector], *, embedder: Embedder, index: ChunkS
     splitter = make_splitter(embedder, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
     layout = chunk_layout(splitter)
     for connector in connectors:
+        config = acl_config(connector)
+        keeper = Keeper(index, ledger, acl_changed=ledger.acl_config(connector.name) != config)
         with _timed(report, "scan"):
-            todo, seen = _classify(connector, ledger, report, layout)
+            todo, seen = _classify(connector, ledger, report, layout, keeper)
         pending: list[tuple[Document, list[Chunk], str]] = []
         with ParsePool([item for item, _ in todo], workers=parse_workers, timeout_s=parse_timeout_s) as pool:
             results = track(pool.results(), f"ingest {connector.name}", total=len(todo),
@@ -121,8 +131,12 @@ def ingest(connectors: Sequence[Connector], *, embedder: Embedder, index: ChunkS
                 item, state = todo[position]
                 report.seconds["parse"] += seconds
                 if doc is None:
-                    _fail(report, ledger, item.uri, error or "the connector returned no document", item.doc_id,
-                          warnings=warned)
+                    with _timed(report, "write"):
+                        note, kept = keeper.settle(item.doc_id, item.acl)
+                    _fail(report, item.uri, error or "the connector returned no document", item.doc_id,
+                          note=note, warnings=warned)
+                    if not kept:
+                        seen.discard(item.doc_id)
                     continue
                 if warned:
                     report.warnings.append({**_where(item.uri, item.doc_id), "warnings": list(warned)})
@@ -135,7 +149,8 @@ def ingest(connectors: Sequence[Connector], *, embedder: Embedder, index: ChunkS
                     _write(pending, embedder, index, ledger, report, step)
                     pending = []
         _write(pending, embedder, index, ledger, report, step)
-        _remove_deleted(ledger.doc_ids(connector.name) - seen, index, ledger, report, step)
+        _remove_deleted(ledger.doc_ids(connector.name) - seen, index, ledger, report, step, failed=keeper.dropped)
+        ledger.record_acl_config(connector.name, config)
     # A source removed from (or renamed in) the config takes its documents out of the index.
     for gone in sorted(ledger.sources() - {c.name for c in connectors}):
         log.warning("source %r is no longer configured; removing its documents from the index", gone)
@@ -171,14 +186,36 @@ def ingest_sources(connectors: Sequence[Connector], *, workspace: Workspace, emb
     return report
 
 
+def scan_changes(connectors: Sequence[Connector], *, workspace: Workspace, embedder: Embedder,
+                 index_cfg: IndexConfig) -> dict[str, list[str]]:
+    """The ids of the documents the next ingest would add, change and delete, found by scanning and
+    hashing only: nothing is parsed, embedded or written (`ragtune refresh --dry-run`)."""
+    layout = chunk_layout(make_splitter(embedder, chunk_size=index_cfg.chunk_size,
+                                        chunk_overlap=index_cfg.chunk_overlap))
+    out: dict[str, list[str]] = {"new": [], "changed": [], "deleted": []}
+    ledger = Ledger(workspace.ledger)
+    try:
+        for connector in connectors:
+            keeper = Keeper(None, ledger, acl_changed=ledger.acl_config(connector.name) != acl_config(connector))
+            todo, seen = _classify(connector, ledger, IngestReport(), layout, keeper)
+            for item, state in todo:
+                out[state].append(item.doc_id)
+            out["deleted"] += sorted(ledger.doc_ids(connector.name) - seen)
+        for gone in sorted(ledger.sources() - {c.name for c in connectors}):
+            out["deleted"] += sorted(ledger.doc_ids(gone))
+    finally:
+        ledger.close()
+    return out
+
+
 def _version(item: SourceItem, layout: str) -> str:
     """What the ledger compares: the document's content and ACL, and how it was cut into chunks,
     so changing `index.chunk_size` (or a new chunker) re-chunks documents whose text did not change."""
     return f"{item.version}|{layout}"
 
 
-def _classify(connector: Connector, ledger: Ledger, report: IngestReport,
-              layout: str) -> tuple[list[tuple[SourceItem, str]], set[str]]:
+def _classify(connector: Connector, ledger: Ledger, report: IngestReport, layout: str,
+              keeper: Keeper) -> tuple[list[tuple[SourceItem, str]], set[str]]:
     """Scan a source: the items to parse with their state, and every document id still present."""
     todo: list[tuple[SourceItem, str]] = []
     seen: set[str] = set()
@@ -188,8 +225,9 @@ def _classify(connector: Connector, ledger: Ledger, report: IngestReport,
             if item.keep_prefix:
                 hiding.append(item)  # reported below, once the documents it keeps are known
                 continue
-            _fail(report, ledger, item.uri, item.reason, item.doc_id)
-            if item.doc_id:
+            note, kept = keeper.settle(item.doc_id, item.acl)
+            _fail(report, item.uri, item.reason, item.doc_id, note=note)
+            if kept and item.doc_id:
                 seen.add(item.doc_id)
             continue
         seen.add(item.doc_id)
@@ -200,27 +238,22 @@ def _classify(connector: Connector, ledger: Ledger, report: IngestReport,
             todo.append((item, state))
     indexed = ledger.doc_ids(connector.name)
     for failure in hiding:
-        kept = {d for d in indexed - seen if d.startswith(failure.keep_prefix or "")}
+        hidden = {d for d in indexed - seen if d.startswith(failure.keep_prefix or "")}
+        note, kept = keeper.settle_hidden(hidden, failure.acl)
         seen |= kept
-        _fail(report, ledger, failure.uri, failure.reason, failure.doc_id, kept=len(kept))
+        _fail(report, failure.uri, failure.reason, failure.doc_id, note=note)
     return todo, seen
 
 
-def _fail(report: IngestReport, ledger: Ledger, uri: str, reason: str, doc_id: str | None = None, *,
-          kept: int | None = None, warnings: Sequence[str] = ()) -> None:
-    """One report entry: the document named once, the cause and the fix, and what was kept of it.
-
-    A document that still exists keeps its indexed chunks (`kept previous version`); a failure
-    that hides several documents keeps all of theirs (`kept N previously indexed documents`)."""
+def _fail(report: IngestReport, uri: str, reason: str, doc_id: str | None = None, *, note: str = "",
+          warnings: Sequence[str] = ()) -> None:
+    """One report entry: the document named once, the cause and the fix, and what became of its indexed
+    chunks (`note`, from framework.ingest.keep: kept, given the current ACL, or removed)."""
     where = _where(uri, doc_id)
-    if kept is None:
-        kept = int(bool(doc_id) and ledger.indexed(doc_id))
-        note = "kept previous version" if kept else ""
-    else:
-        note = f"kept {kept} previously indexed document{'s' * (kept != 1)} it holds" if kept else ""
     text = f"{where['path']}: {reason.strip().rstrip('.')}" + (f"; {note}" if note else "")
     report.counts["failed"] += 1
-    report.failures.append({**where, "reason": text, "kept_previous": bool(kept), "warnings": list(warnings)})
+    report.failures.append({**where, "reason": text, "kept_previous": note.startswith("kept"),
+                            "warnings": list(warnings)})
     log.warning("skipped %s", text)
 
 
@@ -255,14 +288,16 @@ def _write(batch: list[tuple[Document, list[Chunk], str]], embedder: Embedder, i
 
 
 def _remove_deleted(doc_ids: set[str], index: ChunkStore, ledger: Ledger, report: IngestReport,
-                    step: Callable[[str], None]) -> None:
+                    step: Callable[[str], None], failed: set[str] = frozenset()) -> None:
+    """Take documents out of the index; those in `failed` (already counted as failures) are not counted as
+    deleted."""
     for doc_id in sorted(doc_ids):
         ids = sorted(ledger.known_ids(doc_id))
         index.delete(ids)
         step("removed")
         ledger.forget(doc_id)
         report.chunks_deleted += len(ids)
-        report.counts["deleted"] += 1
+        report.counts["deleted"] += doc_id not in failed
 
 
 def _path(uri: str) -> str:

@@ -34,8 +34,11 @@ class Embedder(Protocol):
 
 @runtime_checkable
 class ChunkStore(Protocol):
-    """Where ingest writes chunks: upsert by id with their vectors, delete stale ids."""
+    """Where ingest writes chunks: upsert by id with their vectors, delete stale ids, and give kept chunks
+    (a document that failed to read) the ACL the config gives their document now."""
 
     def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None: ...
 
     def delete(self, ids: Sequence[str]) -> None: ...
+
+    def set_acl(self, ids: Sequence[str], acl: Sequence[str]) -> None: ...

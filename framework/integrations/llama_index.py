@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from llama_index.core.base.base_query_engine import BaseQueryEngine
@@ -84,7 +85,8 @@ class RagtuneQueryEngine(BaseQueryEngine):
                                   "prompt": answer.prompt})
 
     async def _aquery(self, query_bundle: QueryBundle) -> Response:
-        return self._query(query_bundle)
+        # The answer waits on retrieval and the generation worker: in a thread, so the event loop keeps serving.
+        return await asyncio.to_thread(self._query, query_bundle)
 
 
 class RagtuneEmbedding(BaseEmbedding):

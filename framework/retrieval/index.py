@@ -99,6 +99,14 @@ class ChromaIndex:
         if ids:
             self.collection.delete(ids=list(ids))
 
+    def set_acl(self, ids: Sequence[str], acl: Sequence[str]) -> None:
+        """Rewrite the ACL of stored chunks (ids not stored are skipped); an empty ACL removes the key, as
+        `upsert` stores it, so nobody can read them."""
+        present = self.collection.get(ids=list(ids), include=[])["ids"] if ids else []
+        groups = [g for g in acl if is_group(g)]
+        if present:
+            self.collection.update(ids=present, metadatas=[{"acl": groups or None} for _ in present])
+
     def count(self) -> int:
         return self.collection.count()
 

@@ -6,7 +6,10 @@ else the first of the principal's groups that config maps to a mode (`router.gro
 `router.default_mode`. The four answering modes are a table (`framework.records.MODE_TABLE`:
 retrieve? adapter?), not a graph. `auto` decides per question from retrieval: `combined`
 (or `rag` without a usable adapter) when retrieval is confident, `finetuned` (or
-`prompt_only`) otherwise. Confidence is the calibrated
+`prompt_only`) otherwise. An adapter is usable when one is served to the principal,
+they are in its audience, and the generator can answer with it (`Router.unusable`: an endpoint
+maps the version; local weights fit the base model); an adapter served but unusable is named in
+the reason. Confidence is the calibrated
 probability when the index has a calibration (framework.retrieval.confidence), else the
 raw top cosine score; it is computed once per question and also decides abstention
 (`router.abstain_below`: "The documents don't say." instead of guessing).
@@ -16,6 +19,9 @@ the version pinned in config, else the promoted one (or the newest, with `adapte
 latest`); a version nobody promoted is not served. An adapter trained
 on restricted documents serves only members of its audience (weights cannot filter what
 they learned), so anyone else is refused, and `auto` falls back to the modes without it.
+Answers name the version ("t-v0002"); the generator holds its weights under a key that also
+digests the published files (`AdapterRef.load_key`), so weights replaced under a version's
+folder are loaded again, never answered from memory.
 
 Generation goes through the one GenerationWorker that owns the model (serving/worker.py):
 `answer` plans in the caller's thread (retrieval, mode, adapter, audience), then queues the
@@ -33,6 +39,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +47,15 @@ from typing import Sequence
 
 from framework import prompts
 from framework.adapters.manifest import AdapterManifest
-from framework.adapters.registry import AdapterError, AdapterRef, AdapterRegistry, ServeRule, check_base, parse_spec
+from framework.adapters.registry import (
+    AdapterError,
+    AdapterRef,
+    AdapterRegistry,
+    ServeRule,
+    base_fingerprint,
+    check_base,
+    parse_spec,
+)
 from framework.config import GeneratorConfig, RouterConfig
 from framework.experiments.assignment import Assignment
 from framework.records import MODE_TABLE, MODES, Answer, Principal, Source
@@ -104,12 +119,27 @@ def served_adapter(registry: AdapterRegistry, cfg: RouterConfig, principal: Prin
     return registry.resolve(spec, pinned=cfg.adapter_version if spec == cfg.adapter else None, serve=serve)
 
 
+def served_versions(registry: AdapterRegistry, cfg: RouterConfig, name: str, *,
+                    serve: ServeRule = "promoted") -> list[str]:
+    """Every version the router serves for adapter `name` (what `ragtune adapters list` marks), in config
+    order: `router.adapter`, then `router.group_adapters`, each at its own pin (a group's `hr@v0002` serves
+    v0002 whatever is promoted); an adapter config does not name: its promoted (or newest) version."""
+    specs = [(cfg.adapter, cfg.adapter_version), *((spec, None) for spec in cfg.group_adapters.values())]
+    mine = [(spec, pinned) for spec, pinned in specs if parse_spec(spec)[0] == name] or [(name, None)]
+    refs = [registry.served(spec, pinned=pinned, serve=serve) for spec, pinned in mine]
+    return list(dict.fromkeys(ref.version for ref in refs if ref is not None))
+
+
 def served_version(registry: AdapterRegistry, cfg: RouterConfig, name: str, *,
                    serve: ServeRule = "promoted") -> str | None:
-    """The version the router serves for adapter `name` (what `ragtune adapters list` marks); None: none."""
-    mine = parse_spec(cfg.adapter)[0] == name
-    ref = registry.served(cfg.adapter if mine else name, pinned=cfg.adapter_version if mine else None, serve=serve)
-    return ref.version if ref else None
+    """The one version the router serves for adapter `name`; None: none. Where config serves several
+    (a group pins another version), an AdapterError that lists them, so the caller names one."""
+    versions = served_versions(registry, cfg, name, serve=serve)
+    if len(versions) > 1:
+        raise AdapterError(f"adapter {name!r} serves versions {', '.join(versions)} (router.adapter and "
+                           f"router.group_adapters pin different ones); name one: {name}@{versions[0]} or "
+                           f"--version {versions[0]}")
+    return versions[0] if versions else None
 
 
 def abstention(value: float | None, floor: float | None, label: str) -> str | None:
@@ -128,7 +158,8 @@ class Plan:
     mode: str
     reason: str
     sources: tuple[Source, ...]
-    adapter: str | None
+    adapter: str | None  # the version's human key ("t-v0002"), what Answer.adapter shows
+    adapter_key: str | None  # the key the worker loads the weights under (AdapterRef.load_key when local)
     adapter_path: Path | None
     confidence: float | None
     abstain: bool
@@ -182,7 +213,7 @@ class Router:
                   for i, p in enumerate(plans) if extract and p.sources and not p.abstain}
         plans = [dataclasses.replace(p, adapter=None) if i in quoted else p for i, p in enumerate(plans)]
         futures = [self.worker.submit(p.conversation, max_new_tokens=budget,
-                                      adapter=(p.adapter, p.adapter_path) if p.adapter else None)
+                                      adapter=(p.adapter_key, p.adapter_path) if p.adapter else None)
                    for i, p in enumerate(plans) if not p.abstain and i not in quoted]
         done = iter(results(futures))
         outs = [Generation(ABSTAIN_TEXT) if p.abstain else Generation(quoted[i][0]) if i in quoted else next(done)
@@ -224,6 +255,7 @@ class Router:
             conversation = prompts.with_context(question, sources) if retrieve else prompts.closed_book(question)
         return Plan(question=question, mode=mode, reason=f"{reason}; {why}" if why else reason,
                     sources=tuple(sources), adapter=adapter.key if adapter else None,
+                    adapter_key=self._load_key(adapter) if adapter else None,
                     adapter_path=adapter.path if adapter else None, confidence=confidence,
                     abstain=why is not None, conversation=conversation)
 
@@ -231,14 +263,43 @@ class Router:
         return self.calibration.confidence(top_score(sources)) if self.calibration is not None else None
 
     def _auto(self, sources: Sequence[Source], principal: Principal, spec: str | None = None) -> tuple[str, str]:
-        try:
-            has_adapter = in_audience(self._served(principal, spec).manifest, principal)
-        except AdapterError:
-            has_adapter = False
+        has_adapter, why_not = self._auto_adapter(principal, spec)
         if self.calibration is not None:
-            return resolve_auto(self._confidence(sources), has_adapter, self.cfg.auto_min_confidence,
-                                label="retrieval confidence")
-        return resolve_auto(top_score(sources), has_adapter, self.cfg.auto_min_score)
+            mode, reason = resolve_auto(self._confidence(sources), has_adapter, self.cfg.auto_min_confidence,
+                                        label="retrieval confidence")
+        else:
+            mode, reason = resolve_auto(top_score(sources), has_adapter, self.cfg.auto_min_score)
+        return mode, f"{reason}; {why_not}" if why_not else reason
+
+    def _auto_adapter(self, principal: Principal, spec: str | None = None) -> tuple[bool, str | None]:
+        """Whether `auto` may answer with the principal's adapter; where one is served to them but this
+        generator cannot use it, also why not (for the answer's reason). None served, or outside its
+        audience: no adapter, as before."""
+        try:
+            ref = self._served(principal, spec)
+        except AdapterError:
+            return False, None
+        if not in_audience(ref.manifest, principal):
+            return False, None
+        why = self.unusable(ref)
+        return why is None, f"adapter {ref.key} not used: {why}" if why else None
+
+    def unusable(self, ref: AdapterRef) -> str | None:
+        """Why the generator cannot answer with `ref` (None: it can), checked without loading weights:
+        an endpoint must map the version (`generator.adapter_models`); local weights must have been trained
+        on this base model (fingerprints compared; the base's is computed once)."""
+        if self.base_model_dir is None:
+            if self.generator.has_adapter(ref.key):
+                return None
+            return f"generator.adapter_models maps no endpoint model to {ref.name}@{ref.version}"
+        if ref.manifest.base_fingerprint != self._base_fingerprint:
+            return (f"it was trained on base model {ref.manifest.base_model!r} (fingerprint "
+                    f"{ref.manifest.base_fingerprint}), not on generator.model (fingerprint {self._base_fingerprint})")
+        return None
+
+    @functools.cached_property
+    def _base_fingerprint(self) -> str:
+        return base_fingerprint(self.base_model_dir)
 
     def _served(self, principal: Principal, spec: str | None) -> AdapterRef:
         """An experiment arm's adapter (`spec`: name or name@vNNNN), else the principal's configured one."""
@@ -256,6 +317,11 @@ class Router:
                 f"{principal.user!r} (groups {list(principal.groups)}) is not in that audience. Use mode rag or "
                 "prompt_only, or an adapter trained for this user's groups."
             )
-        if self.base_model_dir is not None and not self.generator.has_adapter(ref.key):
+        if self.base_model_dir is not None and not self.generator.has_adapter(ref.load_key):
             check_base(ref, self.base_model_dir)
         return ref
+
+    def _load_key(self, ref: AdapterRef) -> str:
+        """Local weights load under a key unique to the files published (AdapterRef.load_key), so replaced
+        weights are loaded again; an endpoint serves versions under the names config maps them to."""
+        return ref.key if self.base_model_dir is None else ref.load_key

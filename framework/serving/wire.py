@@ -1,6 +1,7 @@
 """The OpenAI chat-completions wire format, as `ragtune serve` speaks it.
 
-Requests are validated strictly (wrong types are errors, not coerced) and every problem
+Requests are validated strictly (wrong types are errors, not coerced; arrays and objects nest at
+most `MAX_DEPTH` levels, checked before any parser recurses into them) and every problem
 becomes an `ApiError` in OpenAI's error shape, so the official client raises its usual
 exceptions with a message that says what to fix. Responses are OpenAI's, plus one extra
 top-level field, `ragtune`, holding what an auditor needs: mode, reason, sources (uri,
@@ -27,6 +28,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -100,8 +102,23 @@ class FeedbackRequest(_Strict):
     value: bool | float
 
 
+MAX_DEPTH = 32  # arrays and objects inside each other; a chat request needs 5
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+
+
+def _depth(body: bytes) -> int:
+    """How deeply arrays and objects nest, strings skipped: checked before parsing, since a parser's
+    stack (Python's json, pydantic's) gives out on bodies of a few thousand `[`."""
+    steps = (1 if c in b"[{" else -1 for c in _STRING.sub(b"", body).translate(None, _NOT_BRACKETS))
+    return max(accumulate(steps), default=0)
+
+
 def _validated(model: type[BaseModel], body: bytes):
-    """The body as `model`, or an ApiError naming every problem (unreadable JSON, wrong types)."""
+    """The body as `model`, or an ApiError naming every problem (too deeply nested, unreadable JSON, wrong types)."""
+    if (depth := _depth(body)) > MAX_DEPTH:
+        raise ApiError(400, f"the request body is nested too deeply: arrays and objects {depth} levels inside each "
+                       f"other, at most {MAX_DEPTH}; send a JSON object as documented (a chat request nests about 5)")
     try:
         json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:

@@ -4,7 +4,8 @@ Enabling an adapter changes state shared by the whole model (peft's `set_adapter
 `disable_adapter`), so two threads generating at once could each run on the other's
 adapter, and a user outside a restricted adapter's audience could get an answer made
 with it. Here only one thread ever touches the generator: callers (`Router.answer`, the
-HTTP server's request threads, any number of Python threads) `submit` conversations and
+HTTP server's request threads, the synthetic-data teacher through `WorkerTeacher`, any
+number of Python threads) `submit` conversations and
 wait on futures; the worker takes them from per-group queues and runs each batch with
 exactly one adapter (or none: `prompt_only` and `rag` share the "no adapter" group).
 Loading an adapter is done by the worker too, between batches.
@@ -140,6 +141,28 @@ class GenerationWorker:
             self.batches = [*self.batches[-999:], (adapter[0] if adapter else None, len(batch))]
         for job, generation in zip(batch, out):
             job.future.set_result(generation)
+
+
+class WorkerTeacher:
+    """The serving model as the synthetic-data teacher (`dataset.teacher.model: generator`), asked through its
+    worker: the teacher's conversations queue beside the answers like any caller's, so synthesis never switches
+    adapters on the model under a batch the worker is answering. Same `generate` as the other teachers.
+
+    Example:
+        >>> teacher = WorkerTeacher(project.worker)                               # doctest: +SKIP
+        >>> teacher.generate([closed_book("Write a question")], max_new_tokens=32)  # doctest: +SKIP
+    """
+
+    def __init__(self, worker: GenerationWorker) -> None:
+        self.worker = worker
+
+    def generate(self, conversations: list[list[dict]], *, adapter: str | None = None,
+                 max_new_tokens: int = 64) -> list[str]:
+        """One reply per conversation, in order, from the base model (a teacher uses no adapter)."""
+        if adapter is not None:
+            raise ValueError(f"the serving model teaches without an adapter; got adapter {adapter!r}")
+        futures = [self.worker.submit(c, adapter=None, max_new_tokens=max_new_tokens) for c in conversations]
+        return [g.text for g in results(futures)]
 
 
 def results(futures: list[Future]) -> list[Generation]:

@@ -17,6 +17,7 @@ import json
 import logging
 import shutil
 from pathlib import Path
+from typing import Literal
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +29,14 @@ class ResumeError(RuntimeError):
     """There is no matching interrupted run to resume."""
 
 
-def run_identity(*, dataset_hash: str, base_fingerprint: str, precision: str, hyperparameters: dict) -> dict:
+def run_identity(*, dataset_hash: str, base_fingerprint: str, precision: str, hyperparameters: dict,
+                 rows_hash: str | None = None, warm_start: str | None = None) -> dict:
+    """What a run trains. `rows_hash` (a chosen subset of the rows) and `warm_start` (the adapter it
+    starts from) are recorded only when set, so run.json files of plain runs keep matching."""
     params = {k: v for k, v in hyperparameters.items() if k not in NOT_IDENTITY}
+    extra = {k: v for k, v in (("rows_hash", rows_hash), ("warm_start", warm_start)) if v is not None}
     return {"dataset_hash": dataset_hash, "base_fingerprint": base_fingerprint, "precision": precision,
-            "hyperparameters": params}
+            "hyperparameters": params, **extra}
 
 
 def last_checkpoint(folder: Path) -> Path | None:
@@ -47,21 +52,33 @@ def _differences(old: dict, new: dict) -> list[str]:
             if flat_old.get(k) != flat_new.get(k)]
 
 
-def prepare_checkpoints(folder: Path, identity: dict, *, resume: bool, staging: Path) -> Path | None:
+def prepare_checkpoints(folder: Path, identity: dict, *, resume: bool | Literal["auto"], staging: Path) -> Path | None:
     """The checkpoint to resume from, or None after clearing the folder (and the adapter's staging
-    folder) for a fresh run. Under torchrun / accelerate launch every process checks a resume
-    itself (so a refused resume stops them all, instead of leaving the others waiting at a
-    barrier), and only the main process clears, before the others go on."""
+    folder) for a fresh run. `resume="auto"` continues the interrupted run only when it trained the
+    same thing, and otherwise starts over (a refresh resumes whatever it can, unattended). Under
+    torchrun / accelerate launch every process checks a resume itself (so a refused resume stops
+    them all, instead of leaving the others waiting at a barrier), and only the lead process (the
+    one holding the training lock) clears, before the others go on."""
     from accelerate import PartialState
 
+    from framework.training.lock import is_lead
+
+    if resume == "auto":
+        resume = _matches(folder, identity)
     if resume:
         return _resumable(folder, identity)
     state = PartialState()
     with state.main_process_first():
-        if state.is_main_process:
+        if is_lead():
             shutil.rmtree(staging, ignore_errors=True)
             _start_over(folder, identity)
     return None
+
+
+def _matches(folder: Path, identity: dict) -> bool:
+    record = folder / "run.json"
+    return last_checkpoint(folder) is not None and record.is_file() and \
+        not _differences(json.loads(record.read_text()), identity)
 
 
 def _resumable(folder: Path, identity: dict) -> Path:

@@ -141,14 +141,16 @@ def _training_args(cfg: FinetuneConfig, output_dir: Path, *, bf16: bool, total_s
 
 def train_lora(model_dir: Path, train_rows: Sequence[dict], eval_rows: Sequence[dict], cfg: FinetuneConfig,
                out_dir: Path, *, bf16: bool, checkpoint_dir: Path, resume_from: Path | None = None, show_progress: bool = True,
-               callbacks: Sequence = ()) -> dict:
+               callbacks: Sequence = (), init_adapter: Path | None = None) -> dict:
     """Train a LoRA adapter and save it (peft files only) into out_dir; returns metrics.
 
     Checkpoints go to `checkpoint_dir` every `cfg.save_steps` steps; `resume_from` (a
-    checkpoint in it) continues an interrupted run. Under torchrun / accelerate launch
-    every process trains its share and only the main one writes out_dir.
+    checkpoint in it) continues an interrupted run. `init_adapter` (a peft folder) is the
+    starting point instead of a fresh LoRA, its shape (rank, alpha, modules) included: a
+    refresh continues the serving adapter rather than relearning every fact. Under torchrun
+    / accelerate launch every process trains its share and only the main one writes out_dir.
     """
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import (
         AutoModelForCausalLM,
         AutoTokenizer,
@@ -169,9 +171,12 @@ def train_lora(model_dir: Path, train_rows: Sequence[dict], eval_rows: Sequence[
         raise ValueError("no training example fits finetune.max_length; raise it or shorten the examples")
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=frozen_dtype(cfg, bf16=bf16), local_files_only=True)
     model.config.use_cache = False
-    lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-                      target_modules=cfg.target_modules, task_type="CAUSAL_LM")
-    model = get_peft_model(model, lora)  # LoRA weights stay fp32 even on a bf16 base
+    if init_adapter is not None:
+        model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
+    else:
+        lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                          target_modules=cfg.target_modules, task_type="CAUSAL_LM")
+        model = get_peft_model(model, lora)  # LoRA weights stay fp32 even on a bf16 base
     steps_per_epoch = math.ceil(len(train) / (cfg.batch_size * cfg.gradient_accumulation))
     total_steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
     args = _training_args(cfg, checkpoint_dir, bf16=bf16, total_steps=total_steps, has_eval=bool(evals))
