@@ -15,10 +15,10 @@ from conftest import project_config
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from framework.training.checkpoints import ResumeError
-from framework.training.lock import TrainingBusyError
 from framework.config import ConfigError
 from framework.project import Project, load_config_dict
+from framework.training.checkpoints import ResumeError
+from framework.training.lock import TrainingBusyError
 
 
 class Crash(TrainerCallback):
