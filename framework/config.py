@@ -75,12 +75,17 @@ AdapterVersionSpec = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*@
 
 class GeneratorConfig(_Section):
     """The answering model: local weights (`backend: hf`) or an OpenAI-compatible endpoint (`backend: openai`,
-    see docs/guides/serving.md) that answers while ragtune keeps retrieval, ACLs and routing."""
+    see docs/guides/serving.md) that answers while ragtune keeps retrieval, ACLs and routing; and how answers
+    are decoded (defaults measured in docs/results.md)."""
 
     model: str = "bundled"
-    max_new_tokens: int = Field(default=64, ge=1, le=4096)
+    max_new_tokens: int = Field(default=96, ge=1, le=4096)
+    max_sentences: int | None = Field(default=3, ge=1)
     batch_size: int = Field(default=8, ge=1)
-    repetition_penalty: float = Field(default=1.1, ge=1.0)
+    repetition_penalty: float = Field(default=1.0, ge=1.0)
+    no_repeat_ngram_size: int = Field(default=4, ge=0)
+    answer_style: Literal["generative", "extractive"] = "generative"
+    evidence_sentences: int = Field(default=2, ge=0, le=10)
     backend: Literal["hf", "openai"] = "hf"
     base_url: str | None = None
     api_model: str | None = None
@@ -103,6 +108,12 @@ class GeneratorConfig(_Section):
             raise ValueError(f"{', '.join(used)} apply only to backend: openai; set generator.backend: openai "
                              "or remove them")
         return self
+
+
+class RuntimeConfig(_Section):
+    """What the process may use of the machine (see framework.runtime.threads)."""
+
+    threads: int | None = Field(default=None, ge=1, le=1024)
 
 
 class RaftConfig(_Section):
@@ -393,6 +404,7 @@ class Config(_Section):
     router: RouterConfig = RouterConfig()
     adapters: AdaptersConfig = AdaptersConfig()
     serve: ServeConfig = ServeConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
     experiments: list[ExperimentConfig] = []
     # exposures and outcomes: a SQLAlchemy URL (postgresql://...); None: experiments.sqlite in the workspace
     experiments_store: Annotated[str, AfterValidator(_database_url)] | None = None

@@ -5,10 +5,8 @@ generator; one base model serves all four modes), each exactly once however many
 ask first: builds hold one re-entrant lock per project. Verbs are one-liners over the stages.
 
 Example:
-    >>> import framework
-    >>> project = framework.load("ragtune.yaml")          # doctest: +SKIP
-    >>> project.ingest()                                  # doctest: +SKIP
-    >>> project.ask("How many leave days?", mode="rag")   # doctest: +SKIP
+    >>> project = framework.load("ragtune.yaml"); project.ingest()   # doctest: +SKIP
+    >>> project.ask("How many leave days?", mode="rag")              # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -36,10 +34,10 @@ from framework.records import ANSWER_MODES, Answer, Principal, Source
 from framework.retrieval.confidence import Calibration
 from framework.retrieval.embedder import Embedder, build_embedder
 from framework.retrieval.index import ChromaIndex
-from framework.retrieval.rerank import CrossEncoderReranker, Reranker
+from framework.retrieval.rerank import Reranker
 from framework.retrieval.retriever import Retriever
 from framework.runtime.models import resolve_generator
-from framework.runtime.precision import resolve_dtype
+from framework.runtime.threads import configure_threads
 from framework.workspace import Workspace
 
 
@@ -63,6 +61,7 @@ class Project:
         self.show_progress = show_progress
         self._embedder = embedder
         self._reranker = reranker
+        configure_threads(config.runtime.threads)  # torch's threads: the CPUs this process may use
         self._build_lock = threading.RLock()  # one component built at a time, each once (see _built)
 
     @_built
@@ -72,28 +71,26 @@ class Project:
 
     @_built
     def index(self) -> ChromaIndex:
-        idx = self.config.index
-        return ChromaIndex.open(path=None if idx.url else idx.path or str(self.workspace.chroma), url=idx.url,
-                                collection=idx.collection, embedder_name=self.embedder.name)
+        return ChromaIndex.from_config(self.config.index, workspace=self.workspace, embedder_name=self.embedder.name)
 
     @_built
     def retriever(self) -> Retriever:
-        c = self.config.index
-        reranker = self._reranker or (CrossEncoderReranker(c.reranker) if c.reranker else None)
-        return Retriever(self.index, self.embedder, self.workspace.lexical(c.collection), c, reranker=reranker)
+        return Retriever.from_config(self.index, self.embedder, self.config.index, workspace=self.workspace,
+                                     reranker=self._reranker)
 
     @_built
     def base_model_dir(self) -> Path:
-        return resolve_generator(self.config.generator.model, cache_dir=self.workspace.models)
+        return resolve_generator(self.config.generator.model)
 
     @_built
     def generator(self):
         """The answering model: local weights, or an OpenAI-compatible endpoint (`generator.backend: openai`)."""
-        if self.config.generator.backend == "openai":
-            from framework.serving.remote import OpenAIGenerator
+        from framework.serving.generator import HFGenerator
+        from framework.serving.remote import OpenAIGenerator
 
-            return OpenAIGenerator.from_config(self.config.generator)
-        return self._hf_generator(self.base_model_dir)
+        g = self.config.generator
+        return OpenAIGenerator.from_config(g) if g.backend == "openai" else \
+            HFGenerator.from_config(self.base_model_dir, g, precision=self.config.precision)
 
     @_built
     def worker(self):
@@ -101,12 +98,6 @@ class Project:
         from framework.serving.worker import GenerationWorker
 
         return GenerationWorker(self.generator, max_batch=self.config.generator.batch_size)
-
-    def _hf_generator(self, path: Path):
-        from framework.serving.generator import HFGenerator
-
-        g, dtype = self.config.generator, resolve_dtype(self.config.precision)
-        return HFGenerator(path, dtype=dtype, batch_size=g.batch_size, repetition_penalty=g.repetition_penalty)
 
     @property
     def adapters(self) -> AdapterRegistry:
@@ -125,7 +116,10 @@ class Project:
         remote = self.config.generator.backend == "openai"
         return Router(self.config.router, retriever=self.retriever, worker=self.worker, registry=self.adapters,
                       base_model_dir=None if remote else self.base_model_dir, calibration=self.calibration,
-                      max_new_tokens=self.config.generator.max_new_tokens, serve=self.config.adapters.serve)
+                      generator_cfg=self.config.generator, serve=self.config.adapters.serve)
+
+    def _questions(self, questions: Path | list[dict] | None) -> list[dict]:
+        return evaluation.question_rows(questions, eval_split=self.dataset_dir() / "eval.jsonl")
 
     @functools.cached_property
     def experiments(self) -> Experiments:
@@ -144,19 +138,8 @@ class Project:
         """A version folder of the configured dataset (the latest unless `version` names one)."""
         return resolve_dataset_dir(self.workspace.datasets, self.config.dataset.name, version)
 
-    def teacher(self):
-        """The model that writes questions for `dataset.generator: llm` (see framework.dataset.teacher); the
-        serving model is asked through its worker, so synthesis and answers can run at once."""
-        from framework.dataset.teacher import build_teacher
-        from framework.serving.worker import WorkerTeacher
-
-        return build_teacher(self.config.dataset.teacher, serving=lambda: WorkerTeacher(self.worker),
-                             load_local=lambda spec: self._hf_generator(
-                                 resolve_generator(spec, cache_dir=self.workspace.models, key="dataset.teacher.model")))
-
     def ingest(self, *, extra: Sequence = (), on_step: Callable[[str], None] | None = None) -> IngestReport:
-        """Bring the index up to date with every source; `extra`: connectors built in Python (pass them on every
-        run: a missing source leaves the index); `on_step`: sees each durable step (ingest.pipeline.ingest)."""
+        """Bring the index up to date with every source and `extra` connectors built in Python (see ingest.pipeline)."""
         return ingest_sources([build_connector(s) for s in self.config.sources] + list(extra), workspace=self.workspace,
                               embedder=self.embedder, index=self.index, index_cfg=self.config.index,
                               ingest_cfg=self.config.ingest, show_progress=self.show_progress, on_step=on_step,
@@ -169,27 +152,30 @@ class Project:
     def synthesize(self) -> DatasetCard:
         """Generate, filter, split and write the next version of the Q/A finetuning set; returns its card."""
         from framework.dataset.pipeline import synthesize
+        from framework.dataset.teacher import build_teacher
+        from framework.serving.generator import HFGenerator
+        from framework.serving.worker import WorkerTeacher
 
-        d = self.config.dataset
+        c, d = self.config, self.config.dataset
+        local = lambda spec: HFGenerator.from_config(resolve_generator(spec, key="dataset.teacher.model"),  # noqa: E731
+                                                     c.generator, precision=c.precision)
+        teacher = functools.cache(lambda: build_teacher(d.teacher, serving=lambda: WorkerTeacher(self.worker),
+                                                     load_local=local))
         audience = Principal(user="dataset", groups=tuple(d.audience))
         return synthesize(self.index.rows(), d, self.workspace.dataset_root(d.name),
                           search=lambda qs, k: self.retriever.retrieve_many(qs, principal=audience, k=k),
-                          teacher=functools.lru_cache(maxsize=1)(self.teacher), generator_model=self.config.generator.model,
+                          teacher=teacher, generator_model=c.generator.model,
                           search_fingerprint=self.retriever.fingerprint(), show_progress=self.show_progress)
 
-    def finetune(self, *, resume: bool = False, callbacks: Sequence = (), promote: bool = False) -> AdapterManifest | None:
-        """Train the adapter on the latest dataset version and publish the next version (framework.training.run);
-        `resume=True` continues the interrupted run of the same adapter, dataset and settings. The new version
-        serves only once promoted: `promote=True` does it now (else `ragtune adapters promote`)."""
+    def finetune(self, *, resume: bool = False, callbacks: Sequence = (),
+                 promote: bool = False) -> AdapterManifest | None:
+        """Train on the latest dataset version and publish the next adapter version (see training.run)."""
         from framework.training.run import train_and_publish
 
-        manifest = train_and_publish(dataset_dir=self.dataset_dir(), base_model_dir=self.base_model_dir,
+        return train_and_publish(dataset_dir=self.dataset_dir(), base_model_dir=self.base_model_dir,
                                  base_model=self.config.generator.model, cfg=self.config.finetune,
                                  precision=self.config.precision, registry=self.adapters, workspace=self.workspace,
-                                 resume=resume, callbacks=callbacks, show_progress=self.show_progress)
-        if promote and manifest is not None:
-            self.adapters.promote(manifest.name, manifest.version)
-        return manifest
+                                 resume=resume, callbacks=callbacks, show_progress=self.show_progress, promote=promote)
 
     def refresh(self, *, dry_run: bool = False, force: bool = False, callbacks: Sequence = (),
                 on_step: Callable[[str], None] | None = None):
@@ -205,6 +191,7 @@ class Project:
                                                   index_cfg=self.config.index))
         return refresh(stages, config=self.config, workspace=self.workspace, registry=self.adapters, dry_run=dry_run,
                        force=force, callbacks=callbacks, on_step=on_step, show_progress=self.show_progress)
+
     def check_finetune_free(self) -> None:
         """Raise TrainingBusyError now if another run is training `finetune.adapter` in this workspace
         (`finetune` checks again, holding the lock until it has published)."""
@@ -214,8 +201,7 @@ class Project:
             pass
 
     def estimate_finetune(self, *, measure_steps: int = 2):
-        """Examples, tokens and this machine's measured tokens/s for `finetune` on the latest dataset version,
-        and so its duration (framework.training.estimate); runs a few real training steps, keeps nothing."""
+        """Examples, tokens, measured tokens/s and so the duration of `finetune` (see training.estimate)."""
         from framework.training.run import estimate_run
 
         return estimate_run(dataset_dir=self.dataset_dir(), base_model_dir=self.base_model_dir,
@@ -223,9 +209,8 @@ class Project:
 
     def ask(self, question: str, *, mode: str | None = None, user: str = "anonymous",
             groups: Sequence[str] = (), experiment: str | None = None) -> Answer:
-        """Answer one question in the routed mode; the Answer carries prompt, sources, timing and its request id
-        (and, under an A/B experiment, the experiment and arm). Safe to call from many threads at once:
-        generation is queued to the one worker that owns the model."""
+        """Answer one question in the routed mode (thread-safe); the Answer carries its prompt, lineage and request
+        id (and, under an A/B experiment, the experiment and arm)."""
         return self.ask_many([question], mode=mode, principal=Principal(user=user, groups=tuple(groups)),
                              experiment=experiment)[0]
 
@@ -260,29 +245,24 @@ class Project:
         """One question in every mode, side by side (a refused mode says why)."""
         return evaluation.compare(self.router, question, principal=principal, modes=modes)
 
-    def questions(self, questions: Path | list[dict] | None = None) -> list[dict]:
-        """A question file, a list of rows, or (None) the dataset's eval split."""
-        return evaluation.question_rows(questions, eval_split=self.dataset_dir() / "eval.jsonl")
-
     def evaluate(self, questions: Path | list[dict] | None = None, *, modes: Sequence[str] = ANSWER_MODES,
                  adapters: Sequence[str] = (), baseline: str | None = None, gates: Sequence[str] = (),
                  principal: Principal = Principal(), title: str = "ragtune eval",
                  extra: dict | None = None) -> evaluation.EvaluationResult:
-        """Score each mode on the same questions (default: the eval split), with intervals, paired differences
-        against `baseline` and `gates` checked (framework.evaluation.run.evaluate); writes reports/<timestamp>/."""
+        """Score the modes on the same questions (default: the eval split) and write the report (evaluation.run)."""
         parse_conditions(gates)  # a typo fails before any model loads
-        return evaluation.evaluate(self.router, self.questions(questions), modes=modes, adapters=adapters,
+        return evaluation.evaluate(self.router, self._questions(questions), modes=modes, adapters=adapters,
                                    baseline=baseline, gates=gates, principal=principal, embedder=self.embedder,
                                    show_progress=self.show_progress, report=self.workspace, title=title, extra=extra)
 
     def evaluate_retrieval(self, questions: Path | list[dict] | None = None, *, ks: tuple[int, ...] = (1, 3, 5, 10),
                            principal: Principal = Principal()) -> dict:
         """hit@k and MRR of the configured retrieval against each question's gold document, no generation."""
-        return evaluation.evaluate_retrieval(self.retriever, self.questions(questions), ks=ks, principal=principal)
+        return evaluation.evaluate_retrieval(self.retriever, self._questions(questions), ks=ks, principal=principal)
 
     def calibrate(self, questions: Path | list[dict] | None = None, *, principal: Principal = Principal()) -> dict:
         """Fit and save retrieval confidence on questions with gold documents (see framework.retrieval.confidence)."""
-        fit = evaluation.calibrate(self.retriever, self.questions(questions), principal=principal,
+        fit = evaluation.calibrate(self.retriever, self._questions(questions), principal=principal,
                                    path=self.workspace.calibration(self.config.index.collection),
                                    show_progress=self.show_progress)
         for stale in ("calibration", "router"):  # the next answer reads the new fit

@@ -5,9 +5,14 @@ closed-book prompt and the `combined` adapter on the context prompt, exactly as 
 router will ask at serving time. No system message is added, so the model's chat
 template supplies its own (the 135M bundled model answers far worse with a custom one).
 
+A request that is not a question (a fragment such as "parental leave contractors") is
+asked as one (`as_question`), so the model answers it instead of restating it.
+
 Example:
     >>> closed_book("How many leave days?")[0]["content"]
     'How many leave days?'
+    >>> as_question("parental leave contractors")
+    'What do the documents say about parental leave contractors?'
 """
 
 from __future__ import annotations
@@ -35,13 +40,30 @@ LLM_PARAPHRASE_INSTRUCTION = (
 )
 
 
+# A request starting with one of these is a question or an instruction already.
+_ASKING = set("what which who whom whose when where why how is are was were do does did can could should would will "
+              "may must shall has have had am tell explain describe list show give summarize summarise define compare "
+              "find name please".split())
+FRAGMENT_QUESTION = "What do the documents say about {fragment}?"
+FRAGMENT_CLOSED_BOOK = "What can you tell me about {fragment}?"
+
+
+def as_question(text: str, template: str = FRAGMENT_QUESTION) -> str:
+    """`text` itself when it asks something; a fragment ("parental leave contractors") made a question."""
+    text = text.strip()
+    first = text.split(None, 1)[0].lower().strip(",:;") if text else ""
+    if text.endswith("?") or first in _ASKING:
+        return text
+    return template.format(fragment=text.rstrip(".!"))
+
+
 def closed_book(question: str) -> list[dict]:
-    return [{"role": "user", "content": question}]
+    return [{"role": "user", "content": as_question(question, FRAGMENT_CLOSED_BOOK)}]
 
 
 def with_context(question: str, sources: Sequence[Source]) -> list[dict]:
     context = "\n".join(CONTEXT_ITEM.format(n=i + 1, title=s.title, text=s.text) for i, s in enumerate(sources))
-    content = f"{CONTEXT_INSTRUCTION}\n\n{context}\n\n{CONTEXT_QUESTION.format(question=question)}"
+    content = f"{CONTEXT_INSTRUCTION}\n\n{context}\n\n{CONTEXT_QUESTION.format(question=as_question(question))}"
     return [{"role": "user", "content": content}]
 
 

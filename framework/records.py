@@ -146,6 +146,22 @@ class Source:
 
 
 @dataclass(frozen=True)
+class Evidence:
+    """A sentence of a retrieved source that supports an answer, and where to read it.
+
+    `page` is the page its chunk starts on (a chunk may run on to the next page)."""
+
+    text: str
+    chunk_id: str
+    doc_id: str
+    title: str
+    uri: str
+    section: str = ""
+    page: int | None = None
+    score: float = 0.0
+
+
+@dataclass(frozen=True)
 class Answer:
     """What `Project.ask` returns: the text and everything needed to audit it."""
 
@@ -161,6 +177,7 @@ class Answer:
     abstained: bool = False
     generated_tokens: int = 0
     truncated: bool = False  # generation hit generator.max_new_tokens before the answer ended
+    evidence: tuple[Evidence, ...] = ()  # the source sentences that best support the text
     request_id: str | None = None  # what an outcome names (`record_outcome`, POST /v1/feedback)
     experiment: str | None = None  # the A/B experiment and arm that chose how to answer, if any
     arm: str | None = None
@@ -179,6 +196,7 @@ class Answer:
             "truncated": self.truncated,
             "prompt": self.prompt,
             "sources": [s.__dict__ for s in self.sources],
+            "evidence": [e.__dict__ for e in self.evidence],
             "request_id": self.request_id,
             "experiment": self.experiment,
             "arm": self.arm,

@@ -78,11 +78,6 @@ class Workspace:
         return self.root / "exports" / key
 
     @property
-    def models(self) -> Path:
-        """Models converted for this workspace (the bundled GGUF as safetensors)."""
-        return self.root / "models"
-
-    @property
     def reports(self) -> Path:
         return self.root / "reports"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["ANONYMIZED_TELEMETRY"] = "False"
+# Converted models go to a per-run cache, never to the user's ~/.cache (framework.runtime.models).
+os.environ.setdefault("RAGTUNE_CACHE", tempfile.mkdtemp(prefix="ragtune-test-cache-"))
 
 WORDS = (
     "the a an of to in on at for and or is are be by with from as that it its do does what how which when who "

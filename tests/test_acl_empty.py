@@ -8,6 +8,7 @@ that stored the sentinel `__nobody__`.
 
 import pytest
 import yaml
+from conftest import HANDBOOK, project_config
 from typer.testing import CliRunner
 
 from framework.cli.main import app
@@ -15,8 +16,6 @@ from framework.config import ConfigError
 from framework.project import Project, load_config_dict
 from framework.records import MODES, Principal, is_group
 from framework.retrieval.lexical import LexicalIndex
-
-from conftest import HANDBOOK, project_config
 
 SECRET = "The vault combination is zebra quartz nineteen."
 # Names a caller might claim to reach documents meant for nobody: sentinels, wildcards, look-alikes.

@@ -6,19 +6,17 @@ import shutil
 import pytest
 import torch
 import yaml
+from conftest import build_tiny_model, project_config
 from typer.testing import CliRunner
 
 from framework.adapters.manifest import AdapterManifest
+from framework.adapters.merge import MergeVerificationError, merge_adapter
 from framework.adapters.registry import AdapterError, AdapterRegistry
 from framework.cli.main import app
-from framework.project import load_config_dict
-from framework.serving.generator import HFGenerator
-from framework.adapters.merge import MergeVerificationError, merge_adapter
-from framework.project import Project
+from framework.project import Project, load_config_dict
 from framework.records import Principal
+from framework.serving.generator import HFGenerator
 from framework.serving.router import served_adapter
-
-from conftest import build_tiny_model, project_config
 
 runner = CliRunner()
 

@@ -18,7 +18,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("ingest", "retrieval", "dataset", "adapters", "training", "experiments", "serving", "evaluation",
           "integrations", "refresh", "cli")
-FOUNDATION = {"framework", "framework.records", "framework.config", "framework.workspace", "framework.prompts"}
+FOUNDATION = {"framework", "framework.records", "framework.config", "framework.workspace", "framework.prompts",
+              "framework.text"}
 CONTRACT = {"framework.records", "framework.ingest.contract", "framework.ingest.acl"}
 
 

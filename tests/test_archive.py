@@ -3,10 +3,9 @@ import stat
 import zipfile
 
 import pytest
+from export_zips import ASSETS, zip_folder
 
 from connectors.archive import ArchiveError, ArchiveLimits, Export, export_root, unsafe_name_reason
-
-from export_zips import ASSETS, zip_folder
 
 MB = 1024 * 1024
 

@@ -2,13 +2,12 @@
 
 import re
 
-from framework.ingest.chunking import chunk_document, embedding_text, make_splitter, split_sections
-from framework.project import load_config_dict
-from framework.retrieval.embedder import HashingEmbedder
-from framework.project import Project
-from framework.records import Document, Principal
-
 from conftest import write_minimal_pdf
+
+from framework.ingest.chunking import chunk_document, embedding_text, make_splitter, split_sections
+from framework.project import Project, load_config_dict
+from framework.records import Document, Principal
+from framework.retrieval.embedder import HashingEmbedder
 
 
 def _doc(text: str) -> Document:

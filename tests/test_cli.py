@@ -3,13 +3,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import project_config
 from typer.testing import CliRunner
 
 from framework.cli.main import app
 from framework.project import load_config
 from framework.records import ANSWER_MODES, Principal
-
-from conftest import project_config
 
 runner = CliRunner()
 
@@ -149,3 +148,13 @@ def test_cli_and_api_produce_the_same_compare_and_eval(config_file):
     assert written["gates"] == api_eval.to_dict()["gates"] and api_eval.gates.passed
     for name in ("report.md", "report.json", "questions.csv", "metrics.png", "quality_latency.png"):
         assert (api_eval.report.parent / name).is_file() and (Path(cli_eval["report"]).parent / name).is_file()
+
+
+def test_ask_shows_the_evidence_of_its_answer(config_file):
+    _invoke("ingest", "-c", config_file, "--json")
+    args = ("what is the meal limit ?", "--mode", "rag", "-c", config_file, "--set", "generator.answer_style=extractive")
+    shown = _invoke("ask", *args)
+    assert shown.exit_code == 0, shown.output
+    answer = json.loads(_invoke("ask", *args, "--json").stdout)
+    assert answer["evidence"] and all(e["uri"].startswith("file://") for e in answer["evidence"])
+    assert all(f'evidence "{e["text"]}"' in " ".join(shown.output.split()) for e in answer["evidence"])

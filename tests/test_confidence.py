@@ -1,13 +1,11 @@
 """Calibrated retrieval confidence, auto mode reading it, and abstention."""
 
 import pytest
-
-from framework.project import load_config_dict
-from framework.retrieval.confidence import Calibration
-from framework.project import Project
-from framework.serving.router import ABSTAIN_TEXT
-
 from conftest import project_config
+
+from framework.project import Project, load_config_dict
+from framework.retrieval.confidence import Calibration
+from framework.serving.router import ABSTAIN_TEXT
 
 ANSWERABLE = [("What is the meal limit per day?", "policies/expenses.txt"),
               ("How many days of annual leave does every employee receive?", "handbook.md"),

@@ -1,11 +1,10 @@
-from connectors.confluence import ConfluenceConnector
-from framework.project import load_config_dict
-from framework.ingest.contract import LoadFailure, SourceItem
-from framework.project import Project
-from framework.records import Principal
-
 from conftest import project_config, write_minimal_pdf
 from export_zips import ASSETS, copy_asset, zip_folder
+
+from connectors.confluence import ConfluenceConnector
+from framework.ingest.contract import LoadFailure, SourceItem
+from framework.project import Project, load_config_dict
+from framework.records import Principal
 
 FOLDER = ASSETS / "confluence"
 ENG, SEC = Principal(user="eli", groups=("eng",)), Principal(user="sam", groups=("security",))

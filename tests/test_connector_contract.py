@@ -1,13 +1,12 @@
 """Every export connector keeps the same promises about the items it yields."""
 
 import pytest
+from export_zips import ASSETS, zip_folder
 
 from connectors.confluence import ConfluenceConnector
 from connectors.notion import NotionConnector
 from connectors.slack import SlackConnector
 from framework.ingest.contract import Connector, LoadFailure, SourceItem
-
-from export_zips import ASSETS, zip_folder
 
 CONNECTORS = {"confluence": ConfluenceConnector, "notion": NotionConnector, "slack": SlackConnector}
 

@@ -3,15 +3,13 @@ import shutil
 import subprocess
 
 import pytest
+from conftest import project_config
 
 from connectors.git import GitConnector, GitError
 from framework.ingest.acl import AclPolicy
-from framework.project import load_config_dict
 from framework.ingest.contract import LoadFailure, SourceItem
-from framework.project import Project
+from framework.project import Project, load_config_dict
 from framework.records import Principal
-
-from conftest import project_config
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="the git command is not installed")
 

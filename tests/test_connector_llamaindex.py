@@ -1,16 +1,14 @@
 import pytest
+from conftest import project_config
 from llama_index.core import Document as LlamaDocument
 from llama_index.core import SimpleDirectoryReader
 from llama_index.core.readers.base import BaseReader
 
 from connectors.llamaindex_reader import LlamaIndexReaderConnector, ReaderError, import_reader
 from framework.config import ConfigError
-from framework.project import load_config_dict
 from framework.ingest.contract import LoadFailure
-from framework.project import Project
+from framework.project import Project, load_config_dict
 from framework.records import Principal
-
-from conftest import project_config
 
 
 @pytest.fixture

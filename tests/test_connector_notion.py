@@ -1,11 +1,10 @@
-from connectors.notion import NotionConnector
-from framework.project import load_config_dict
-from framework.ingest.contract import LoadFailure, SourceItem
-from framework.project import Project
-from framework.records import Principal
-
 from conftest import project_config
 from export_zips import ASSETS, copy_asset, zip_folder
+
+from connectors.notion import NotionConnector
+from framework.ingest.contract import LoadFailure, SourceItem
+from framework.project import Project, load_config_dict
+from framework.records import Principal
 
 FOLDER = ASSETS / "notion"
 WIKI = "Northwind Wiki 0f1e2d3c4b5a69788796a5b4c3d2e1f0"

@@ -1,16 +1,14 @@
 import json
 
 import pytest
+from conftest import project_config
+from export_zips import ASSETS, copy_asset, zip_folder
 
 from connectors.slack import SlackConnector
 from framework.config import ConfigError
-from framework.project import load_config_dict
 from framework.ingest.contract import LoadFailure, SourceItem
-from framework.project import Project
+from framework.project import Project, load_config_dict
 from framework.records import Principal
-
-from conftest import project_config
-from export_zips import ASSETS, copy_asset, zip_folder
 
 FOLDER = ASSETS / "slack"
 STAFF, BOARD = Principal(user="ann", groups=("staff",)), Principal(user="lena", groups=("slack:board-prep",))

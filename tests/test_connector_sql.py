@@ -2,16 +2,14 @@ import datetime as dt
 
 import pytest
 import sqlalchemy as sa
+from conftest import project_config
+from postgres_server import NoPostgres, postgres_server
 
 from connectors.sql import SqlConnector, SqlSourceError
 from framework.config import ConfigError
-from framework.project import load_config_dict
 from framework.ingest.contract import LoadFailure, SourceItem
-from framework.project import Project
+from framework.project import Project, load_config_dict
 from framework.records import Principal
-
-from conftest import project_config
-from postgres_server import NoPostgres, postgres_server
 
 ARTICLES = [
     {"id": 101, "title": "Resetting a badge", "body": "Lost badges are replaced at the Kestrel desk on floor 2.",

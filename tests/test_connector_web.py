@@ -1,15 +1,13 @@
 import pytest
-
-from connectors.web import WebConnector, WebSourceError, normalize_url
-from framework.ingest.acl import AclPolicy
-from framework.config import ConfigError
-from framework.project import load_config_dict
-from framework.ingest.contract import LoadFailure, SourceItem
-from framework.project import Project
-from framework.records import Principal
-
 from conftest import project_config
 from web_server import serve_site
+
+from connectors.web import WebConnector, WebSourceError, normalize_url
+from framework.config import ConfigError
+from framework.ingest.acl import AclPolicy
+from framework.ingest.contract import LoadFailure, SourceItem
+from framework.project import Project, load_config_dict
+from framework.records import Principal
 
 
 @pytest.fixture

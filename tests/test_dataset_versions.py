@@ -4,13 +4,11 @@ import json
 import os
 
 import pytest
-
-from framework.project import load_config_dict
-from framework.dataset.split import heldout_documents, split_pairs
-from framework.project import Project
-from framework.records import QAPair
-
 from conftest import make_chunk, project_config
+
+from framework.dataset.split import heldout_documents, split_pairs
+from framework.project import Project, load_config_dict
+from framework.records import QAPair
 
 DOCS = {
     "leave.md": "Every employee receives 28 days of annual leave per year. Employees must submit leave requests "

@@ -19,4 +19,6 @@ def test_demo_pipeline_with_bundled_models(tmp_path):
     assert evaluation.scores("rag")["retrieval_hit"] >= 0.6
     assert evaluation.scores("rag")["answer_recall"] > evaluation.scores("prompt_only")["answer_recall"]
     assert 0 <= evaluation.scores("rag")["semantic_similarity"] <= 1  # the bundled embedder scored it
-    assert (tmp_path / "ws" / "models" / "SmolLM2-135M-Instruct" / "model.safetensors").is_file()
+    from framework.runtime.models import resolve_generator
+
+    assert (resolve_generator("bundled") / "model.safetensors").is_file()

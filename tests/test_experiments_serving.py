@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
-import sqlalchemy as sa
 import yaml
 from typer.testing import CliRunner
 

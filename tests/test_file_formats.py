@@ -1,18 +1,16 @@
 """Every format the files connector reads, and every class of bad input, on real files."""
 
 import json
-import time
 import random
+import time
 from pathlib import Path
 
 import pytest
+from conftest import project_config, write_minimal_pdf
 
 from connectors.files import ParseError, parse_file
-from framework.project import load_config_dict
-from framework.project import Project
+from framework.project import Project, load_config_dict
 from framework.records import Principal
-
-from conftest import project_config, write_minimal_pdf
 
 
 def random_bytes(n: int, seed: int) -> bytes:

@@ -79,8 +79,8 @@ def test_acl_paths_add_groups_per_path(corpus):
 
 
 def test_acl_paths_from_config_reach_the_index(tmp_path, corpus):
-    from framework.project import load_config_dict
     from connectors import build_connector
+    from framework.project import load_config_dict
 
     cfg = load_config_dict({"sources": [{"name": "docs", "type": "files", "path": str(corpus),
                                          "acl_paths": {"*.pdf": ["sales"]}}]})

@@ -11,16 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import project_config
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
+from framework.config import ConfigError
+from framework.project import Project, load_config_dict
 from framework.training.checkpoints import ResumeError
 from framework.training.lock import TrainingBusyError
-from framework.config import ConfigError
-from framework.project import load_config_dict
-from framework.project import Project
-
-from conftest import project_config
 
 
 class Crash(TrainerCallback):

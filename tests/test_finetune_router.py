@@ -2,13 +2,11 @@ import json
 
 import pytest
 import torch
+from conftest import build_tiny_model, project_config
 
 from framework.adapters.registry import AdapterError
-from framework.project import load_config_dict
+from framework.project import Project, load_config_dict
 from framework.training.lora import tokenize_example
-from framework.project import Project
-
-from conftest import build_tiny_model, project_config
 
 
 def _project(tmp_path, corpus, model, **sections):

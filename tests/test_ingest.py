@@ -2,15 +2,13 @@ import hashlib
 import socket
 
 import pytest
-
-from framework.project import load_config_dict
-from framework.ingest.pipeline import WorkspaceBusyError, workspace_lock
-from framework.workspace import Workspace
-from framework.ingest.ledger import Ledger
-from framework.project import Project
-from framework.records import Principal
-
 from conftest import project_config
+
+from framework.ingest.ledger import Ledger
+from framework.ingest.pipeline import WorkspaceBusyError, workspace_lock
+from framework.project import Project, load_config_dict
+from framework.records import Principal
+from framework.workspace import Workspace
 
 
 @pytest.fixture(params=["local", "server"])

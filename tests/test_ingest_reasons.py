@@ -7,10 +7,9 @@ import time
 import zipfile
 
 import pytest
+from conftest import project_config, write_minimal_pdf
 
 from framework.project import Project, load_config_dict
-
-from conftest import project_config, write_minimal_pdf
 
 ACTIONS = ("exclude", "save it again", "export", "delete it", "fix", "raise", "run OCR")
 

@@ -3,12 +3,11 @@
 import json
 
 import yaml
+from conftest import project_config
 from typer.testing import CliRunner
 
 from framework.cli.main import app
 from framework.ingest.pipeline import STAGES
-
-from conftest import project_config
 
 
 def _ingest(config):

@@ -1,15 +1,14 @@
 import pytest
 import torch
 
-from framework.project import load_config_dict
+from framework.project import Project, load_config_dict
 from framework.runtime.models import ModelNotFoundError, resolve_embedder, resolve_generator
 from framework.runtime.precision import resolve_dtype
-from framework.project import Project
 
 
 def test_missing_generator_names_the_config_key(tmp_path):
     with pytest.raises(ModelNotFoundError, match=r"generator.model: no model at .*never downloads"):
-        resolve_generator(str(tmp_path / "nope"), cache_dir=tmp_path)
+        resolve_generator(str(tmp_path / "nope"))
 
 
 def test_hub_id_is_not_downloaded(tmp_path):

@@ -8,6 +8,8 @@ the index keeps its chunks, and the report says `kept previous version`.
 import os
 
 import pytest
+from conftest import project_config, write_minimal_pdf
+from export_zips import ASSETS, copy_asset
 
 from connectors.confluence import ConfluenceConnector
 from connectors.notion import NotionConnector
@@ -15,9 +17,6 @@ from connectors.slack import SlackConnector
 from framework.ingest.contract import LoadFailure, SourceItem
 from framework.project import Project, load_config_dict
 from framework.records import Principal
-
-from conftest import project_config, write_minimal_pdf
-from export_zips import ASSETS, copy_asset
 
 
 def _chunks(project, doc_id):

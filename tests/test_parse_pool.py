@@ -9,12 +9,12 @@ import os
 import time
 
 from framework.ingest.contract import SourceItem
-from framework.retrieval.embedder import HashingEmbedder
-from framework.retrieval.index import ChromaIndex
-from framework.ingest.pipeline import ingest
 from framework.ingest.ledger import Ledger
 from framework.ingest.parse_pool import ParsePool
+from framework.ingest.pipeline import ingest
 from framework.records import Document
+from framework.retrieval.embedder import HashingEmbedder
+from framework.retrieval.index import ChromaIndex
 
 
 def _doc(name: str) -> Document:

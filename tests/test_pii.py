@@ -2,12 +2,10 @@ import json
 from collections import Counter
 
 import pytest
-
-from framework.project import load_config_dict
-from framework.dataset.pii import Scrubber
-from framework.project import Project
-
 from conftest import project_config
+
+from framework.dataset.pii import Scrubber
+from framework.project import Project, load_config_dict
 
 PLANTED = {
     "email": "jane.doe@example.org", "phone": "+44 20 7946 0958", "national_id": "401-23-4567",

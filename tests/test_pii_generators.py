@@ -14,13 +14,12 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from conftest import project_config
 
 from framework.config import DatasetConfig
 from framework.dataset.redaction import Redactor
 from framework.project import Project, load_config_dict
 from framework.records import Chunk
-
-from conftest import project_config
 
 PLANTED = {
     "email": ["jane.doe@example.org", "payroll-team@contoso.de"],

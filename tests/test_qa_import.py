@@ -1,12 +1,10 @@
 import json
 
 import pytest
-
-from framework.project import load_config, load_config_dict
-from framework.project import Project
-from framework.dataset.imports import ImportFormatError, read_import
-
 from conftest import project_config
+
+from framework.dataset.imports import ImportFormatError, read_import
+from framework.project import Project, load_config, load_config_dict
 
 
 def _files(tmp_path):

@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from export_zips import ASSETS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
+from conftest import project_config
 from typer.testing import CliRunner
 
 from framework.adapters.manifest import AdapterManifest
@@ -18,8 +19,6 @@ from framework.cli.main import app
 from framework.config import ConfigError
 from framework.project import Project, load_config_dict
 from framework.serving.remote import BackendError
-
-from conftest import project_config
 
 
 class _Endpoint(BaseHTTPRequestHandler):

@@ -1,13 +1,11 @@
 """The reranking stage: a real (tiny) cross-encoder from a local folder, and the Protocol."""
 
 import pytest
+from conftest import project_config
 
-from framework.project import load_config_dict
-from framework.project import Project
+from framework.project import Project, load_config_dict
 from framework.records import Principal
 from framework.retrieval.rerank import CrossEncoderReranker
-
-from conftest import project_config
 
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "meal", "limit", "leave", "days", "the", "is", "per",
          "day", "eur", "office", "receipts", "vpn", "annual", "employee", "every", "of"]

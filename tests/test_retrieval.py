@@ -1,11 +1,9 @@
 import pytest
-
-from framework.project import load_config_dict
-from framework.retrieval.lexical import LexicalIndex, rrf
-from framework.project import Project
-from framework.records import Principal
-
 from conftest import project_config
+
+from framework.project import Project, load_config_dict
+from framework.records import Principal
+from framework.retrieval.lexical import LexicalIndex, rrf
 
 
 def _project(tmp_path, corpus, **index):
@@ -133,8 +131,8 @@ def test_dense_search_returns_the_nearest_readable_chunks_for_wide_and_narrow_re
     # only (too few among them: the filtered query runs). Both must equal brute force.
     import numpy as np
 
-    from framework.retrieval.index import ChromaIndex
     from framework.records import Chunk
+    from framework.retrieval.index import ChromaIndex
 
     rng = np.random.default_rng(1)
     vectors = rng.standard_normal((120, 16)).astype(np.float32)

@@ -16,14 +16,13 @@ import httpx
 import openai
 import pytest
 import yaml
+from asgi_server import serving
 
 from framework.config import ServeConfig, TokenConfig
 from framework.project import Project, load_config_dict
 from framework.records import Principal
 from framework.serving.auth import ServeConfigError, TokenTable
 from framework.serving.server import create_app
-
-from asgi_server import serving
 
 HANA, SAM, NOBODY = (Principal(user="hana", groups=("hr",)), Principal(user="sam", groups=("sales",)),
                      Principal(user="nobody"))

@@ -2,15 +2,14 @@ import json
 from collections import Counter
 
 import pytest
+from conftest import make_chunk, project_config
 
 from framework.config import DatasetConfig
-from framework.project import load_config_dict
 from framework.dataset.filters import DatasetTooSmallError, filter_pairs
+from framework.dataset.generators import QAPair, extractive_pairs, parse_llm_reply
 from framework.dataset.split import split_pairs
-from framework.project import Project
-from framework.dataset.generators import QAPair, extractive_pairs, parse_llm_reply, sentences
-
-from conftest import make_chunk, project_config
+from framework.project import Project, load_config_dict
+from framework.text import sentences
 
 
 def test_extractive_questions_come_with_copied_answers():

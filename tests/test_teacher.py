@@ -6,13 +6,11 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
-from framework.project import load_config_dict
-from framework.dataset.filters import DatasetTooSmallError
-from framework.project import Project
-from framework.dataset.teacher import OpenAICompatibleTeacher, TeacherConfigError
-
 from conftest import project_config
+
+from framework.dataset.filters import DatasetTooSmallError
+from framework.dataset.teacher import OpenAICompatibleTeacher, TeacherConfigError
+from framework.project import Project, load_config_dict
 
 
 class _Handler(BaseHTTPRequestHandler):

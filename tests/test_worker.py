@@ -18,12 +18,12 @@ from framework.serving.router import in_audience
 from framework.serving.worker import GenerationWorker, WorkerClosedError
 
 
-
 class GatedGenerator:
     """A Generator that records each batch and holds the first one until released, so a queue builds up."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str | None, int]] = []
+        self.budgets: list[list[int]] = []
         self.loaded: set[str] = set()
         self.gate = threading.Event()
         self.started = threading.Event()
@@ -35,6 +35,7 @@ class GatedGenerator:
         self.started.set()
         self.gate.wait(10)
         self.calls.append((adapter, len(conversations)))
+        self.budgets.append(list(max_new_tokens) if not isinstance(max_new_tokens, int) else [max_new_tokens])
         return [Generation(f"{adapter}:{c[-1]['content']}", tokens=1) for c in conversations]
 
     def has_adapter(self, key: str) -> bool:
@@ -143,6 +144,27 @@ def test_an_idle_worker_stops_its_thread_and_restarts_on_demand():
     assert not first.is_alive() and worker._thread is None
     assert _ask(worker, "two").result(5).text == "None:two"
     worker.close()
+
+
+def test_requests_with_different_token_budgets_share_one_batch():
+    gen = GatedGenerator()
+    worker = GenerationWorker(gen, max_batch=8)
+    first = _ask(worker, "x")
+    assert gen.started.wait(5)
+    rest = [worker.submit([{"role": "user", "content": f"q{n}"}], adapter=None, max_new_tokens=n) for n in (5, 9, 13)]
+    gen.gate.set()
+    assert [f.result(5).text for f in rest] == ["None:q5", "None:q9", "None:q13"] and first.result(5)
+    assert gen.budgets[-1] == [5, 9, 13] and gen.calls[-1] == (None, 3)  # one batch, each row its own budget
+
+
+def test_a_row_stops_at_its_own_budget_with_the_answer_it_would_get_alone(tiny_model):
+    from framework.serving.generator import HFGenerator
+
+    gen = HFGenerator(tiny_model)
+    conversations = [[{"role": "user", "content": q}] for q in ("how many leave days ?", "what is the meal limit ?")]
+    together = gen.complete(conversations, max_new_tokens=[2, 6])
+    alone = [gen.complete([c], max_new_tokens=n)[0] for c, n in zip(conversations, (2, 6))]
+    assert together == alone and together[0].tokens <= 2
 
 
 def test_synthesis_with_the_serving_model_as_teacher_runs_beside_answers(two_audiences_config, tmp_path):

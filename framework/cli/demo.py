@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable, Sequence
 
+from framework.evaluation.questions import load_questions
 from framework.evaluation.report import write_report
 from framework.evaluation.run import evaluate
 from framework.project import Project, load_config
@@ -27,7 +28,8 @@ def demo_dir() -> Path:
 
 def run_demo(*, workspace: Path, overrides: Sequence[str] = (), say: Callable[[str], None] = print,
              show_progress: bool = True) -> dict:
-    cfg = load_config(demo_dir() / "ragtune.yaml", [f"workspace={workspace}", *overrides])
+    # The workspace is relative to where the demo runs, never to the installed package (which may be read-only).
+    cfg = load_config(demo_dir() / "ragtune.yaml", [f"workspace={Path(workspace).expanduser().resolve()}", *overrides])
     project = Project(cfg, show_progress=show_progress)
     timings: dict[str, float] = {}
 
@@ -44,7 +46,7 @@ def run_demo(*, workspace: Path, overrides: Sequence[str] = (), say: Callable[[s
     say(f"  generated {card.generated}, kept {card.kept}, dropped {dict(card.dropped)}, split {dict(card.split)}")
     manifest = step("finetune", lambda: project.finetune(promote=True))
     say(f"  adapter {manifest.name}/{manifest.version}: {dict(manifest.metrics)}")
-    rows = project.questions(demo_dir() / "questions.jsonl")
+    rows = load_questions(demo_dir() / "questions.jsonl")
     result = step("evaluate", lambda: evaluate(project.router, rows, modes=ANSWER_MODES, embedder=project.embedder,
                                                show_progress=show_progress))
     md = write_report(project.workspace, result, rows, title="ragtune demo",

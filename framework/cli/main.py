@@ -146,17 +146,27 @@ def ask(question: str, mode: Optional[str] = typer.Option(None, "--mode", "-m", 
         print(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
         return
     out.print(answer.text, highlight=False)
-    out.print(f"[dim]mode {answer.mode} ({answer.reason}), {answer.latency_s:.2f}s[/dim]", highlight=False)
+    cut = ", cut at the token budget" if answer.truncated else ""
+    out.print(f"[dim]mode {answer.mode} ({answer.reason}), {answer.latency_s:.2f}s{cut}[/dim]", highlight=False)
+    for e in answer.evidence:
+        out.print(f"[green]evidence[/green] \"{e.text}\" [dim]{_where(e)}[/dim]", highlight=False)
     for i, s in enumerate(answer.sources, 1):
         out.print(f"[dim][{i}] {s.title} ({s.uri}) score {s.score:.3f}[/dim]", highlight=False)
 
 
+def _where(evidence) -> str:
+    """Title, section and uri of a piece of evidence (the uri carries #page=N for PDFs)."""
+    section = f" > {evidence.section}" if evidence.section and evidence.section != evidence.title else ""
+    return f"{evidence.title}{section} ({evidence.uri})"
+
+
 def comparison_table(comparison: Comparison) -> Table:
     table = Table(title=comparison.question, show_lines=True)
-    for col in ("mode", "answer", "sources"):
+    for col in ("mode", "answer", "evidence"):
         table.add_column(col, overflow="fold")
     for mode, answer in comparison.answers.items():
-        table.add_row(mode, answer.text, ", ".join(s.title for s in answer.sources) or "-")
+        evidence = "\n".join(f"\"{e.text}\" ({_where(e)})" for e in answer.evidence)
+        table.add_row(mode, answer.text, evidence or ", ".join(s.title for s in answer.sources) or "-")
     for mode, why in comparison.refused.items():
         table.add_row(mode, f"(refused: {why})", "-")
     return table

@@ -29,8 +29,8 @@ from typing import Callable, Sequence
 from framework import prompts
 from framework.config import DatasetConfig
 from framework.records import Chunk, QAPair
+from framework.text import sentences
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])")
 _MODAL = re.compile(r"^(?P<subj>[^,;:]{2,80}?) (?P<modal>must not|must|should|cannot|can|may not|may|will) "
                     r"(?P<rest>.+)$")
 _COPULA = re.compile(r"^(?P<subj>[^,;:]{2,80}?) (?P<verb>is|are) (?P<rest>.+)$")
@@ -53,38 +53,6 @@ _ENTITY = re.compile(r"(?<![\w-])[a-z]+,? (?P<ent>(?:[A-Z][A-Za-z&-]+ (?:of |and
 _EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b")
 _CHANNEL = re.compile(r"(?<!\w)#[a-z0-9][a-z0-9_-]+")
 _DETERMINERS = ("The ", "A ", "An ", "Every ", "Each ", "All ", "Our ")
-
-
-_BULLET = re.compile(r"^\s*(?:[-*+\u2022]|\d+[.)])\s+")
-
-
-def unwrap(text: str) -> list[str]:
-    """Join lines a PDF wrapped at the page width back into one line per paragraph or item.
-
-    A line continues the previous one when that one is long (wrapped) and ends without
-    sentence punctuation, or when it starts in lower case; headings and bullets stay apart.
-    """
-    out: list[str] = []
-    for raw in text.splitlines():
-        line = raw.strip()
-        prev = out[-1] if out else ""
-        joinable = prev and not prev.startswith("#") and line and not _BULLET.match(line) and not line.startswith("#")
-        if joinable and ((len(prev) >= 60 and not prev.endswith((".", "!", "?", ":"))) or line[0].islower()):
-            out[-1] = f"{prev} {line}"
-        else:
-            out.append(line)
-    return out
-
-
-def sentences(text: str) -> list[str]:
-    """Split a chunk into statements: headings are dropped, bullets become sentences."""
-    out: list[str] = []
-    for line in unwrap(text):
-        line = _BULLET.sub("", line).strip()
-        if not line or line.startswith("#") or len(line) < 20:
-            continue
-        out.extend(s.strip() for s in _SENTENCE_END.split(line) if len(s.strip()) >= 20)
-    return out
 
 
 def _proper_words(text: str) -> set[str]:

@@ -21,10 +21,15 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 from framework.evaluation.gold import gold_rank, gold_sources
-from framework.evaluation.metrics import (answer_recall, answer_recall_new_words, groundedness, repetition_rate,
-                                          semantic_similarity, token_f1)
-from framework.evaluation.stats import (NA, Estimate, bootstrap_interval, paired_bootstrap, percentile,
-                                        ratio_of_sums)
+from framework.evaluation.metrics import (
+    answer_recall,
+    answer_recall_new_words,
+    groundedness,
+    repetition_rate,
+    semantic_similarity,
+    token_f1,
+)
+from framework.evaluation.stats import NA, Estimate, bootstrap_interval, paired_bootstrap, percentile, ratio_of_sums
 from framework.records import MODE_TABLE, Answer
 
 # metric -> the per-question score it is the mean of

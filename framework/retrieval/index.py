@@ -26,7 +26,9 @@ from typing import Sequence
 
 import numpy as np
 
+from framework.config import IndexConfig
 from framework.records import Chunk, Principal, Source, is_group
+from framework.workspace import Workspace
 
 
 class IndexConfigError(RuntimeError):
@@ -56,6 +58,12 @@ def _client(path: str | None, url: str | None):
 class ChromaIndex:
     def __init__(self, collection) -> None:
         self.collection = collection
+
+    @classmethod
+    def from_config(cls, cfg: IndexConfig, *, workspace: Workspace, embedder_name: str) -> "ChromaIndex":
+        """The `index` section's collection: on the Chroma server at `url`, else at `path` or in the workspace."""
+        return cls.open(path=None if cfg.url else cfg.path or str(workspace.chroma), url=cfg.url,
+                        collection=cfg.collection, embedder_name=embedder_name)
 
     @classmethod
     def open(cls, *, path: str | None, url: str | None = None, collection: str, embedder_name: str) -> "ChromaIndex":

@@ -26,7 +26,8 @@ from framework.records import Principal, Source
 from framework.retrieval.embedder import Embedder
 from framework.retrieval.index import ChromaIndex
 from framework.retrieval.lexical import LexicalIndex, rrf
-from framework.retrieval.rerank import Reranker
+from framework.retrieval.rerank import CrossEncoderReranker, Reranker
+from framework.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,14 @@ class Retriever:
         self.reranker = reranker
         self._lexical: LexicalIndex | None = None
         self._lexical_lock = threading.Lock()  # a server's first questions arrive together: build BM25 once
+
+    @classmethod
+    def from_config(cls, index: ChromaIndex, embedder: Embedder, cfg: IndexConfig, *, workspace: Workspace,
+                    reranker: Reranker | None = None) -> "Retriever":
+        """Retrieval as the `index` section says; a local cross-encoder when `reranker` names one."""
+        if reranker is None and cfg.reranker:
+            reranker = CrossEncoderReranker(cfg.reranker)
+        return cls(index, embedder, workspace.lexical(cfg.collection), cfg, reranker=reranker)
 
     @property
     def lexical(self) -> LexicalIndex:

@@ -19,6 +19,11 @@ from typing import Protocol, Sequence
 
 import torch
 
+from framework.config import GeneratorConfig, Precision
+from framework.runtime.precision import resolve_dtype
+from framework.serving.decoding import cut_after_sentences, decoding_controls, trim_unfinished
+from framework.text import sentence_ends
+
 log = logging.getLogger(__name__)
 
 
@@ -39,7 +44,7 @@ class Generator(Protocol):
     def render(self, conversation: list[dict]) -> str: ...
 
     def complete(self, conversations: Sequence[list[dict]], *, adapter: str | None = None,
-                 max_new_tokens: int = 64) -> list[Generation]: ...
+                 max_new_tokens: int | Sequence[int] = 64) -> list[Generation]: ...
 
     def has_adapter(self, key: str) -> bool: ...
 
@@ -47,8 +52,16 @@ class Generator(Protocol):
 
 
 class HFGenerator:
+    """A local Hugging Face causal LM; greedy decoding with the controls of framework.serving.decoding.
+
+    `repetition_penalty` and `no_repeat_ngram_size` apply to the answer's own tokens only;
+    `max_sentences` ends an answer after that many sentences; an answer the token budget cut
+    off is trimmed back to its last complete sentence (and reported as truncated).
+    """
+
     def __init__(self, model_dir: Path, *, dtype: torch.dtype = torch.float32, batch_size: int = 8,
-                 repetition_penalty: float = 1.1) -> None:
+                 repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0,
+                 max_sentences: int | None = None) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model_dir = Path(model_dir)
@@ -60,7 +73,16 @@ class HFGenerator:
         self.model.eval()
         self.batch_size = batch_size
         self.repetition_penalty = repetition_penalty
+        self.no_repeat_ngram_size = no_repeat_ngram_size
+        self.max_sentences = max_sentences
         self._adapters: set[str] = set()
+
+    @classmethod
+    def from_config(cls, model_dir: Path, cfg: GeneratorConfig, *, precision: Precision = "auto") -> "HFGenerator":
+        """The model in `model_dir`, decoded as the `generator` section says."""
+        return cls(model_dir, dtype=resolve_dtype(precision), batch_size=cfg.batch_size,
+                   repetition_penalty=cfg.repetition_penalty, no_repeat_ngram_size=cfg.no_repeat_ngram_size,
+                   max_sentences=cfg.max_sentences)
 
     def has_adapter(self, key: str) -> bool:
         return key in self._adapters
@@ -96,22 +118,29 @@ class HFGenerator:
 
     @torch.inference_mode()
     def complete(self, conversations: Sequence[list[dict]], *, adapter: str | None = None,
-                 max_new_tokens: int = 64) -> list[Generation]:
-        """Greedy answers in batches of `batch_size`, all with the same adapter (or none)."""
+                 max_new_tokens: int | Sequence[int] = 64) -> list[Generation]:
+        """Greedy answers in batches of `batch_size`, all with the same adapter (or none); `max_new_tokens`
+        is one budget for all, or one per conversation (a row stops at its own: answers equal one-by-one ones)."""
         prompts = [self.render(c) for c in conversations]
+        budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
         out: list[Generation] = []
         with self._adapter_context(adapter):
             for start in range(0, len(prompts), self.batch_size):
-                out.extend(self._generate_batch(prompts[start:start + self.batch_size], max_new_tokens))
+                out.extend(self._generate_batch(prompts[start:start + self.batch_size],
+                                                budgets[start:start + self.batch_size]))
         return out
 
-    def _generate_batch(self, prompts: list[str], max_new_tokens: int) -> list[Generation]:
+    def _generate_batch(self, prompts: list[str], budgets: list[int]) -> list[Generation]:
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         enc = enc.to(self.model.device)
-        ids = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                  repetition_penalty=self.repetition_penalty,
-                                  pad_token_id=self.tokenizer.pad_token_id)
-        return [self._finished(row, max_new_tokens) for row in ids[:, enc["input_ids"].shape[1]:]]
+        length = enc["input_ids"].shape[1]
+        processors, stopping = decoding_controls(prompt_length=length, repetition_penalty=self.repetition_penalty,
+                                                 no_repeat_ngram_size=self.no_repeat_ngram_size,
+                                                 max_sentences=self.max_sentences, tokenizer=self.tokenizer,
+                                                 budgets=budgets)
+        ids = self.model.generate(**enc, max_new_tokens=max(budgets), do_sample=False, logits_processor=processors,
+                                  stopping_criteria=stopping, pad_token_id=self.tokenizer.pad_token_id)
+        return [self._finished(row[:budget], budget) for row, budget in zip(ids[:, length:], budgets)]
 
     def _finished(self, row: torch.Tensor, max_new_tokens: int) -> Generation:
         """A row after the prompt: generation ends at the first end-of-sequence (or padding, which
@@ -120,5 +149,8 @@ class HFGenerator:
         ends = set(eos if isinstance(eos, list) else [eos]) | {self.tokenizer.pad_token_id}
         stop = next((i for i, token in enumerate(row.tolist()) if token in ends), None)
         n = len(row) if stop is None else stop
-        return Generation(text=self.tokenizer.decode(row[:n], skip_special_tokens=True).strip(), tokens=n,
-                          truncated=stop is None and len(row) >= max_new_tokens)
+        truncated = stop is None and len(row) >= max_new_tokens
+        text = cut_after_sentences(self.tokenizer.decode(row[:n], skip_special_tokens=True).strip(), self.max_sentences)
+        if truncated and len(sentence_ends(text)) < (self.max_sentences or 10**9):
+            text = trim_unfinished(text)
+        return Generation(text=text, tokens=n, truncated=truncated)

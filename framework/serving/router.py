@@ -31,13 +31,14 @@ Everything but `Router` is a pure function; `Router` takes its parts, so it is t
 without a Project.
 
 Example:
-    >>> from framework.config import RouterConfig
+    >>> from framework.config import GeneratorConfig, RouterConfig
     >>> choose_mode(None, Principal(groups=("support",)), RouterConfig(groups={"support": "combined"}))
     ('combined', 'group support')
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from dataclasses import dataclass
@@ -55,11 +56,12 @@ from framework.adapters.registry import (
     check_base,
     parse_spec,
 )
-from framework.config import RouterConfig
+from framework.config import GeneratorConfig, RouterConfig
 from framework.experiments.assignment import Assignment
 from framework.records import MODE_TABLE, MODES, Answer, Principal, Source
 from framework.retrieval.confidence import Calibration, top_score
 from framework.retrieval.retriever import Retriever
+from framework.serving.evidence import extractive_answer, supporting_evidence
 from framework.serving.generator import Generation
 from framework.serving.worker import GenerationWorker, results
 
@@ -175,16 +177,18 @@ class Router:
     """
 
     def __init__(self, cfg: RouterConfig, *, retriever: Retriever, worker: GenerationWorker, registry: AdapterRegistry,
-                 base_model_dir: Path | None, calibration: Calibration | None = None, max_new_tokens: int = 64,
-                 serve: ServeRule = "promoted") -> None:
+                 base_model_dir: Path | None, calibration: Calibration | None = None,
+                 generator_cfg: GeneratorConfig = GeneratorConfig(), serve: ServeRule = "promoted") -> None:
         self.cfg = cfg
         self.retriever = retriever
         self.worker = worker
         self.registry = registry
         self.base_model_dir = base_model_dir  # None: the backend holds the base (remote); no fingerprint check
         self.calibration = calibration
-        self.max_new_tokens = max_new_tokens
+        self.max_new_tokens = generator_cfg.max_new_tokens
         self.serve = serve
+        self.answer_style = generator_cfg.answer_style
+        self.evidence_sentences = generator_cfg.evidence_sentences
 
     @property
     def generator(self):
@@ -203,16 +207,25 @@ class Router:
         arm = None if mode else arm
         start = time.perf_counter()
         plans = [self.plan(q, requested, reason, principal, arm=arm) for q in questions]
+        extract = self.answer_style == "extractive"
+        quoted = {i: extractive_answer(p.question, p.sources, embed=self.retriever.embedder.embed,
+                                       limit=max(1, self.evidence_sentences))
+                  for i, p in enumerate(plans) if extract and p.sources and not p.abstain}
+        plans = [dataclasses.replace(p, adapter=None) if i in quoted else p for i, p in enumerate(plans)]
         futures = [self.worker.submit(p.conversation, max_new_tokens=budget,
                                       adapter=(p.adapter_key, p.adapter_path) if p.adapter else None)
-                   for p in plans if not p.abstain]
+                   for i, p in enumerate(plans) if not p.abstain and i not in quoted]
         done = iter(results(futures))
-        outs = [Generation(ABSTAIN_TEXT) if p.abstain else next(done) for p in plans]
+        outs = [Generation(ABSTAIN_TEXT) if p.abstain else Generation(quoted[i][0]) if i in quoted else next(done)
+                for i, p in enumerate(plans)]
+        evidence = [quoted[i][1] if i in quoted else () if p.abstain else
+                    supporting_evidence(g.text, p.sources, limit=self.evidence_sentences)
+                    for i, (p, g) in enumerate(zip(plans, outs))]
         per_question = (time.perf_counter() - start) / max(1, len(questions))
         return [Answer(text=g.text, question=p.question, mode=p.mode, prompt=self.generator.render(p.conversation),
                        sources=p.sources, adapter=p.adapter, latency_s=per_question, reason=p.reason,
                        confidence=p.confidence, abstained=p.abstain, generated_tokens=g.tokens,
-                       truncated=g.truncated) for p, g in zip(plans, outs)]
+                       truncated=g.truncated, evidence=e) for p, g, e in zip(plans, outs, evidence)]
 
     def plan(self, question: str, mode: str, reason: str, principal: Principal, *,
              arm: Assignment | None = None) -> Plan:

@@ -10,7 +10,9 @@ wait on futures; the worker takes them from per-group queues and runs each batch
 exactly one adapter (or none: `prompt_only` and `rag` share the "no adapter" group).
 Loading an adapter is done by the worker too, between batches.
 
-Scheduling, and the wait bound. Requests are grouped by (adapter, token budget). Groups
+Scheduling, and the wait bound. Requests are grouped by adapter (each request keeps its
+own token budget inside the batch: a row stops at its own budget, so its answer is the one it
+would get alone). Groups
 wait in a round-robin line: the worker takes the group at the head, runs up to
 `max_batch` of its requests (oldest first) in one `generator.complete` call, and puts
 the group back at the tail if requests remain; a group that appears joins at the tail.
@@ -66,7 +68,7 @@ class GenerationWorker:
         self.generator = generator
         self.max_batch = max_batch
         self.idle_s = idle_s
-        self._groups: OrderedDict[tuple[str | None, int], deque[Job]] = OrderedDict()
+        self._groups: OrderedDict[str | None, deque[Job]] = OrderedDict()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
@@ -80,7 +82,7 @@ class GenerationWorker:
         with self._cond:
             if self._closed:
                 raise WorkerClosedError("the generation worker is closed; build a new Project to answer again")
-            self._groups.setdefault((adapter[0] if adapter else None, max_new_tokens), deque()).append(job)
+            self._groups.setdefault(adapter[0] if adapter else None, deque()).append(job)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="ragtune-generation", daemon=True)
                 self._thread.start()
@@ -128,7 +130,7 @@ class GenerationWorker:
             if adapter is not None and not self.generator.has_adapter(adapter[0]):
                 self.generator.load_adapter(*adapter)
             out = self.generator.complete([j.conversation for j in batch], adapter=adapter[0] if adapter else None,
-                                          max_new_tokens=batch[0].max_new_tokens)
+                                          max_new_tokens=[j.max_new_tokens for j in batch])
         except Exception as err:  # the batch's callers get the error; the worker keeps serving
             log.warning("generation failed for a batch of %d: %s", len(batch), err)
             for job in batch:

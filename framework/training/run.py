@@ -41,28 +41,30 @@ def train_and_publish(*, dataset_dir: Path, base_model_dir: Path, base_model: st
                       precision: Precision, registry: AdapterRegistry, workspace: Workspace,
                       resume: bool | Literal["auto"] = False, callbacks: Sequence = (), show_progress: bool = True,
                       rows: Sequence[dict] | None = None, warm_start: AdapterRef | None = None,
-                      refresh: Mapping[str, Any] | None = None) -> AdapterManifest | None:
-    """Train `cfg.adapter` on the dataset version in `dataset_dir`; returns the published manifest.
+                      refresh: Mapping[str, Any] | None = None, promote: bool = False) -> AdapterManifest | None:
+    """Train `cfg.adapter` on the dataset version in `dataset_dir`; returns the published manifest. The new
+    version serves only once promoted: `promote=True` does it at once (else `ragtune adapters promote`).
 
     `rows` trains on a chosen part of the version's training rows (a refresh: new and changed
     examples plus a replay sample) while the manifest still names the whole version;
     `warm_start` starts from that version's LoRA weights instead of a fresh adapter;
     `refresh` is recorded in the manifest. Under torchrun / accelerate launch every process
     trains its share and only the main one publishes; the others return None. One run per
-    adapter and workspace at a time: a second raises TrainingBusyError before touching the first one's checkpoints (framework.training.lock).
+    adapter and workspace at a time: a second raises TrainingBusyError before touching the first
+    one's checkpoints (framework.training.lock).
     """
     with training_lock(workspace.training_lock(cfg.adapter), cfg.adapter):
         return _train_and_publish(dataset_dir=dataset_dir, base_model_dir=base_model_dir, base_model=base_model,
                                   cfg=cfg, precision=precision, registry=registry, workspace=workspace,
                                   resume=resume, callbacks=callbacks, show_progress=show_progress, rows=rows,
-                                  warm_start=warm_start, refresh=refresh)
+                                  warm_start=warm_start, refresh=refresh, promote=promote)
 
 
 def _train_and_publish(*, dataset_dir: Path, base_model_dir: Path, base_model: str, cfg: FinetuneConfig,
                        precision: Precision, registry: AdapterRegistry, workspace: Workspace,
                        resume: bool | Literal["auto"], callbacks: Sequence, show_progress: bool,
                        rows: Sequence[dict] | None, warm_start: AdapterRef | None,
-                       refresh: Mapping[str, Any] | None) -> AdapterManifest | None:
+                       refresh: Mapping[str, Any] | None, promote: bool) -> AdapterManifest | None:
     from accelerate import PartialState
 
     card = DatasetCard.load(dataset_dir)
@@ -92,6 +94,8 @@ def _train_and_publish(*, dataset_dir: Path, base_model_dir: Path, base_model: s
                               metrics=metrics, started=started, ledger=workspace.ledger,
                               warm_start=warm_start.manifest if warm_start else None, refresh=refresh)
     ref = registry.publish(cfg.adapter, staging, manifest)
+    if promote:
+        registry.promote(ref.name, ref.version)
     clear_checkpoints(checkpoints)
     return ref.manifest
 

@@ -22,9 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from framework.project import load_config_dict
+from framework.project import Project, load_config_dict
 from framework.retrieval.embedder import build_embedder
-from framework.project import Project
 
 sys.path.insert(0, str(Path(__file__).parent))  # llamaindex_baseline.py lives beside this file
 from llamaindex_baseline import build_default_index, write_anthropic_pages  # noqa: E402

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from framework.project import load_config_dict
-from framework.project import Project
+from framework.project import Project, load_config_dict
 from framework.records import Principal
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "anthropic_docs"

@@ -25,8 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from framework.project import load_config_dict
-from framework.project import Project
+from framework.project import Project, load_config_dict
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "anthropic_docs"
 

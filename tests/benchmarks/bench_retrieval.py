@@ -30,13 +30,13 @@ from pathlib import Path
 
 import pytest
 
-from framework.project import load_config_dict
 from framework.evaluation.gold import retrieval_metrics
-from framework.project import Project
+from framework.project import Project, load_config_dict
 from framework.records import Principal
 
 sys.path.insert(0, str(Path(__file__).parent))  # llamaindex_baseline.py lives beside this file
 from llamaindex_baseline import SameEmbedder, build_default_index, page_file_name, write_anthropic_pages  # noqa: E402
+
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 KS = (2, 5, 10)
 CITATION = re.compile(r"\[([^\[\]#]+?\.pdf)#page=(\d+)\]")

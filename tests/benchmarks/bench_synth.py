@@ -20,12 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from framework.project import load_config_dict
+from framework.dataset.generators import llm_pairs
 from framework.dataset.paraphrase import llm_paraphrases
 from framework.dataset.pii import Scrubber
-from framework.project import Project
-from framework.dataset.generators import llm_pairs
 from framework.dataset.teacher import OpenAICompatibleTeacher
+from framework.project import Project, load_config_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from test_teacher import fake_openai  # noqa: E402,F401  (the fixture)

@@ -27,10 +27,9 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from framework.project import load_config
 from framework.cli.demo import demo_dir
+from framework.project import Project, load_config
 from framework.training.lora import train_lora
-from framework.project import Project
 
 STEPS = int(os.environ.get("BENCH_STEPS", "20"))
 SKIP = 2

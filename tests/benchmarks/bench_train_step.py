@@ -21,10 +21,9 @@ import time
 import pytest
 import torch
 
-from framework.project import load_config
 from framework.cli.demo import demo_dir
+from framework.project import Project, load_config
 from framework.training.lora import AnswerOnlyPackedCollator, tokenize_rows
-from framework.project import Project
 
 BATCH = int(os.environ.get("BENCH_BATCH", "8"))
 VARIANTS = os.environ.get("BENCH_VARIANTS", "fp32,autocast,bf16base").split(",")

@@ -1,0 +1,74 @@
+"""Plain-text helpers every stage shares: statements of a chunk, sentence ends, content words.
+
+Chunks from PDFs arrive with lines wrapped at the page width, Markdown headings and bullets;
+synthesis (framework.dataset) turns their statements into questions, and serving cuts answers
+at sentence ends and picks supporting sentences from the sources. One definition of each
+keeps those agreeing.
+
+Example:
+    >>> sentences("# Leave\\n- Every employee receives 28 days of leave.\\n- Leave requests go to the team lead.")
+    ['Every employee receives 28 days of leave.', 'Leave requests go to the team lead.']
+    >>> sentence_ends("It costs 12.50 EUR. Pay by card. Or")
+    [19, 32]
+"""
+
+from __future__ import annotations
+
+import re
+
+_BULLET = re.compile(r"^\s*(?:[-*+\u2022]|\d+[.)])\s+")
+_SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])")
+# A sentence ends at . ! or ? followed by whitespace or the end of the text, but not after a
+# known abbreviation or a single capital letter (an initial): "e.g." and "J. Smith" go on.
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]*(?=\s|$)")
+_ABBREVIATIONS = ("e.g", "i.e", "vs", "approx", "incl", "dr", "mr", "mrs", "ms")
+_WORD = re.compile(r"[a-z0-9]+(?:[.,:][0-9]+)*")
+STOPWORDS = frozenset(
+    "a an the of to in on at for and or is are be by with from as that this it its do does i my we our you your "
+    "can what how which when who whom whose why where could should would will may must there their they them "
+    "about any some if not no yes was were been has have had than then so such".split())
+
+
+def unwrap(text: str) -> list[str]:
+    """Join lines a PDF wrapped at the page width back into one line per paragraph or item.
+
+    A line continues the previous one when that one is long (wrapped) and ends without
+    sentence punctuation, or when it starts in lower case; headings and bullets stay apart.
+    """
+    out: list[str] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        prev = out[-1] if out else ""
+        joinable = prev and not prev.startswith("#") and line and not _BULLET.match(line) and not line.startswith("#")
+        if joinable and ((len(prev) >= 60 and not prev.endswith((".", "!", "?", ":"))) or line[0].islower()):
+            out[-1] = f"{prev} {line}"
+        else:
+            out.append(line)
+    return out
+
+
+def sentences(text: str, *, min_chars: int = 20) -> list[str]:
+    """Split a chunk into statements: headings are dropped, bullets become sentences."""
+    out: list[str] = []
+    for line in unwrap(text):
+        line = _BULLET.sub("", line).strip()
+        if not line or line.startswith("#") or len(line) < min_chars:
+            continue
+        out.extend(s.strip() for s in _SENTENCE_SPLIT.split(line) if len(s.strip()) >= min_chars)
+    return out
+
+
+def sentence_ends(text: str) -> list[int]:
+    """Offsets just past each complete sentence in `text` (an answer being generated)."""
+    ends = []
+    for m in _SENTENCE_END.finditer(text):
+        before = text[:m.start()].rsplit(None, 1)[-1].lower() if text[:m.start()].strip() else ""
+        if before.rstrip(".") in _ABBREVIATIONS or (len(before) == 1 and before.isalpha()):
+            continue
+        ends.append(m.end())
+    return ends
+
+
+def content_words(text: str) -> list[str]:
+    """Lower-cased words and numbers (12.50 stays whole) without stopwords: what an answer says."""
+    return [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
