@@ -169,6 +169,8 @@ def test_a_concurrent_mixed_burst_through_http_equals_direct_answers(live):
     for (user, mode, question), reply in zip(calls, got):
         direct = project.ask_many([question], mode=mode, principal=who[user])[0]
         assert (reply.choices[0].message.content, reply.ragtune["adapter"]) == (direct.text, direct.adapter)
+        assert [e["text"] for e in reply.ragtune["evidence"]] == [e.text for e in direct.evidence]
+        assert {e["chunk_id"] for e in reply.ragtune["evidence"]} <= {s["chunk_id"] for s in reply.ragtune["sources"]}
 
 
 def test_tokens_are_never_plain_text_and_must_resolve():

@@ -188,12 +188,15 @@ class Choice:
 
 
 def extras(answer: Answer, request_id: str) -> dict:
-    """ragtune's one extra field: how and from what the answer was made."""
+    """ragtune's one extra field: how and from what the answer was made, and the source sentences that support it."""
     return {"request_id": request_id, "mode": answer.mode, "reason": answer.reason, "adapter": answer.adapter,
             "confidence": answer.confidence, "abstained": answer.abstained, "latency_s": round(answer.latency_s, 4),
             "generated_tokens": answer.generated_tokens, "experiment": answer.experiment, "arm": answer.arm,
             "sources": [{"title": s.title, "uri": s.uri, "section": s.section, "page": s.page, "page_end": s.page_end,
-                         "score": s.score, "chunk_id": s.chunk_id, "doc_id": s.doc_id} for s in answer.sources]}
+                         "score": s.score, "chunk_id": s.chunk_id, "doc_id": s.doc_id} for s in answer.sources],
+            "truncated": answer.truncated,
+            "evidence": [{"text": e.text, "title": e.title, "uri": e.uri, "section": e.section, "page": e.page,
+                          "score": e.score, "chunk_id": e.chunk_id, "doc_id": e.doc_id} for e in answer.evidence]}
 
 
 def _finish(answer: Answer) -> str:
