@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import threading
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -152,19 +151,12 @@ class Project:
     def synthesize(self) -> DatasetCard:
         """Generate, filter, split and write the next version of the Q/A finetuning set; returns its card."""
         from framework.dataset.pipeline import synthesize
-        from framework.dataset.teacher import build_teacher
-        from framework.serving.generator import HFGenerator
-        from framework.serving.worker import WorkerTeacher
 
         c, d = self.config, self.config.dataset
-        local = lambda spec: HFGenerator.from_config(resolve_generator(spec, key="dataset.teacher.model"),  # noqa: E731
-                                                     c.generator, precision=c.precision)
-        teacher = functools.cache(lambda: build_teacher(d.teacher, serving=lambda: WorkerTeacher(self.worker),
-                                                     load_local=local))
         audience = Principal(user="dataset", groups=tuple(d.audience))
         return synthesize(self.index.rows(), d, self.workspace.dataset_root(d.name),
                           search=lambda qs, k: self.retriever.retrieve_many(qs, principal=audience, k=k),
-                          teacher=teacher, generator_model=c.generator.model,
+                          teacher=functools.cache(lambda: _teacher(self)), generator_model=c.generator.model,
                           search_fingerprint=self.retriever.fingerprint(), show_progress=self.show_progress)
 
     def finetune(self, *, resume: bool = False, callbacks: Sequence = (),
@@ -191,14 +183,6 @@ class Project:
                                                   index_cfg=self.config.index))
         return refresh(stages, config=self.config, workspace=self.workspace, registry=self.adapters, dry_run=dry_run,
                        force=force, callbacks=callbacks, on_step=on_step, show_progress=self.show_progress)
-
-    def check_finetune_free(self) -> None:
-        """Raise TrainingBusyError now if another run is training `finetune.adapter` in this workspace
-        (`finetune` checks again, holding the lock until it has published)."""
-        from framework.training.lock import training_lock
-
-        with training_lock(self.workspace.training_lock(self.config.finetune.adapter), self.config.finetune.adapter):
-            pass
 
     def estimate_finetune(self, *, measure_steps: int = 2):
         """Examples, tokens, measured tokens/s and so the duration of `finetune` (see training.estimate)."""
@@ -230,8 +214,7 @@ class Project:
                   per_unit: bool = False) -> tuple[ExperimentReport, list[Path]]:
         """The A/B report of experiment `name`, written to `folder` (default reports/ab/NAME/<time>/);
         `per_unit`: one observation per user instead of per request (framework.experiments.report)."""
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        return self.experiments.report(name, folder=folder or self.workspace.ab_report(name, stamp), per_unit=per_unit)
+        return self.experiments.report(name, folder=folder or self.workspace.ab_report(name), per_unit=per_unit)
 
     def close(self) -> None:
         """Stop the generation worker once its queued questions are answered (a later `ask` needs a new Project)."""
@@ -268,6 +251,19 @@ class Project:
         for stale in ("calibration", "router"):  # the next answer reads the new fit
             self.__dict__.pop(stale, None)
         return fit
+
+
+def _teacher(project: Project):
+    """The model that writes questions for `dataset.generator: llm` (framework.dataset.teacher): the serving model
+    asked through its worker (so synthesis and answers can run at once), or its own model or endpoint."""
+    from framework.dataset.teacher import build_teacher
+    from framework.serving.generator import HFGenerator
+    from framework.serving.worker import WorkerTeacher
+
+    c = project.config
+    return build_teacher(c.dataset.teacher, serving=lambda: WorkerTeacher(project.worker),
+                         load_local=lambda spec: HFGenerator.from_config(
+                             resolve_generator(spec, key="dataset.teacher.model"), c.generator, precision=c.precision))
 
 
 def load_config(path: str | Path = "ragtune.yaml", overrides: Sequence[str] = ()) -> Config:

@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 
@@ -81,9 +82,10 @@ class Workspace:
     def reports(self) -> Path:
         return self.root / "reports"
 
-    def ab_report(self, experiment: str, stamp: str) -> Path:
-        """Where `ragtune ab report` writes one report of an experiment (report.md, report.json, charts)."""
-        return self.reports / "ab" / experiment / stamp
+    def ab_report(self, experiment: str, stamp: str | None = None) -> Path:
+        """Where `ragtune ab report` writes one report of an experiment (report.md, report.json, charts), by
+        default under the time now (UTC)."""
+        return self.reports / "ab" / experiment / (stamp or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
 
     @property
     def experiments(self) -> Path:

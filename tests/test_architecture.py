@@ -160,6 +160,13 @@ def test_top_level_stays_small():
     assert len(top) <= 10, top
 
 
+def test_project_stays_a_thin_composition_root():
+    """Project builds components and hands each verb to its stage; logic that grows here belongs in a stage."""
+    [project] = [n for n in ast.parse((ROOT / "framework" / "project.py").read_text()).body
+                 if isinstance(n, ast.ClassDef) and n.name == "Project"]
+    assert project.end_lineno - project.lineno + 1 < 200
+
+
 @pytest.mark.parametrize("statement", [
     "import connectors.files", "import connectors", "import framework.records",
     "import framework; framework.Principal", "from framework.config import Config",

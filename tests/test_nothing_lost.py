@@ -100,14 +100,20 @@ def test_a_refused_export_entry_keeps_the_documents_it_holds(tmp_path, kind, ent
     assert before <= _accounted(items, before), before - _accounted(items, before)
 
 
-def test_a_damaged_slack_export_keeps_its_conversations(tmp_path):
-    folder = copy_asset("slack", tmp_path)
-    sources = [{"name": "slack", "type": "slack", "path": str(folder), "acl": ["staff"]}]
+def _slack(tmp_path, folder, acl=("staff",)):
+    """A project over the Slack export in `folder`, ingested; (project, indexed doc ids, the #deploys ones)."""
+    sources = [{"name": "slack", "type": "slack", "path": str(folder), "acl": list(acl)}]
     project = Project(load_config_dict(project_config(tmp_path, folder, sources=sources)), show_progress=False)
     project.ingest()
     indexed = {c.doc_id for c in project.index.rows()}
     deploys = {d for d in indexed if d.startswith("slack:C02DEPLOYS:")}
     assert deploys
+    return project, indexed, deploys
+
+
+def test_a_damaged_slack_export_keeps_its_conversations(tmp_path):
+    folder = copy_asset("slack", tmp_path)
+    project, indexed, deploys = _slack(tmp_path, folder)
     (folder / "deploys" / "2026-10-05.json").write_text("[{\"ts\": ")  # a day file cut short
     report = project.ingest().to_dict()
     assert report["documents"]["deleted"] == 0 and {c.doc_id for c in project.index.rows()} == indexed
@@ -151,15 +157,11 @@ def test_a_kept_document_takes_the_narrower_acl_the_config_gives_it_now(tmp_path
 def test_documents_a_failure_hides_leave_the_index_when_the_acl_config_changed(tmp_path):
     """A damaged day file hides conversations whose ACL cannot be told; after an ACL change they go until it reads."""
     folder = copy_asset("slack", tmp_path)
-    sources = [{"name": "slack", "type": "slack", "path": str(folder), "acl": ["staff"]}]
-    project = Project(load_config_dict(project_config(tmp_path, folder, sources=sources)), show_progress=False)
-    project.ingest()
-    indexed = {c.doc_id for c in project.index.rows()}
-    deploys = {d for d in indexed if d.startswith("slack:C02DEPLOYS:")}
+    _, indexed, deploys = _slack(tmp_path, folder)
     day = folder / "deploys" / "2026-10-05.json"
     good = day.read_bytes()
     day.write_text("[{\"ts\": ")
-    sources[0]["acl"] = ["ops"]
+    sources = [{"name": "slack", "type": "slack", "path": str(folder), "acl": ["ops"]}]
     project = Project(load_config_dict(project_config(tmp_path, folder, sources=sources)), show_progress=False)
     report = project.ingest().to_dict()
     entry = _entry(report, "2026-10-05.json")

@@ -90,7 +90,9 @@ def finetune(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_js
     proj = run(lambda: project(config, set_, as_json))
     if dry_run or int(os.environ.get("WORLD_SIZE", "1")) == 1:  # a distributed run does not stop to measure
         if not dry_run:  # another run of this adapter: say so now, not after the estimate's training steps
-            run(proj.check_finetune_free)
+            from framework.training.lock import check_free
+
+            run(lambda: check_free(proj.workspace.training_lock(proj.config.finetune.adapter), proj.config.finetune.adapter))
         estimate = run(proj.estimate_finetune)
         if dry_run:
             if as_json:

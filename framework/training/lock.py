@@ -67,3 +67,10 @@ def training_lock(path: Path, adapter: str) -> Iterator[None]:
     finally:
         if fd is not None:
             os.close(fd)
+
+
+def check_free(path: Path, adapter: str) -> None:
+    """Raise TrainingBusyError now if another run holds the adapter's lock (`ragtune finetune` checks before its
+    estimate's training steps; `train_and_publish` takes the lock again and holds it until it has published)."""
+    with training_lock(path, adapter):
+        pass

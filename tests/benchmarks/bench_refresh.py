@@ -20,6 +20,8 @@ within v0001's interval); the gate's verdict.
 
 Smaller settings for a smoke run (the figures then mean nothing):
     BENCH_MODEL=tiny BENCH_EMBEDDER=hashing BENCH_MAX_STEPS=2 BENCH_REFRESH_EPOCHS=1 BENCH_QUESTIONS=5 ...
+BENCH_EPOCHS (default 3): epochs of the from-scratch training (v0001 and the scratch adapter);
+the demo itself trains one epoch to fit its 10 minutes, a team training for real would not.
 BENCH_MODEL: bundled (default), tiny (the tests' few-thousand-parameter model) or a folder;
 BENCH_REFRESH_EPOCHS (default 2), BENCH_REPLAY (0.2), BENCH_QUESTIONS (trained questions
 per side, 20).
@@ -71,6 +73,7 @@ def _settings(tmp: Path) -> list[str]:
     steps = os.environ.get("BENCH_MAX_STEPS", "-1")
     return [f"generator.model={model}", f"index.embedder={os.environ.get('BENCH_EMBEDDER', 'bundled')}",
             f"finetune.max_steps={steps}", "finetune.save_steps=0", f"refresh.max_steps={steps}",
+            f"finetune.epochs={os.environ.get('BENCH_EPOCHS', '3')}",
             f"refresh.epochs={os.environ.get('BENCH_REFRESH_EPOCHS', '2')}",
             f"refresh.replay={os.environ.get('BENCH_REPLAY', '0.2')}",
             f"refresh.changed_questions={os.environ.get('BENCH_QUESTIONS', '20')}",

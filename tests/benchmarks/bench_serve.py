@@ -31,6 +31,7 @@ import torch
 
 from framework.cli.demo import demo_dir
 from framework.config import ServeConfig, TokenConfig
+from framework.evaluation.questions import load_questions
 from framework.project import Project, load_config
 from framework.records import ANSWER_MODES, Principal
 from framework.serving.auth import TokenTable
@@ -65,7 +66,7 @@ def _pct(values: list[float], q: float) -> float:
 @pytest.mark.benchmark
 def test_bench_serve(tmp_path):
     project = _project(tmp_path)
-    questions = [r["question"] for r in project.questions(demo_dir() / "questions.jsonl")]
+    questions = [r["question"] for r in load_questions(demo_dir() / "questions.jsonl")]
     principal = Principal(user="bench", groups=("everyone",))
     token = TokenConfig(user="bench", groups=["everyone"], token_env="BENCH_TOKEN")
     app = create_app(project.router, ServeConfig(tokens=[token]),
