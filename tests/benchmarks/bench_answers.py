@@ -26,13 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from framework.evaluation.metrics import (
-    answer_recall_new_words,
-    bootstrap_interval,
-    groundedness,
-    repetition_rate,
-    token_f1,
-)
+from framework.evaluation.metrics import answer_recall_new_words, groundedness, repetition_rate, token_f1
+from framework.evaluation.stats import bootstrap_interval
 from framework.project import Project, load_config_dict
 from framework.records import Principal
 from framework.text import sentence_ends
