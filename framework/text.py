@@ -69,6 +69,11 @@ def sentence_ends(text: str) -> list[int]:
     return ends
 
 
+def words(text: str) -> list[str]:
+    """Lower-cased words and numbers, in order (12.50 stays whole)."""
+    return _WORD.findall(text.lower())
+
+
 def content_words(text: str) -> list[str]:
     """Lower-cased words and numbers (12.50 stays whole) without stopwords: what an answer says."""
-    return [w for w in _WORD.findall(text.lower()) if w not in STOPWORDS]
+    return [w for w in words(text) if w not in STOPWORDS]

@@ -5,6 +5,7 @@ from conftest import project_config
 from transformers import AutoModelForCausalLM, AutoTokenizer, RepetitionPenaltyLogitsProcessor
 
 from framework import prompts
+from framework.evaluation.metrics import repetition_rate
 from framework.project import Project, load_config_dict
 from framework.records import Principal, Source
 from framework.serving.decoding import (
@@ -103,6 +104,21 @@ def test_a_sentence_two_overlapping_chunks_share_is_quoted_once():
     text, evidence = extractive_answer("When are receipts due?", [SOURCES[0], overlap], embed=HashingEmbedder().embed,
                                        limit=2)
     assert len({e.text for e in evidence}) == len(evidence) == 2
+
+
+def test_an_extractive_answer_does_not_quote_the_cut_off_start_of_a_sentence_it_already_quotes():
+    from framework.retrieval.embedder import HashingEmbedder
+
+    whole = "Receipts for travel must be submitted within 30 days of the trip to the finance team."
+    cut = "must be submitted within 30 days of the trip to the finance team."  # where the next chunk starts
+    first = Source(chunk_id="c1", doc_id="d", title="Travel", uri="file:///t.md", score=0.9,
+                   text=f"{whole} Hotels are booked through the travel desk.")
+    second = Source(chunk_id="c2", doc_id="d", title="Travel", uri="file:///t.md", score=0.8,
+                    text=f"{cut} Trains are preferred under 500 km.")
+    text, evidence = extractive_answer("When must travel receipts be submitted?", [first, second],
+                                       embed=HashingEmbedder().embed, limit=2)
+    assert whole in text and cut not in text.replace(whole, "") and len(evidence) == 2
+    assert repetition_rate(text) == 0.0
 
 
 def test_extractive_answer_quotes_the_closest_sentences_in_reading_order():

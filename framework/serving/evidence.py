@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from framework.records import Evidence, Source
-from framework.text import content_words, sentences
+from framework.text import content_words, sentences, words
 
 
 def candidates(sources: Sequence[Source]) -> list[tuple[str, Source]]:
@@ -37,6 +37,11 @@ def candidates(sources: Sequence[Source]) -> list[tuple[str, Source]]:
                 seen.add(key)
                 out.append((text, s))
     return out
+
+
+def _grams(text: str, n: int = 4) -> set[tuple[str, ...]]:
+    tokens = words(text)
+    return {tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)}
 
 
 def _evidence(text: str, source: Source, score: float) -> Evidence:
@@ -58,12 +63,23 @@ def supporting_evidence(answer: str, sources: Sequence[Source], *, limit: int) -
 def extractive_answer(question: str, sources: Sequence[Source], *, embed: Callable[[list[str]], np.ndarray],
                       limit: int) -> tuple[str, tuple[Evidence, ...]]:
     """The `limit` source sentences closest to the question (embedder cosine), in reading order,
-    as the answer; they are also its evidence."""
+    as the answer; they are also its evidence. A sentence sharing most of its word 4-grams with
+    one already chosen (the cut-off start of a sentence where two chunks overlap, say) is
+    skipped, so the answer does not say the same thing twice."""
     found = candidates(sources)
     if not found or limit <= 0:
         return "", ()
     vectors = embed([question] + [text for text, _ in found])
     scores = vectors[1:] @ vectors[0]
-    chosen = sorted(np.argsort(-scores, kind="stable")[:limit].tolist())
+    chosen, said = [], set()
+    for i in np.argsort(-scores, kind="stable").tolist():
+        grams = _grams(found[i][0])
+        if grams and len(grams & said) * 2 > len(grams):
+            continue  # mostly says what a chosen sentence says (a chunk's overlap, a repeated heading)
+        chosen.append(i)
+        said |= grams
+        if len(chosen) == limit:
+            break
+    chosen.sort()
     evidence = tuple(_evidence(found[i][0], found[i][1], float(scores[i])) for i in chosen)
     return " ".join(e.text for e in evidence), evidence
