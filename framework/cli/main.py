@@ -92,7 +92,8 @@ def finetune(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_js
         if not dry_run:  # another run of this adapter: say so now, not after the estimate's training steps
             from framework.training.lock import check_free
 
-            run(lambda: check_free(proj.workspace.training_lock(proj.config.finetune.adapter), proj.config.finetune.adapter))
+            adapter = proj.config.finetune.adapter
+            run(lambda: check_free(proj.workspace.training_lock(adapter), adapter))
         estimate = run(proj.estimate_finetune)
         if dry_run:
             if as_json:
