@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,11 +31,13 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Generation:
     """One generated answer: its text, how many tokens were generated, and whether it was cut off
-    by the token budget (`max_new_tokens`) instead of ending on its own."""
+    by the token budget (`max_new_tokens`) instead of ending on its own; `prompt_tokens`: how many
+    tokens of prompt the model read for it (what an API's `usage` reports)."""
 
     text: str
     tokens: int = 0
     truncated: bool = False
+    prompt_tokens: int = 0
 
 
 class Generator(Protocol):
@@ -140,7 +143,9 @@ class HFGenerator:
                                                  budgets=budgets)
         ids = self.model.generate(**enc, max_new_tokens=max(budgets), do_sample=False, logits_processor=processors,
                                   stopping_criteria=stopping, pad_token_id=self.tokenizer.pad_token_id)
-        return [self._finished(row[:budget], budget) for row, budget in zip(ids[:, length:], budgets)]
+        read = enc["attention_mask"].sum(dim=1).tolist()  # each row's prompt without its left padding
+        return [dataclasses.replace(self._finished(row[:budget], budget), prompt_tokens=int(n))
+                for row, budget, n in zip(ids[:, length:], budgets, read)]
 
     def _finished(self, row: torch.Tensor, max_new_tokens: int) -> Generation:
         """A row after the prompt: generation ends at the first end-of-sequence (or padding, which

@@ -116,5 +116,7 @@ class OpenAIGenerator:
         except (ValueError, KeyError, IndexError, TypeError) as err:
             raise BackendError(f"generation endpoint {self.endpoint} (model {model!r}) sent an answer without "
                                f"choices[0].message.content ({err!r}): {reply.text[:200]}") from None
-        tokens = (body.get("usage") or {}).get("completion_tokens") or 0
-        return Generation(text=text.strip(), tokens=int(tokens), truncated=choice.get("finish_reason") == "length")
+        usage = body.get("usage") or {}
+        return Generation(text=text.strip(), tokens=int(usage.get("completion_tokens") or 0),
+                          truncated=choice.get("finish_reason") == "length",
+                          prompt_tokens=int(usage.get("prompt_tokens") or 0))

@@ -225,7 +225,8 @@ class Router:
         return [Answer(text=g.text, question=p.question, mode=p.mode, prompt=self.generator.render(p.conversation),
                        sources=p.sources, adapter=p.adapter, latency_s=per_question, reason=p.reason,
                        confidence=p.confidence, abstained=p.abstain, generated_tokens=g.tokens,
-                       truncated=g.truncated, evidence=e) for p, g, e in zip(plans, outs, evidence)]
+                       truncated=g.truncated, evidence=e, prompt_tokens=g.prompt_tokens)
+                for p, g, e in zip(plans, outs, evidence)]
 
     def plan(self, question: str, mode: str, reason: str, principal: Principal, *,
              arm: Assignment | None = None) -> Plan:

@@ -1,7 +1,7 @@
 """`ragtune serve`: an OpenAI-compatible HTTP server over the router (FastAPI + uvicorn).
 
-- `POST /v1/chat/completions`: OpenAI's request and response, `stream: true` as
-  server-sent events, ragtune's extras in the one field `ragtune` (serving/wire.py);
+- `POST /v1/chat/completions`: OpenAI's request and response (`usage`, `stop`, `stream_options`),
+  `stream: true` as server-sent events, ragtune's extras in the one field `ragtune` (serving/wire.py);
 - `GET /v1/models`: the names `model` may take (a mode, `auto`, `ragtune` for the caller's
   configured default, or an A/B experiment's name);
 - `POST /v1/feedback`: an outcome of an answer given under an experiment (`{"request_id": the
@@ -53,6 +53,7 @@ from framework.serving.remote import BackendError
 from framework.serving.router import Router
 from framework.serving.wire import (ApiError, Catalog, Choice, completion, model_list, parse_feedback, parse_request,
                                     stream_events)
+from framework.serving.wire import cut_at_stop
 
 log = logging.getLogger(__name__)
 ROUTES = "POST /v1/chat/completions, GET /v1/models, POST /v1/feedback, GET /health, GET /metrics"
@@ -151,7 +152,8 @@ def create_app(router: Router, cfg: ServeConfig, *, tokens: TokenTable, catalog:
                                 max_chars=cfg.max_chars)
             choice = catalog.choose(req.model)
             answer = await run_in_threadpool(_answer, ab, req.question(), caller, choice, req.budget(), request_id,
-                                             req.user)
+                                             req.end_user())
+            answer = cut_at_stop(answer, req.stops())
         except ApiError as err:
             metrics.observe(None, err.status)
             log.info("%s refused %d: %s", request_id, err.status, err.message)
@@ -162,7 +164,8 @@ def create_app(router: Router, cfg: ServeConfig, *, tokens: TokenTable, catalog:
                  answer.mode, answer.adapter, f"{answer.experiment}/{answer.arm}" if answer.arm else None, seconds)
         headers = {"x-request-id": request_id}
         if req.stream:
-            return StreamingResponse(iter(stream_events(answer, model=req.model, request_id=request_id)),
+            return StreamingResponse(iter(stream_events(answer, model=req.model, request_id=request_id,
+                                                        include_usage=req.include_usage())),
                                      media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"})
         return JSONResponse(completion(answer, model=req.model, request_id=request_id), headers=headers)
 
