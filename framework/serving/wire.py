@@ -312,7 +312,7 @@ def stream_events(answer: Answer, *, model: str, request_id: str, include_usage:
     def delta(content: dict, finish: str | None = None, **more: Any) -> bytes:
         return chunk([{"index": 0, "delta": content, "finish_reason": finish, "logprobs": None}], **null_usage, **more)
 
-    words = re.findall(r"\s*\S+", answer.text)
+    words = re.findall(r"\s*\S+|\s+$", answer.text)  # every character, so the deltas join to the text
     last = [chunk([], usage=usage(answer))] if include_usage else []
     return [delta({"role": "assistant", "content": ""}), *(delta({"content": w}) for w in words),
             delta({}, _finish(answer), ragtune=extras(answer, request_id)), *last, b"data: [DONE]\n\n"]
