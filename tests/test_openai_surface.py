@@ -2,12 +2,14 @@
 every response and in the stream's usage chunk, `stop`, `response_format`, `n`, `seed`, `user` and
 `safety_identifier`, the sampling fields' ranges (NaN is a 400), a lone UTF-16 surrogate; called with the
 official openai client, raw HTTP where the wire bytes matter, and LangChain's ChatOpenAI as a user would
-point it at ragtune (a multi-turn chat, streaming with usage)."""
+point it at ragtune (a multi-turn chat, streaming with usage); `stop` and `usage` through a remote backend."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import openai
@@ -19,6 +21,7 @@ from framework.experiments.assignment import assign_unit
 from framework.project import Project, load_config_dict
 from framework.records import Principal
 from framework.serving.auth import TokenTable
+from framework.serving.remote import OpenAIGenerator
 from framework.serving.server import create_app
 
 HANA, SAM = Principal(user="hana", groups=("hr",)), Principal(user="sam", groups=("sales",))
@@ -119,8 +122,9 @@ def test_stop_sequences_cut_the_answer_before_the_first_one_streamed_or_not(live
     _, url = live
     asked = [(m, q) for q in (Q, "when is the office open ?", "how many days of annual leave ?")
              for m in ("rag", "prompt_only")]
-    model, question, text = next((m, q, t) for m, q in asked
-                                 if len((t := _ask(url, m, q).choices[0].message.content).split()) >= 4)
+    model, question, whole = next((m, q, r) for m, q in asked if len((r := _ask(url, m, q)).choices[0].message.content
+                                                                      .split()) >= 4)
+    text = whole.choices[0].message.content
     words = text.split()
     later, earlier = words[3], words[1]
     for stop in (later, [later, earlier], [later, "no such words here"]):
@@ -128,6 +132,7 @@ def test_stop_sequences_cut_the_answer_before_the_first_one_streamed_or_not(live
         expected = text[:min(text.find(s) for s in stops if s in text)]
         got = _ask(url, model, question, stop=stop)
         assert got.choices[0].message.content == expected and got.choices[0].finish_reason == "stop"
+        assert got.usage.completion_tokens < whole.usage.completion_tokens  # generation ended at the stop
         streamed = list(_ask(url, model, question, stop=stop, stream=True))
         assert "".join(c.choices[0].delta.content or "" for c in streamed) == expected
         assert streamed[-1].choices[0].finish_reason == "stop"
@@ -237,3 +242,36 @@ def test_langchain_chat_openai_multi_turn_and_streaming_with_usage(live):
     assert whole.content == direct.text and whole.usage_metadata == reply.usage_metadata
     stopped = chat.invoke(turns, stop=[direct.text.split()[1]])
     assert stopped.content == direct.text[:direct.text.find(direct.text.split()[1])]
+
+
+class _Endpoint(BaseHTTPRequestHandler):
+    """An OpenAI-compatible generation endpoint that echoes what it was sent, with usage."""
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        self.server.seen.append(body)
+        reply = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"},
+                                         "finish_reason": "stop"}],
+                            "usage": {"prompt_tokens": 11, "completion_tokens": 1, "total_tokens": 12}}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_remote_backend_gets_the_stop_sequences_and_reports_its_usage():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Endpoint)
+    server.seen = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        gen = OpenAIGenerator(f"http://127.0.0.1:{server.server_address[1]}/v1", model="base")
+        conversation = [{"role": "user", "content": Q}]
+        out = gen.complete([conversation, conversation], max_new_tokens=5, stop=[("\n", "Sources:"), ()])
+    finally:
+        server.shutdown()
+    assert [(g.prompt_tokens, g.tokens) for g in out] == [(11, 1), (11, 1)]
+    assert sorted(body.get("stop", []) for body in server.seen) == [[], ["\n", "Sources:"]]

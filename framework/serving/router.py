@@ -195,7 +195,8 @@ class Router:
         return self.worker.generator
 
     def answer(self, questions: Sequence[str], *, principal: Principal, mode: str | None = None,
-               max_new_tokens: int | None = None, arm: Assignment | None = None) -> list[Answer]:
+               max_new_tokens: int | None = None, arm: Assignment | None = None,
+               stop: Sequence[str] = ()) -> list[Answer]:
         """Answer several questions (same requested mode for all); safe to call from many threads at once.
 
         `max_new_tokens` lowers the configured budget (`generator.max_new_tokens`) for these answers; `arm`, the
@@ -212,7 +213,7 @@ class Router:
                                        limit=max(1, self.evidence_sentences))
                   for i, p in enumerate(plans) if extract and p.sources and not p.abstain}
         plans = [dataclasses.replace(p, adapter=None) if i in quoted else p for i, p in enumerate(plans)]
-        futures = [self.worker.submit(p.conversation, max_new_tokens=budget,
+        futures = [self.worker.submit(p.conversation, max_new_tokens=budget, stop=tuple(stop),
                                       adapter=(p.adapter_key, p.adapter_path) if p.adapter else None)
                    for i, p in enumerate(plans) if not p.abstain and i not in quoted]
         done = iter(results(futures))

@@ -81,12 +81,12 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _answer(ab: ExperimentRouter, question: str, principal: Principal, choice: Choice, budget: int | None,
-            request_id: str, end_user: str | None) -> Answer:
+            request_id: str, end_user: str | None, stop: tuple[str, ...] = ()) -> Answer:
     """The router's answer (under the caller's experiment arm), with the refusals a caller can act on turned
     into API errors."""
     try:
         return ab.answer([question], principal=principal, mode=choice.mode, experiment=choice.experiment,
-                         end_user=end_user, max_new_tokens=budget, request_ids=[request_id])[0]
+                         end_user=end_user, max_new_tokens=budget, request_ids=[request_id], stop=stop)[0]
     except PermissionError as err:
         raise ApiError(403, str(err), kind="permission_error", code="adapter_audience", param="model") from None
     except AdapterError as err:
@@ -152,7 +152,7 @@ def create_app(router: Router, cfg: ServeConfig, *, tokens: TokenTable, catalog:
                                 max_chars=cfg.max_chars)
             choice = catalog.choose(req.model)
             answer = await run_in_threadpool(_answer, ab, req.question(), caller, choice, req.budget(), request_id,
-                                             req.end_user())
+                                             req.end_user(), req.stops())
             answer = cut_at_stop(answer, req.stops())
         except ApiError as err:
             metrics.observe(None, err.status)

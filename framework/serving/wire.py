@@ -226,7 +226,8 @@ def _check_openai_options(req: ChatRequest) -> None:
 
 def cut_at_stop(answer: Answer, stops: tuple[str, ...]) -> Answer:
     """The answer before the first of the stop sequences it contains (finish reason `stop`), as OpenAI
-    returns it: the stop sequence itself is not included. Unchanged when it contains none."""
+    returns it: the stop sequence itself is not included. Unchanged when it contains none. (Generation
+    already ended at the sequence: the server hands `stop` to the worker, serving/decoding.py `StopSequences`.)"""
     at = min((i for s in stops if (i := answer.text.find(s)) >= 0), default=None)
     return answer if at is None else dataclasses.replace(answer, text=answer.text[:at], truncated=False)
 
