@@ -202,6 +202,8 @@ M = [{"role": "user", "content": Q}]
      "stream_options.include_usage: Input should be a valid boolean"),
     ({"model": "rag", "safety_identifier": "x" * 129, "messages": M}, "safety_identifier", "at most 128 characters"),
     ({"model": "rag", "stop": 7, "messages": M}, "stop", "stop.str: Input should be a valid string"),
+    ({"model": "rag", "response_format": {"type": "text", "strict": True}, "messages": M}, "response_format",
+     "response_format: ['strict'] unknown for type text"),
     ({"model": "rag", "tools": [], "messages": M}, "tools", "tools: unknown field"),
     ({"model": "rag", "logprobs": True, "messages": M}, "logprobs", "logprobs: unknown field"),
 ])

@@ -213,10 +213,13 @@ def _check_openai_options(req: ChatRequest) -> None:
         raise ApiError(400, "stop: an empty stop sequence would end every answer before it starts; send non-empty "
                        "strings", param="stop")
     kind = (req.response_format or {}).get("type")
-    if req.response_format is not None and (kind != "text" or len(req.response_format) > 1):
+    if req.response_format is not None and kind != "text":
         raise ApiError(400, f"response_format: type {kind!r} is not supported; ragtune answers in text from the "
                        "documents and nothing constrains its model to JSON, so JSON output cannot be promised. Send "
                        '{"type": "text"} or leave response_format out', param="response_format")
+    if req.response_format is not None and len(req.response_format) > 1:
+        raise ApiError(400, f"response_format: {sorted(set(req.response_format) - {'type'})} unknown for type text; "
+                       'send {"type": "text"}', param="response_format")
     if req.stream_options is not None and not req.stream:
         raise ApiError(400, "stream_options: only allowed when stream is true", param="stream_options")
     if None not in (req.user, req.safety_identifier) and req.user != req.safety_identifier:
