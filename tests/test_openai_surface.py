@@ -95,7 +95,8 @@ def test_prompt_tokens_count_each_row_without_the_batch_s_padding(live):
     project, _ = live
     short, long = [{"role": "user", "content": "hi"}], [{"role": "user", "content": "what is the meal limit per day ?"}]
     out = project.generator.complete([short, long], max_new_tokens=2)
-    assert [g.prompt_tokens for g in out] == [_prompt_tokens(project, project.generator.render(c)) for c in (short, long)]
+    rendered = [project.generator.render(c) for c in (short, long)]
+    assert [g.prompt_tokens for g in out] == [_prompt_tokens(project, prompt) for prompt in rendered]
     assert out[0].prompt_tokens < out[1].prompt_tokens
 
 

@@ -200,7 +200,8 @@ class Router:
         """Answer several questions (same requested mode for all); safe to call from many threads at once.
 
         `max_new_tokens` lowers the configured budget (`generator.max_new_tokens`) for these answers; `arm`, the
-        caller's experiment arm, applies unless `mode` is explicit (serving/ab.py assigns and logs it)."""
+        caller's experiment arm, applies unless `mode` is explicit (serving/ab.py assigns and logs it); `stop`: strings
+        that end generation once generated (OpenAI's `stop`; the HTTP server cuts the text before them)."""
         if not all(isinstance(q, str) and q.strip() for q in questions):
             raise ValueError("every question must be a non-empty string")
         budget = min(max_new_tokens or self.max_new_tokens, self.max_new_tokens)

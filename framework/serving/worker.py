@@ -132,6 +132,7 @@ class GenerationWorker:
                 self.generator.load_adapter(*adapter)
             out = self.generator.complete([j.conversation for j in batch], adapter=adapter[0] if adapter else None,
                                           max_new_tokens=[j.max_new_tokens for j in batch],
+                                          # only when asked, so a generator without `stop` keeps working
                                           **({"stop": [j.stop for j in batch]} if any(j.stop for j in batch) else {}))
         except Exception as err:  # the batch's callers get the error; the worker keeps serving
             log.warning("generation failed for a batch of %d: %s", len(batch), err)
