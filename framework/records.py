@@ -176,6 +176,7 @@ class Answer:
     confidence: float | None = None
     abstained: bool = False
     generated_tokens: int = 0
+    prompt_tokens: int = 0  # tokens of the prompt the model read (0: no model call, e.g. an abstention)
     truncated: bool = False  # generation hit generator.max_new_tokens before the answer ended
     evidence: tuple[Evidence, ...] = ()  # the source sentences that best support the text
     request_id: str | None = None  # what an outcome names (`record_outcome`, POST /v1/feedback)
@@ -193,6 +194,7 @@ class Answer:
             "adapter": self.adapter,
             "latency_s": round(self.latency_s, 4),
             "generated_tokens": self.generated_tokens,
+            "prompt_tokens": self.prompt_tokens,
             "truncated": self.truncated,
             "prompt": self.prompt,
             "sources": [s.__dict__ for s in self.sources],

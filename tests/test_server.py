@@ -121,7 +121,7 @@ def _post(url, body, **headers):
     ({"model": 7, "messages": [{"role": "user", "content": Q}]}, 400, "model: Input should be a valid string"),
     ({"model": "rag", "stream": "yes", "messages": [{"role": "user", "content": Q}]}, 400, "stream: Input should be"),
     ({"model": "rag", "max_tokens": "5", "messages": [{"role": "user", "content": Q}]}, 400, "max_tokens: Input"),
-    ({"model": "rag", "n": 2, "messages": [{"role": "user", "content": Q}]}, 400, "n: Input should be less than"),
+    ({"model": "rag", "n": 2, "messages": [{"role": "user", "content": Q}]}, 400, "n: 2 choices asked; ragtune"),
     ({"model": "rag", "messages": [{"role": "robot", "content": Q}]}, 400, "messages.0.role: Input should be"),
     ({"model": "rag", "messages": [{"role": "assistant", "content": Q}]}, 400, "the last message must be the user"),
     ({"model": "rag", "messages": [{"role": "user", "content": "  "}]}, 400, "the last message must be the user"),

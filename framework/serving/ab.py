@@ -65,7 +65,7 @@ class ExperimentRouter:
 
     def answer(self, questions: Sequence[str], *, principal: Principal, mode: str | None = None,
                experiment: str | None = None, end_user: str | None = None, max_new_tokens: int | None = None,
-               request_ids: Sequence[str] | None = None) -> list[Answer]:
+               request_ids: Sequence[str] | None = None, stop: Sequence[str] = ()) -> list[Answer]:
         """Answer as the router does, under the caller's experiment arm unless `mode` is explicit; every answer
         carries its request id (`request_ids`, else new ones), and an answer in an arm its experiment and arm."""
         if experiment is not None and self.experiments is None:
@@ -74,7 +74,7 @@ class ExperimentRouter:
             self.experiments.assign(principal, requested=experiment, end_user=end_user or principal.user)
         try:
             answers = self.router.answer(questions, principal=principal, mode=mode, max_new_tokens=max_new_tokens,
-                                         arm=arm)
+                                         arm=arm, stop=stop)
         except AdapterError as err:
             if arm is None or not arm.settings.adapter:
                 raise

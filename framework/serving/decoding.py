@@ -58,6 +58,21 @@ class SentenceBudget(StoppingCriteria):
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
+class StopSequences(StoppingCriteria):
+    """Stops each row once its answer contains one of that row's stop sequences (OpenAI's `stop`), so no
+    tokens are spent past it; the server cuts the text before the sequence (serving/wire.py)."""
+
+    def __init__(self, tokenizer, prompt_length: int, stops: list[tuple[str, ...]]) -> None:
+        self.tokenizer = tokenizer
+        self.prompt_length = prompt_length
+        self.stops = stops
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs) -> torch.BoolTensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_length:], skip_special_tokens=True)
+        done = [any(s in text for s in stops) for text, stops in zip(texts, self.stops)]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
 class RowBudget(StoppingCriteria):
     """Stops each row at its own token budget, so requests with different budgets share one batch."""
 

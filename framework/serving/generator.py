@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ import torch
 from framework.config import GeneratorConfig, Precision
 from framework.runtime.precision import resolve_dtype
 from framework.serving.decoding import cut_after_sentences, decoding_controls, trim_unfinished
+from framework.serving.decoding import StopSequences
 from framework.text import sentence_ends
 
 log = logging.getLogger(__name__)
@@ -30,11 +32,13 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Generation:
     """One generated answer: its text, how many tokens were generated, and whether it was cut off
-    by the token budget (`max_new_tokens`) instead of ending on its own."""
+    by the token budget (`max_new_tokens`) instead of ending on its own; `prompt_tokens`: how many
+    tokens of prompt the model read for it (what an API's `usage` reports)."""
 
     text: str
     tokens: int = 0
     truncated: bool = False
+    prompt_tokens: int = 0
 
 
 class Generator(Protocol):
@@ -44,7 +48,8 @@ class Generator(Protocol):
     def render(self, conversation: list[dict]) -> str: ...
 
     def complete(self, conversations: Sequence[list[dict]], *, adapter: str | None = None,
-                 max_new_tokens: int | Sequence[int] = 64) -> list[Generation]: ...
+                 max_new_tokens: int | Sequence[int] = 64,
+                 stop: Sequence[Sequence[str]] | None = None) -> list[Generation]: ...
 
     def has_adapter(self, key: str) -> bool: ...
 
@@ -118,19 +123,24 @@ class HFGenerator:
 
     @torch.inference_mode()
     def complete(self, conversations: Sequence[list[dict]], *, adapter: str | None = None,
-                 max_new_tokens: int | Sequence[int] = 64) -> list[Generation]:
+                 max_new_tokens: int | Sequence[int] = 64,
+                 stop: Sequence[Sequence[str]] | None = None) -> list[Generation]:
         """Greedy answers in batches of `batch_size`, all with the same adapter (or none); `max_new_tokens`
-        is one budget for all, or one per conversation (a row stops at its own: answers equal one-by-one ones)."""
+        is one budget for all, or one per conversation (a row stops at its own: answers equal one-by-one ones);
+        `stop`: per conversation, strings that end its generation once generated (the caller cuts the text)."""
         prompts = [self.render(c) for c in conversations]
         budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+        stops = [tuple(s) for s in stop] if stop else [()] * len(prompts)
         out: list[Generation] = []
         with self._adapter_context(adapter):
             for start in range(0, len(prompts), self.batch_size):
                 out.extend(self._generate_batch(prompts[start:start + self.batch_size],
-                                                budgets[start:start + self.batch_size]))
+                                                budgets[start:start + self.batch_size],
+                                                stops[start:start + self.batch_size]))
         return out
 
-    def _generate_batch(self, prompts: list[str], budgets: list[int]) -> list[Generation]:
+    def _generate_batch(self, prompts: list[str], budgets: list[int],
+                        stops: list[tuple[str, ...]] | None = None) -> list[Generation]:
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         enc = enc.to(self.model.device)
         length = enc["input_ids"].shape[1]
@@ -138,9 +148,13 @@ class HFGenerator:
                                                  no_repeat_ngram_size=self.no_repeat_ngram_size,
                                                  max_sentences=self.max_sentences, tokenizer=self.tokenizer,
                                                  budgets=budgets)
+        if stops and any(stops):
+            stopping.append(StopSequences(self.tokenizer, length, stops))
         ids = self.model.generate(**enc, max_new_tokens=max(budgets), do_sample=False, logits_processor=processors,
                                   stopping_criteria=stopping, pad_token_id=self.tokenizer.pad_token_id)
-        return [self._finished(row[:budget], budget) for row, budget in zip(ids[:, length:], budgets)]
+        read = enc["attention_mask"].sum(dim=1).tolist()  # each row's prompt without its left padding
+        return [dataclasses.replace(self._finished(row[:budget], budget), prompt_tokens=int(n))
+                for row, budget, n in zip(ids[:, length:], budgets, read)]
 
     def _finished(self, row: torch.Tensor, max_new_tokens: int) -> Generation:
         """A row after the prompt: generation ends at the first end-of-sequence (or padding, which

@@ -83,16 +83,20 @@ class OpenAIGenerator:
         return [g.text for g in self.complete(conversations, adapter=adapter, max_new_tokens=max_new_tokens)]
 
     def complete(self, conversations: Sequence[list[dict]], *, adapter: str | None = None,
-                 max_new_tokens: int | Sequence[int] = 64) -> list[Generation]:
+                 max_new_tokens: int | Sequence[int] = 64,
+                 stop: Sequence[Sequence[str]] | None = None) -> list[Generation]:
         if adapter is not None:
             self.load_adapter(adapter, Path())
         model = self.adapter_models[adapter] if adapter else self.model
         budgets = [max_new_tokens] * len(conversations) if isinstance(max_new_tokens, int) else list(max_new_tokens)
+        stops = [list(s) for s in stop] if stop else [[]] * len(conversations)
         with ThreadPoolExecutor(max_workers=max(1, min(self.concurrency, len(conversations)))) as pool:
-            return list(pool.map(lambda cb: self._one(cb[0], model, cb[1]), zip(conversations, budgets)))
+            return list(pool.map(lambda cbs: self._one(cbs[0], model, cbs[1], cbs[2]),
+                                 zip(conversations, budgets, stops)))
 
-    def _one(self, conversation: list[dict], model: str, max_new_tokens: int) -> Generation:
-        payload = {"model": model, "messages": conversation, "max_tokens": max_new_tokens, "temperature": 0}
+    def _one(self, conversation: list[dict], model: str, max_new_tokens: int, stop: Sequence[str] = ()) -> Generation:
+        payload = {"model": model, "messages": conversation, "max_tokens": max_new_tokens, "temperature": 0,
+                   **({"stop": list(stop)} if stop else {})}
         for attempt in range(self.retries + 1):
             try:
                 reply = self._client.post(self.endpoint, json=payload)
@@ -116,5 +120,7 @@ class OpenAIGenerator:
         except (ValueError, KeyError, IndexError, TypeError) as err:
             raise BackendError(f"generation endpoint {self.endpoint} (model {model!r}) sent an answer without "
                                f"choices[0].message.content ({err!r}): {reply.text[:200]}") from None
-        tokens = (body.get("usage") or {}).get("completion_tokens") or 0
-        return Generation(text=text.strip(), tokens=int(tokens), truncated=choice.get("finish_reason") == "length")
+        usage = body.get("usage") or {}
+        return Generation(text=text.strip(), tokens=int(usage.get("completion_tokens") or 0),
+                          truncated=choice.get("finish_reason") == "length",
+                          prompt_tokens=int(usage.get("prompt_tokens") or 0))

@@ -195,11 +195,13 @@ class Router:
         return self.worker.generator
 
     def answer(self, questions: Sequence[str], *, principal: Principal, mode: str | None = None,
-               max_new_tokens: int | None = None, arm: Assignment | None = None) -> list[Answer]:
+               max_new_tokens: int | None = None, arm: Assignment | None = None,
+               stop: Sequence[str] = ()) -> list[Answer]:
         """Answer several questions (same requested mode for all); safe to call from many threads at once.
 
         `max_new_tokens` lowers the configured budget (`generator.max_new_tokens`) for these answers; `arm`, the
-        caller's experiment arm, applies unless `mode` is explicit (serving/ab.py assigns and logs it)."""
+        caller's experiment arm, applies unless `mode` is explicit (serving/ab.py assigns and logs it); `stop`: strings
+        that end generation once generated (OpenAI's `stop`; the HTTP server cuts the text before them)."""
         if not all(isinstance(q, str) and q.strip() for q in questions):
             raise ValueError("every question must be a non-empty string")
         budget = min(max_new_tokens or self.max_new_tokens, self.max_new_tokens)
@@ -212,7 +214,7 @@ class Router:
                                        limit=max(1, self.evidence_sentences))
                   for i, p in enumerate(plans) if extract and p.sources and not p.abstain}
         plans = [dataclasses.replace(p, adapter=None) if i in quoted else p for i, p in enumerate(plans)]
-        futures = [self.worker.submit(p.conversation, max_new_tokens=budget,
+        futures = [self.worker.submit(p.conversation, max_new_tokens=budget, stop=tuple(stop),
                                       adapter=(p.adapter_key, p.adapter_path) if p.adapter else None)
                    for i, p in enumerate(plans) if not p.abstain and i not in quoted]
         done = iter(results(futures))
@@ -225,7 +227,8 @@ class Router:
         return [Answer(text=g.text, question=p.question, mode=p.mode, prompt=self.generator.render(p.conversation),
                        sources=p.sources, adapter=p.adapter, latency_s=per_question, reason=p.reason,
                        confidence=p.confidence, abstained=p.abstain, generated_tokens=g.tokens,
-                       truncated=g.truncated, evidence=e) for p, g, e in zip(plans, outs, evidence)]
+                       truncated=g.truncated, evidence=e, prompt_tokens=g.prompt_tokens)
+                for p, g, e in zip(plans, outs, evidence)]
 
     def plan(self, question: str, mode: str, reason: str, principal: Principal, *,
              arm: Assignment | None = None) -> Plan:

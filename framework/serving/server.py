@@ -1,7 +1,7 @@
 """`ragtune serve`: an OpenAI-compatible HTTP server over the router (FastAPI + uvicorn).
 
-- `POST /v1/chat/completions`: OpenAI's request and response, `stream: true` as
-  server-sent events, ragtune's extras in the one field `ragtune` (serving/wire.py);
+- `POST /v1/chat/completions`: OpenAI's request and response (`usage`, `stop`, `stream_options`),
+  `stream: true` as server-sent events, ragtune's extras in the one field `ragtune` (serving/wire.py);
 - `GET /v1/models`: the names `model` may take (a mode, `auto`, `ragtune` for the caller's
   configured default, or an A/B experiment's name);
 - `POST /v1/feedback`: an outcome of an answer given under an experiment (`{"request_id": the
@@ -53,6 +53,7 @@ from framework.serving.remote import BackendError
 from framework.serving.router import Router
 from framework.serving.wire import (ApiError, Catalog, Choice, completion, model_list, parse_feedback, parse_request,
                                     stream_events)
+from framework.serving.wire import cut_at_stop
 
 log = logging.getLogger(__name__)
 ROUTES = "POST /v1/chat/completions, GET /v1/models, POST /v1/feedback, GET /health, GET /metrics"
@@ -80,12 +81,12 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _answer(ab: ExperimentRouter, question: str, principal: Principal, choice: Choice, budget: int | None,
-            request_id: str, end_user: str | None) -> Answer:
+            request_id: str, end_user: str | None, stop: tuple[str, ...] = ()) -> Answer:
     """The router's answer (under the caller's experiment arm), with the refusals a caller can act on turned
     into API errors."""
     try:
         return ab.answer([question], principal=principal, mode=choice.mode, experiment=choice.experiment,
-                         end_user=end_user, max_new_tokens=budget, request_ids=[request_id])[0]
+                         end_user=end_user, max_new_tokens=budget, request_ids=[request_id], stop=stop)[0]
     except PermissionError as err:
         raise ApiError(403, str(err), kind="permission_error", code="adapter_audience", param="model") from None
     except AdapterError as err:
@@ -151,7 +152,8 @@ def create_app(router: Router, cfg: ServeConfig, *, tokens: TokenTable, catalog:
                                 max_chars=cfg.max_chars)
             choice = catalog.choose(req.model)
             answer = await run_in_threadpool(_answer, ab, req.question(), caller, choice, req.budget(), request_id,
-                                             req.user)
+                                             req.end_user(), req.stops())
+            answer = cut_at_stop(answer, req.stops())
         except ApiError as err:
             metrics.observe(None, err.status)
             log.info("%s refused %d: %s", request_id, err.status, err.message)
@@ -162,7 +164,8 @@ def create_app(router: Router, cfg: ServeConfig, *, tokens: TokenTable, catalog:
                  answer.mode, answer.adapter, f"{answer.experiment}/{answer.arm}" if answer.arm else None, seconds)
         headers = {"x-request-id": request_id}
         if req.stream:
-            return StreamingResponse(iter(stream_events(answer, model=req.model, request_id=request_id)),
+            return StreamingResponse(iter(stream_events(answer, model=req.model, request_id=request_id,
+                                                        include_usage=req.include_usage())),
                                      media_type="text/event-stream", headers={**headers, "cache-control": "no-cache"})
         return JSONResponse(completion(answer, model=req.model, request_id=request_id), headers=headers)
 

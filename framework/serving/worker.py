@@ -53,6 +53,7 @@ class Job:
     adapter: tuple[str, Path] | None
     max_new_tokens: int
     future: Future = field(default_factory=Future)
+    stop: tuple[str, ...] = ()  # strings that end generation early (OpenAI's `stop`)
     queued_at: float = field(default_factory=time.perf_counter)
 
 
@@ -76,9 +77,9 @@ class GenerationWorker:
         self.batches: list[tuple[str | None, int]] = []  # (adapter key, size) of recent batches, newest last
 
     def submit(self, conversation: list[dict], *, adapter: tuple[str, Path] | None,
-               max_new_tokens: int) -> Future:
+               max_new_tokens: int, stop: tuple[str, ...] = ()) -> Future:
         """Queue one conversation; the future resolves to its Generation (or the error of its batch)."""
-        job = Job(conversation, adapter, max_new_tokens)
+        job = Job(conversation, adapter, max_new_tokens, stop=tuple(stop))
         with self._cond:
             if self._closed:
                 raise WorkerClosedError("the generation worker is closed; build a new Project to answer again")
@@ -130,7 +131,9 @@ class GenerationWorker:
             if adapter is not None and not self.generator.has_adapter(adapter[0]):
                 self.generator.load_adapter(*adapter)
             out = self.generator.complete([j.conversation for j in batch], adapter=adapter[0] if adapter else None,
-                                          max_new_tokens=[j.max_new_tokens for j in batch])
+                                          max_new_tokens=[j.max_new_tokens for j in batch],
+                                          # only when asked, so a generator without `stop` keeps working
+                                          **({"stop": [j.stop for j in batch]} if any(j.stop for j in batch) else {}))
         except Exception as err:  # the batch's callers get the error; the worker keeps serving
             log.warning("generation failed for a batch of %d: %s", len(batch), err)
             for job in batch:
