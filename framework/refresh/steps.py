@@ -109,14 +109,17 @@ def evaluated(state: RefreshState, *, folder: Path, workspace: Workspace, config
     start = time.perf_counter()
     data = dataset_folder(workspace, config, state.dataset_version)
     rc, name, mode = config.refresh, plan.adapter, config.refresh.mode
+    before = plan.dataset_dir(workspace.datasets)  # the serving version's rows: the old values of changed facts
     rows = evaluation_rows(read_jsonl(data / "train.jsonl"), read_jsonl(data / "eval.jsonl"), plan.delta.new,
-                           changed=rc.changed_questions, unchanged=rc.unchanged_questions, seed=rc.seed, extra=extra)
+                           changed=rc.changed_questions, unchanged=rc.unchanged_questions, seed=rc.seed, extra=extra,
+                           old=[r for f in ("train.jsonl", "eval.jsonl") if (before / f).is_file()
+                                for r in read_jsonl(before / f)])
     candidate, serving = f"{mode}@{name}@{state.candidate}", f"{mode}@{name}@{state.serving}"
     result = evaluate(rows, modes=[mode], adapters=[f"{name}@{state.serving}", f"{name}@{state.candidate}"],
                       baseline=serving, principal=Principal(user="refresh", groups=tuple(config.dataset.audience)),
                       title=f"ragtune refresh {state.id}: {name} {state.serving} -> {state.candidate}",
                       extra={"refresh": state.id})
-    gate = check_refresh_gate(result, conditions, candidate=candidate, serving=serving)
+    gate = check_refresh_gate(result, conditions, candidate=candidate, serving=serving, rows=rows)
     kinds = sorted(Counter(r["split_kind"] for r in rows))
     verdict = {**gate.to_dict(), "settings": settings, "report": str(result.report.parent) if result.report else None,
                "questions": dict(sorted(Counter(r["split_kind"] for r in rows).items())),
