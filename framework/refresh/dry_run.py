@@ -3,9 +3,10 @@
 Nothing is ingested, generated, trained or promoted. The sources are scanned and hashed (not
 parsed) for documents the next ingest would add, change or delete, and the index as it is now
 is compared with what the serving version learned (framework.refresh.plan). The examples are
-estimated from the serving version's dataset: its examples per chunk for the new and changed
-chunks (its chunks per document for documents not ingested yet), plus the replay share of the
-rest. The training time is measured as `ragtune finetune --dry-run` measures it (a few real
+counted with the run's own rule (framework.refresh.examples.example_counts): the unchanged ones
+are the serving version's training rows of chunks that stay, exactly what the run finds learned;
+the new ones are estimated from that dataset's examples per chunk for the new and changed chunks
+(its chunks per document for documents not ingested yet), since they are not generated yet. The training time is measured as `ragtune finetune --dry-run` measures it (a few real
 steps on this machine, framework.training.estimate) on that many of its examples; ingest,
 synthesis of the new chunks and the evaluation come on top.
 
@@ -24,6 +25,7 @@ from framework.adapters.registry import AdapterRef
 from framework.config import Config, FinetuneConfig
 from framework.dataset.delta import key_document, row_key, version_keys
 from framework.dataset.store import read_jsonl
+from framework.refresh.examples import example_counts
 from framework.refresh.plan import RefreshPlan
 from framework.refresh.report import RefreshReport
 from framework.refresh.steps import training_config
@@ -39,8 +41,7 @@ def _examples(plan: RefreshPlan, pending: Mapping[str, list], *, datasets: Path,
     leaving = set(pending["changed"]) | set(pending["deleted"])
     unchanged = [r for r in old if row_key(r) not in plan.delta.gone and r.get("doc_id") not in leaving]
     new = round((len(plan.delta.new) + arriving) * per_chunk)
-    replayed = round(replay * len(unchanged)) if plan.warm_start else len(unchanged)
-    return {"new": new, "replay": replayed, "unchanged": len(unchanged), "trained": new + replayed, "rows": old}
+    return {**example_counts(new, len(unchanged), replay=replay, warm_start=plan.warm_start and new > 0), "rows": old}
 
 
 def _seconds(tokens_per_row: float, rows: int, cfg: FinetuneConfig, tokens_per_second: float) -> float | None:

@@ -77,8 +77,10 @@ def _with_fact(row: dict, old_rows: Sequence[dict]) -> dict | None:
 
 
 def row_identity(row: dict) -> tuple:
-    """What makes a training row the same in two dataset versions: its chunk, question and mode."""
-    return row_key(row), row["question"], row.get("mode")
+    """What makes a training row the same fact in two dataset versions: its chunk and question. Not its mode:
+    synthesis draws which questions also get a RAFT (`combined`) row over the whole set, so adding a document
+    redraws them, and a question the adapter learned closed-book is not new because it now has context."""
+    return row_key(row), row["question"]
 
 
 def training_rows(rows: Sequence[dict], *, learned: set[tuple] | None, new: set[str] | frozenset[str],
@@ -88,9 +90,23 @@ def training_rows(rows: Sequence[dict], *, learned: set[tuple] | None, new: set[
     an unchanged chunk counts as learned."""
     fresh = [(row_identity(r) not in learned) if learned is not None else (row_key(r) in new) for r in rows]
     rest = [i for i, is_new in enumerate(fresh) if not is_new]
-    picked = set(random.Random(seed).sample(rest, round(replay * len(rest))))
+    counts = example_counts(sum(fresh), len(rest), replay=replay, warm_start=True)
+    picked = set(random.Random(seed).sample(rest, counts["replay"]))
     chosen = [r for i, r in enumerate(rows) if fresh[i] or i in picked]
-    return chosen, {"new": sum(fresh), "replay": len(picked), "unchanged": len(rest)}
+    return chosen, {k: counts[k] for k in ("new", "replay", "unchanged")}
+
+
+def example_counts(new: int, unchanged: int, *, replay: float, warm_start: bool) -> dict:
+    """How many examples a refresh trains on: every new one, and of the `unchanged` ones a `replay` share when
+    it warm-starts, all of them when it trains from scratch. The one rule `ragtune refresh` and its dry run
+    (framework.refresh.dry_run) count with, so the plan says what the run trains.
+
+    Example:
+        >>> example_counts(30, 43, replay=0.2, warm_start=True)
+        {'new': 30, 'replay': 9, 'unchanged': 43, 'trained': 39}
+    """
+    replayed = round(replay * unchanged) if warm_start else unchanged
+    return {"new": new, "replay": replayed, "unchanged": unchanged, "trained": new + replayed}
 
 
 def removed_rows(rows: Sequence[dict], gone: set[str] | frozenset[str]) -> int:

@@ -27,7 +27,7 @@ from framework.dataset.store import read_jsonl, resolve_dataset_dir
 from framework.evaluation.gate import Condition
 from framework.evaluation.results import EvaluationResult
 from framework.records import Principal
-from framework.refresh.examples import evaluation_rows, row_identity, training_rows
+from framework.refresh.examples import evaluation_rows, example_counts, row_identity, training_rows
 from framework.refresh.gate import check_refresh_gate
 from framework.refresh.plan import RefreshPlan
 from framework.refresh.state import RefreshState, save_state
@@ -71,9 +71,11 @@ def chosen_rows(state: RefreshState, plan: RefreshPlan, *, workspace: Workspace,
     chosen, counts = training_rows(rows, learned=learned, new=plan.delta.new, replay=config.refresh.replay,
                                    seed=config.refresh.seed)
     if plan.warm_start and counts["new"]:
-        return chosen, counts, ""
+        return chosen, example_counts(counts["new"], counts["unchanged"], replay=config.refresh.replay,
+                                      warm_start=True), ""
     why = plan.why_from_scratch or "the new and changed chunks gave no training example (see the dataset card)"
-    return None, {**counts, "replay": counts["unchanged"]}, why
+    return None, example_counts(counts["new"], counts["unchanged"], replay=config.refresh.replay,
+                                warm_start=False), why
 
 
 def trained(state: RefreshState, *, folder: Path, rows: Sequence[dict] | None, serving: AdapterRef,
