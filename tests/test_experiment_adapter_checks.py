@@ -101,3 +101,15 @@ def test_list_marks_arm_versions_and_serving_only_what_config_serves(own_workspa
     by_name = {r["name"]: r for r in rows}
     assert (by_name["t"]["promoted"], by_name["t"]["serving"], by_name["t"]["arms"]) == (True, False, ["pilot/tuned"])
     assert (by_name["hr"]["serving"], by_name["hr"]["arms"]) == (True, [])
+
+
+def test_a_promotion_that_would_leave_arm_callers_out_is_refused(own_workspace, tmp_path):
+    # An arm naming `t` serves its promoted version: promoting an hr-only version of t would leave every caller
+    # outside hr with 403 (and the next load would refuse the config, promote included).
+    adapters = tmp_path / "ws" / "adapters"
+    shutil.copytree(adapters / "hr" / "v0001", adapters / "t" / "v0002")  # a version of t trained for hr only
+    path = _write(_cfg(own_workspace, tmp_path, [{"name": "pilot", "arms": _arms("t")}]), tmp_path)
+    refused = runner.invoke(app, ["adapters", "promote", "t", "v0002", "-c", path])
+    assert refused.exit_code == 3 and "not promoted" in refused.output and "experiment pilot arm tuned" in refused.output
+    assert json.loads((adapters / "t" / "registry.json").read_text())["promoted"] == "v0001"
+    assert runner.invoke(app, ["ab", "list", "-c", path]).exit_code == 0

@@ -137,6 +137,10 @@ class AdapterRegistry:
                                  "promoted_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
         return ref
 
+    def unpromote(self, name: str) -> None:
+        """Forget the promoted version (nothing of `name` is served unless config pins one)."""
+        self._write_state(name, {k: v for k, v in self._state(name).items() if k not in ("promoted", "promoted_at")})
+
     def delete(self, name: str, version: str, *, force: bool = False, pinned_by: Sequence[str] = ()) -> None:
         """Remove a version's folder; its number is never given to another version (see `next_version_dir`).
         `pinned_by`: what in the config pins this version (`config_pins`): refused unless `force`, since the

@@ -18,6 +18,7 @@ from framework.adapters.staleness import staleness_since_training
 from framework.cli.common import ConfigOpt, JsonOpt, SetOpt, out
 from framework.cli.common import project as _project
 from framework.cli.common import run as _run
+from framework.experiments.live import arm_audience_problems
 from framework.serving.router import served_version, served_versions
 
 adapters_app = typer.Typer(no_args_is_help=True, help="List, inspect, promote, delete, merge and export trained adapters.")
@@ -135,8 +136,23 @@ def show(spec: str = typer.Argument(..., metavar="NAME[@VERSION]"), config: Path
 def promote(name: str, version: str, config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt):
     """Make VERSION the one the router serves (unless config pins another); live with the next question."""
     project = _run(lambda: _project(config, set_, True))
-    ref = _run(lambda: project.adapters.promote(name, version))
-    out.print(f"promoted {ref.name}@{ref.version}", highlight=False)
+    _run(lambda: _promote_checked(project, name, version))
+    out.print(f"promoted {name}@{version}", highlight=False)
+
+
+def _promote_checked(project, name: str, version: str) -> None:
+    """Promote, unless the new version leaves out callers of an experiment arm that answers with it (then the
+    previous promotion is put back and an AdapterError names the arm: the next load would refuse the config)."""
+    reg, before = project.adapters, project.adapters.promoted(name)
+    reg.promote(name, version)
+    problems = arm_audience_problems(project.config, reg, serve=project.config.adapters.serve)
+    if problems:
+        if before:
+            reg.promote(name, before)
+        else:
+            reg.unpromote(name)
+        raise AdapterError(f"not promoted: {name}@{version} serves fewer groups than an experiment that answers "
+                           f"with it; {'; '.join(problems)}")
 
 
 @adapters_app.command()
