@@ -90,8 +90,8 @@ def plan_report(plan: RefreshPlan, pending: Mapping[str, list], *, serving: Adap
     est = estimate(plan, pending, serving=serving, config=config, datasets=datasets, base_model_dir=base_model_dir)
     how = "warm-started from" if plan.warm_start else f"from scratch ({plan.why_from_scratch}), replacing"
     took = f"about {est['training_duration']} of training" if "training_duration" in est else est.get("note", "")
-    message = (f"dry run: would train {name} {how} {serving.version} on {est['trained']} examples ({est['new']} new "
-               f"or changed, {est['replay']} replayed): {took}, plus ingest, synthesis of the changed chunks and "
-               "the evaluation; nothing was changed")
+    message = (f"dry run: would train {name} {how} {serving.version} on about {est['trained']} examples (about "
+               f"{est['new']} new or changed, estimated before synthesis; {est['replay']} replayed): {took}, plus "
+               "ingest, synthesis of the changed chunks and the evaluation; nothing was changed")
     return RefreshReport(outcome="planned", adapter=name, message=message, serving_before=serving.version,
                          serving_after=serving.version, plan=plan_dict, estimate=est)
