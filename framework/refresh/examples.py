@@ -1,7 +1,8 @@
 """The examples a refresh trains on and the questions it evaluates with.
 
 Training: every row the serving version never trained on (a row of a new or changed chunk,
-or one whose question was held out before: the split is drawn again over the whole set), plus
+or one whose question was held out before: the split is drawn again over the whole set; a
+question it trained on stays learned whatever its row's mode), plus
 a seeded replay sample (`refresh.replay`, a share) of the rows it did train on, so a
 warm-started adapter rehearses what did not change instead of drifting away from it. Rows of
 changed or deleted chunks are not in the new dataset version at all: they leave the training set.
