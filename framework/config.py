@@ -211,10 +211,24 @@ class RouterConfig(_Section):
     abstain_below: float | None = Field(default=None, ge=-1.0, le=1.0)
 
 
+AdapterName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+
+
+class AdapterProfile(_Section):
+    """A named adapter for one team: its dataset and audience, so `ragtune synth / finetune / refresh --adapter
+    NAME` replace `dataset.name`, `dataset.audience` and `finetune.adapter` together (docs/guides/adapters.md,
+    Team adapters). Every other dataset and finetune setting comes from those sections."""
+
+    audience: list[GroupName] = []
+    dataset: AdapterName | None = None  # default: the profile's name
+
+
 class AdaptersConfig(_Section):
-    """Which trained version goes live: `promoted` (only after `ragtune adapters promote`) or `latest`."""
+    """Which trained version goes live: `promoted` (only after `ragtune adapters promote`) or `latest`; and the
+    named adapter profiles (`profiles`)."""
 
     serve: Literal["promoted", "latest"] = "promoted"
+    profiles: dict[AdapterName, AdapterProfile] = {}
 
 
 class TokenConfig(_Section):
@@ -421,6 +435,28 @@ class Config(_Section):
 
     def workspace_path(self) -> Path:
         return Path(self.workspace).expanduser()
+
+    def for_adapter(self, name: str | None) -> "Config":
+        """This config with `adapters.profiles.NAME` applied: `finetune.adapter` NAME, `dataset.name` the
+        profile's dataset (default NAME), `dataset.audience` its audience. None: the config as it is.
+
+        Example:
+            >>> cfg = Config.model_validate({"adapters": {"profiles": {"hr": {"audience": ["hr"]}}}})
+            >>> team = cfg.for_adapter("hr")
+            >>> team.finetune.adapter, team.dataset.name, team.dataset.audience
+            ('hr', 'hr', ['hr'])
+        """
+        if name is None:
+            return self
+        profile = self.adapters.profiles.get(name)
+        if profile is None:
+            raise ConfigError(f"--adapter {name}: no adapters.profiles.{name} in the config (profiles: "
+                              f"{', '.join(self.adapters.profiles) or 'none'}); add one, e.g. adapters: {{profiles: "
+                              f"{{{name}: {{audience: [GROUP]}}}}}} (docs/guides/adapters.md, Team adapters)")
+        return self.model_copy(update={
+            "dataset": self.dataset.model_copy(update={"name": profile.dataset or name,
+                                                       "audience": list(profile.audience)}),
+            "finetune": self.finetune.model_copy(update={"adapter": name})})
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -25,7 +25,7 @@ from framework.dataset.card import DatasetCard
 from framework.dataset.store import resolve_dataset_dir
 from framework.evaluation import run as evaluation
 from framework.evaluation.gate import parse_conditions
-from framework.experiments.live import Experiments
+from framework.experiments.live import Experiments, check_arm_audiences
 from framework.experiments.report import ExperimentReport
 from framework.experiments.store import ExperimentStore
 from framework.ingest.pipeline import IngestReport, ingest_sources, scan_changes
@@ -62,6 +62,7 @@ class Project:
         self._reranker = reranker
         configure_threads(config.runtime.threads)  # torch's threads: the CPUs this process may use
         self._build_lock = threading.RLock()  # one component built at a time, each once (see _built)
+        check_arm_audiences(config, self.adapters, serve=config.adapters.serve)  # audiences: in the manifests
 
     @_built
     def embedder(self) -> Embedder:
@@ -178,9 +179,8 @@ class Project:
 
         stages = Stages(ingest=self.ingest, chunks=lambda: self.index.rows(), synthesize=self.synthesize,
                         evaluate=self.evaluate, base_model_dir=lambda: self.base_model_dir,
-                        scan=lambda: scan_changes([build_connector(s) for s in self.config.sources],
-                                                  workspace=self.workspace, embedder=self.embedder,
-                                                  index_cfg=self.config.index))
+                        scan=lambda: scan_changes(list(map(build_connector, self.config.sources)), workspace=self.workspace,
+                                                  embedder=self.embedder, index_cfg=self.config.index))
         return refresh(stages, config=self.config, workspace=self.workspace, registry=self.adapters, dry_run=dry_run,
                        force=force, callbacks=callbacks, on_step=on_step, show_progress=self.show_progress)
 

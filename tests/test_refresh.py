@@ -88,7 +88,8 @@ def test_one_refresh_takes_a_changed_corpus_to_a_promoted_adapter(project):
     questions = report.evaluation["questions"]
     assert questions["changed"] > 0 and questions["unchanged"] > 0
     assert set(report.evaluation["metrics"]) == {"all", "changed", "unchanged"}
-    assert report.gate["passed"] and len(report.gate["checks"]) == 2
+    assert report.gate["passed"] and len(report.gate["checks"]) == 3  # the default two, and the changed facts
+    assert report.gate["checks"][2]["condition"].startswith("changed facts")  # 28 -> 30 days: by value
     assert set(report.seconds) >= {"ingest", "synthesize", "train", "evaluate", "total"}
     saved = json.loads((Path(report.report) / "refresh.json").read_text())
     assert saved["outcome"] == "promoted" and "## Gate: passed" in (Path(report.report) / "refresh.md").read_text()
@@ -116,7 +117,7 @@ def test_a_gate_failure_leaves_the_serving_version_in_place(tmp_path, tiny_model
     report = project.refresh()
     assert report.outcome == "gate_failed" and report.candidate == "v0002"
     assert project.adapters.promoted("t") == "v0001" and report.serving_after == "v0001"
-    failed, passed = report.gate["checks"]
+    failed, passed, _facts = report.gate["checks"]
     assert not failed["passed"] and "is not > 1.0000" in failed["reason"] and passed["passed"]
     assert "keeps serving" in report.message and Path(report.report, "refresh.md").is_file()
     config_file = tmp_path / "ragtune.yaml"

@@ -35,9 +35,10 @@ import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Sequence
 
 from framework.adapters.manifest import AdapterManifest
+from framework.config import Config
 
 ServeRule = Literal["promoted", "latest"]
 
@@ -136,9 +137,19 @@ class AdapterRegistry:
                                  "promoted_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
         return ref
 
-    def delete(self, name: str, version: str, *, force: bool = False) -> None:
-        """Remove a version's folder; its number is never given to another version (see `next_version_dir`)."""
+    def unpromote(self, name: str) -> None:
+        """Forget the promoted version (nothing of `name` is served unless config pins one)."""
+        self._write_state(name, {k: v for k, v in self._state(name).items() if k not in ("promoted", "promoted_at")})
+
+    def delete(self, name: str, version: str, *, force: bool = False, pinned_by: Sequence[str] = ()) -> None:
+        """Remove a version's folder; its number is never given to another version (see `next_version_dir`).
+        `pinned_by`: what in the config pins this version (`config_pins`): refused unless `force`, since the
+        next `ragtune serve` would refuse to start without it."""
         ref = self.get(name, version)
+        if pinned_by and not force:
+            raise AdapterError(f"{ref.key} is pinned by {'; '.join(pinned_by)}: the next `ragtune serve` would "
+                               "refuse to start without it. Change the config to another version (or stop the "
+                               "experiment) first, or delete it anyway with --force")
         state = {**self._state(name), "last_version": self._last_version(name)}
         if state.get("promoted") == version:
             if not force:
@@ -220,6 +231,26 @@ class AdapterRegistry:
         tmp = self.root / name / ".registry.json.tmp"
         tmp.write_text(json.dumps(state, indent=2))
         tmp.replace(self.root / name / "registry.json")
+
+
+def config_pins(config: Config, name: str, version: str) -> list[str]:
+    """Where `config` pins `name@version` (router.adapter, router.adapter_version, router.group_adapters, an
+    enabled experiment's arm), each as its key path and what it is, for `delete` to name.
+
+    Example:
+        >>> cfg = Config.model_validate({"router": {"group_adapters": {"hr": "hr@v0002"}}})
+        >>> config_pins(cfg, "hr", "v0002")
+        ['router.group_adapters.hr (hr@v0002)']
+    """
+    r, pins = config.router, []
+    spec = parse_spec(r.adapter)
+    if spec[0] == name and (spec[1] or r.adapter_version) == version:
+        pins.append(f"router.adapter ({r.adapter}{'' if spec[1] else f', router.adapter_version {version}'})")
+    pins += [f"router.group_adapters.{g} ({s})" for g, s in r.group_adapters.items() if parse_spec(s) == (name, version)]
+    pins += [f"experiment {e.name} arm {a.name} (experiments.{i}.arms.{j}.adapter {a.adapter})"
+             for i, e in enumerate(config.experiments) if e.enabled
+             for j, a in enumerate(e.arms) if a.adapter and parse_spec(a.adapter) == (name, version)]
+    return pins
 
 
 def check_base(ref: AdapterRef, base_dir: Path) -> None:

@@ -13,11 +13,12 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from framework.adapters.registry import AdapterError, AdapterRef, parse_spec
+from framework.adapters.registry import AdapterError, AdapterRef, config_pins, parse_spec
 from framework.adapters.staleness import staleness_since_training
 from framework.cli.common import ConfigOpt, JsonOpt, SetOpt, out
 from framework.cli.common import project as _project
 from framework.cli.common import run as _run
+from framework.experiments.live import arm_audience_problems
 from framework.serving.router import served_version, served_versions
 
 adapters_app = typer.Typer(no_args_is_help=True, help="List, inspect, promote, delete, merge and export trained adapters.")
@@ -37,19 +38,40 @@ def _chosen(project, name: str, version: str | None) -> AdapterRef:
     return project.adapters.get(name, version)
 
 
+def _arm_versions(project, name: str) -> dict[str, list[str]]:
+    """Version -> the enabled experiment arms (experiment/arm) that answer with it: pinned, or the served one."""
+    reg, serve, marks = project.adapters, project.config.adapters.serve, {}
+    for e in project.config.experiments:
+        for a in e.arms if e.enabled else ():
+            if a.adapter and parse_spec(a.adapter)[0] == name and (ref := reg.served(a.adapter, serve=serve)):
+                marks.setdefault(ref.version, []).append(f"{e.name}/{a.name}")
+    return marks
+
+
+def _router_serves(project, name: str) -> list[str]:
+    """The versions of `name` that router config serves (router.adapter, router.group_adapters); none where it
+    names the adapter nowhere (its promoted version then serves nobody, unless an arm names it)."""
+    r = project.config.router
+    if name not in {parse_spec(s)[0] for s in (r.adapter, *r.group_adapters.values())}:
+        return []
+    return _run(lambda: served_versions(project.adapters, r, name, serve=project.config.adapters.serve))
+
+
 @adapters_app.command("list")
 def list_(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json: bool = JsonOpt):
-    """Every adapter version, with the promoted and the served one marked."""
+    """Every adapter version: promoted, served by the router config ("serving"), and the experiment arms that
+    answer with it ("arm EXPERIMENT/ARM")."""
     project = _run(lambda: _project(config, set_, True))
     reg = project.adapters
     rows = []
     for name in reg.names():
         promoted = reg.promoted(name)
-        serving = _run(lambda: served_versions(reg, project.config.router, name, serve=project.config.adapters.serve))
+        serving, arms = _router_serves(project, name), _arm_versions(project, name)
         for ref in reg.versions(name):
             m = ref.manifest
             rows.append({"name": name, "version": ref.version, "promoted": ref.version == promoted,
-                         "serving": ref.version in serving, "created_at": m.created_at,
+                         "serving": ref.version in serving, "arms": arms.get(ref.version, []),
+                         "created_at": m.created_at,
                          "dataset": m.dataset.get("hash", "")[:12], "audience": list(m.audience),
                          "eval_loss": m.metrics.get("eval_loss")})
     if as_json:
@@ -62,7 +84,8 @@ def list_(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json:
     for col in ("name", "version", "status", "created", "dataset", "audience", "eval loss"):
         table.add_column(col)
     for r in rows:
-        status = " ".join(s for s, on in (("promoted", r["promoted"]), ("serving", r["serving"])) if on)
+        status = " ".join([*(s for s, on in (("promoted", r["promoted"]), ("serving", r["serving"])) if on),
+                           *(f"arm {a}" for a in r["arms"])])
         table.add_row(r["name"], r["version"], status, r["created_at"] or "", r["dataset"],
                       ",".join(r["audience"]) or "everyone", str(r["eval_loss"]))
     out.print(table)
@@ -113,16 +136,34 @@ def show(spec: str = typer.Argument(..., metavar="NAME[@VERSION]"), config: Path
 def promote(name: str, version: str, config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt):
     """Make VERSION the one the router serves (unless config pins another); live with the next question."""
     project = _run(lambda: _project(config, set_, True))
-    ref = _run(lambda: project.adapters.promote(name, version))
-    out.print(f"promoted {ref.name}@{ref.version}", highlight=False)
+    _run(lambda: _promote_checked(project, name, version))
+    out.print(f"promoted {name}@{version}", highlight=False)
+
+
+def _promote_checked(project, name: str, version: str) -> None:
+    """Promote, unless the new version leaves out callers of an experiment arm that answers with it (then the
+    previous promotion is put back and an AdapterError names the arm: the next load would refuse the config)."""
+    reg, before = project.adapters, project.adapters.promoted(name)
+    reg.promote(name, version)
+    problems = arm_audience_problems(project.config, reg, serve=project.config.adapters.serve)
+    if problems:
+        if before:
+            reg.promote(name, before)
+        else:
+            reg.unpromote(name)
+        raise AdapterError(f"not promoted: {name}@{version} serves fewer groups than an experiment that answers "
+                           f"with it; {'; '.join(problems)}")
 
 
 @adapters_app.command()
-def delete(name: str, version: str, force: bool = typer.Option(False, "--force", help="Delete even if promoted."),
+def delete(name: str, version: str, force: bool = typer.Option(False, "--force", help="Delete even if promoted "
+                                                                "or pinned by the config."),
            config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt):
-    """Delete one version (the promoted one only with --force)."""
+    """Delete one version (the promoted one, or one the config pins, e.g. in an experiment arm, only with
+    --force)."""
     project = _run(lambda: _project(config, set_, True))
-    _run(lambda: project.adapters.delete(name, version, force=force))
+    pins = config_pins(project.config, name, version)
+    _run(lambda: project.adapters.delete(name, version, force=force, pinned_by=pins))
     out.print(f"deleted {name}@{version}", highlight=False)
 
 

@@ -21,11 +21,23 @@ from framework.cli.common import GATE_FAILED, ConfigOpt, GroupOpt, JsonOpt, SetO
 from framework.cli.eval_view import show
 from framework.evaluation.gate import parse_conditions
 from framework.evaluation.run import Comparison
+from framework.project import Project, load_config
 from framework.records import ANSWER_MODES, MODES, Principal
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Teach a language model your documents.")
 app.add_typer(adapters_app, name="adapters")
 app.add_typer(ab_app, name="ab")
+
+
+AdapterOpt = typer.Option(None, "--adapter", help="A named adapter of adapters.profiles: its dataset, "
+                          "audience and adapter name replace dataset.name, dataset.audience and finetune.adapter.")
+
+
+def _project_for(config: Path, set_: Optional[List[str]], quiet: bool, adapter: Optional[str]) -> Project:
+    """The project, with the adapter profile `adapter` applied (docs/guides/adapters.md, Team adapters)."""
+    if adapter is None:
+        return project(config, set_, quiet)
+    return Project(load_config(config, set_ or []).for_adapter(adapter), show_progress=not quiet)
 
 
 @app.command()
@@ -59,9 +71,10 @@ def ingest(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json
 
 
 @app.command()
-def synth(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json: bool = JsonOpt):
+def synth(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json: bool = JsonOpt,
+          adapter: Optional[str] = AdapterOpt):
     """Build the synthetic Q/A finetuning set from the indexed chunks."""
-    card = run(lambda: project(config, set_, as_json).synthesize())
+    card = run(lambda: _project_for(config, set_, as_json, adapter).synthesize())
     if as_json:
         print(json.dumps({k: v for k, v in card.to_dict().items() if k != "documents"}, indent=2))
     else:
@@ -80,14 +93,15 @@ def finetune(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_js
              promote: bool = typer.Option(False, "--promote", help="Serve the new version at once (else it waits "
                                           "for `ragtune adapters promote`)."),
              dry_run: bool = typer.Option(False, "--dry-run", help="Only print the estimate: examples, tokens and "
-                                          "the duration at the tokens/s a few real training steps measure here.")):
+                                          "the duration at the tokens/s a few real training steps measure here."),
+             adapter: Optional[str] = AdapterOpt):
     """Train a LoRA adapter on the dataset (under torchrun / accelerate launch too).
 
     Prints the estimated duration first (measured with 3 real training steps on this
     machine); --dry-run stops there. The new version is served only once promoted:
     `--promote`, or `ragtune adapters promote NAME VERSION` after checking it (or
     `adapters.serve: latest` in config)."""
-    proj = run(lambda: project(config, set_, as_json))
+    proj = run(lambda: _project_for(config, set_, as_json, adapter))
     if dry_run or int(os.environ.get("WORLD_SIZE", "1")) == 1:  # a distributed run does not stop to measure
         if not dry_run:  # another run of this adapter: say so now, not after the estimate's training steps
             from framework.training.lock import check_free
@@ -119,7 +133,8 @@ def refresh(dry_run: bool = typer.Option(False, "--dry-run", help="Only print th
                                          "nothing is ingested, trained or promoted."),
             force: bool = typer.Option(False, "--force", help="Train a new candidate even where one was already "
                                        "rejected by the gate for the same changes."),
-            config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json: bool = JsonOpt):
+            config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json: bool = JsonOpt,
+            adapter: Optional[str] = AdapterOpt):
     """Changed documents to a new, gated, promoted adapter version, in one command.
 
     Ingests the changes, synthesizes questions for the new and changed chunks only, trains a
@@ -131,7 +146,7 @@ def refresh(dry_run: bool = typer.Option(False, "--dry-run", help="Only print th
     from framework.cli.refresh_view import EXIT_CODES
     from framework.cli.refresh_view import show as show_refresh
 
-    report = run(lambda: project(config, set_, as_json).refresh(dry_run=dry_run, force=force))
+    report = run(lambda: _project_for(config, set_, as_json, adapter).refresh(dry_run=dry_run, force=force))
     if as_json:
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:

@@ -17,7 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from framework.config import ExperimentConfig
+from framework.adapters.registry import AdapterRegistry, ServeRule
+from framework.config import Config, ConfigError, ExperimentConfig
 from framework.experiments.assignment import Assignment, assign
 from framework.experiments.output import write_report
 from framework.experiments.report import ExperimentReport, build_report
@@ -31,6 +32,68 @@ def utc_now() -> datetime:
 
 class UnknownExperimentError(ValueError):
     pass
+
+
+def _left_out(audience: tuple[str, ...], callers: list[str]) -> str | None:
+    """Who of `callers` (groups; empty: everyone) an adapter of `audience` refuses (None: nobody)."""
+    if not audience:
+        return None
+    if not callers:
+        return f"every caller outside {', '.join(audience)} (the experiment's audience is everyone)"
+    missing = [g for g in callers if g not in audience]
+    return f"groups {', '.join(missing)}" if missing else None
+
+
+def arm_audience_problems(config: Config, registry: AdapterRegistry, *, serve: ServeRule = "promoted",
+                          now: datetime | None = None) -> list[str]:
+    """Arms that answer with an adapter (finetuned or combined) whose audience is narrower than their experiment's.
+
+    Every caller of the experiment outside the adapter's audience would get 403 on every request of that arm,
+    and no exposure would be logged: the arm's numbers would describe only the adapter's audience. The adapter
+    is the arm's `adapter`, else the one the router serves its callers (`router.group_adapters` for a group of
+    the experiment's audience, else `router.adapter`), at the version served now; an adapter nothing serves yet
+    is left to `ragtune serve`'s check (serving.ab.check_arms). `auto` arms are not checked: auto answers
+    without an adapter its caller may not use. Ended and disabled experiments are not checked."""
+    now = now or utc_now()
+    r = config.router
+    problems = []
+    for i, e in enumerate(config.experiments):
+        if not e.enabled or (e.end is not None and e.end <= now):
+            continue
+        for j, arm in enumerate(e.arms):
+            if arm.mode not in ("finetuned", "combined"):
+                continue
+            if arm.adapter:
+                uses = [(arm.adapter, None, f"experiments.{i}.arms.{j}.adapter", f"adapter {arm.adapter}",
+                         list(e.audience))]
+            else:
+                groups = list(e.audience) or [None]
+                uses = [(r.group_adapters[g], None, f"experiments.{i}.arms.{j}.mode",
+                         f"router.group_adapters.{g} ({r.group_adapters[g]})", [g]) if g in r.group_adapters else
+                        (r.adapter, r.adapter_version, f"experiments.{i}.arms.{j}.mode",
+                         f"router.adapter ({r.adapter})", [g] if g else []) for g in groups]
+            for spec, pinned, key, what, callers in uses:
+                ref = registry.served(spec, pinned, serve=serve)
+                if ref is None:
+                    continue
+                left = _left_out(tuple(ref.manifest.audience), list(callers))
+                if left:
+                    problems.append(
+                        f"{key}: experiment {e.name} arm {arm.name} answers in {arm.mode} with {what}, version "
+                        f"{ref.version}, whose audience is {', '.join(ref.manifest.audience)}; {left} would be "
+                        f"refused (403) on every request of this arm, and no exposure logged. Narrow "
+                        f"experiments.{i}.audience to groups of the adapter's audience, give the arm an adapter "
+                        f"trained for them, or stop the experiment (experiments.{i}.enabled: false)")
+    return list(dict.fromkeys(problems))
+
+
+def check_arm_audiences(config: Config, registry: AdapterRegistry, *, serve: ServeRule = "promoted") -> None:
+    """Refuse a config whose experiment sends callers to an adapter they may not use (see arm_audience_problems);
+    a ConfigError naming each arm, adapter and the callers left out."""
+    problems = arm_audience_problems(config, registry, serve=serve)
+    if problems:
+        raise ConfigError("experiment arms whose adapter cannot answer all of the experiment's audience:\n  "
+                          + "\n  ".join(problems))
 
 
 @dataclass(frozen=True)

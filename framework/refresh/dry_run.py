@@ -3,9 +3,10 @@
 Nothing is ingested, generated, trained or promoted. The sources are scanned and hashed (not
 parsed) for documents the next ingest would add, change or delete, and the index as it is now
 is compared with what the serving version learned (framework.refresh.plan). The examples are
-estimated from the serving version's dataset: its examples per chunk for the new and changed
-chunks (its chunks per document for documents not ingested yet), plus the replay share of the
-rest. The training time is measured as `ragtune finetune --dry-run` measures it (a few real
+counted with the run's own rule (framework.refresh.examples.example_counts): the unchanged ones
+are the serving version's training rows of chunks that stay, exactly what the run finds learned;
+the new ones are estimated from that dataset's examples per chunk for the new and changed chunks
+(its chunks per document for documents not ingested yet), since they are not generated yet. The training time is measured as `ragtune finetune --dry-run` measures it (a few real
 steps on this machine, framework.training.estimate) on that many of its examples; ingest,
 synthesis of the new chunks and the evaluation come on top.
 
@@ -24,6 +25,7 @@ from framework.adapters.registry import AdapterRef
 from framework.config import Config, FinetuneConfig
 from framework.dataset.delta import key_document, row_key, version_keys
 from framework.dataset.store import read_jsonl
+from framework.refresh.examples import example_counts
 from framework.refresh.plan import RefreshPlan
 from framework.refresh.report import RefreshReport
 from framework.refresh.steps import training_config
@@ -39,8 +41,7 @@ def _examples(plan: RefreshPlan, pending: Mapping[str, list], *, datasets: Path,
     leaving = set(pending["changed"]) | set(pending["deleted"])
     unchanged = [r for r in old if row_key(r) not in plan.delta.gone and r.get("doc_id") not in leaving]
     new = round((len(plan.delta.new) + arriving) * per_chunk)
-    replayed = round(replay * len(unchanged)) if plan.warm_start else len(unchanged)
-    return {"new": new, "replay": replayed, "unchanged": len(unchanged), "trained": new + replayed, "rows": old}
+    return {**example_counts(new, len(unchanged), replay=replay, warm_start=plan.warm_start and new > 0), "rows": old}
 
 
 def _seconds(tokens_per_row: float, rows: int, cfg: FinetuneConfig, tokens_per_second: float) -> float | None:
@@ -89,8 +90,8 @@ def plan_report(plan: RefreshPlan, pending: Mapping[str, list], *, serving: Adap
     est = estimate(plan, pending, serving=serving, config=config, datasets=datasets, base_model_dir=base_model_dir)
     how = "warm-started from" if plan.warm_start else f"from scratch ({plan.why_from_scratch}), replacing"
     took = f"about {est['training_duration']} of training" if "training_duration" in est else est.get("note", "")
-    message = (f"dry run: would train {name} {how} {serving.version} on {est['trained']} examples ({est['new']} new "
-               f"or changed, {est['replay']} replayed): {took}, plus ingest, synthesis of the changed chunks and "
-               "the evaluation; nothing was changed")
+    message = (f"dry run: would train {name} {how} {serving.version} on about {est['trained']} examples (about "
+               f"{est['new']} new or changed, estimated before synthesis; {est['replay']} replayed): {took}, plus "
+               "ingest, synthesis of the changed chunks and the evaluation; nothing was changed")
     return RefreshReport(outcome="planned", adapter=name, message=message, serving_before=serving.version,
                          serving_after=serving.version, plan=plan_dict, estimate=est)

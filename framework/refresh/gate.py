@@ -14,6 +14,14 @@ are a view of the evaluation: one per role and split kind. A condition on a spli
 that has no question in this refresh (`changed` when documents were only deleted) is not
 checked, and says so.
 
+Changed facts are judged by value, not by overlap: an answer that still says "28 days" where
+the document now says "29 days" keeps a token F1 of 0.93. Where the refresh's questions carry
+a changed fact's old and new value (framework.refresh.examples), the gate adds one check,
+`changed facts`: the candidate states an old value on fewer of those questions than the serving
+version did (or on none), and the new value without the old on more of them (on at least as
+many where the serving version stated no old value either, as an adapter that never learned the
+fact does).
+
 Example:
     >>> [c.text for c in parse_refresh_gate(["candidate@changed.token_f1 >= 0.5"], kinds=["changed"])]
     ['candidate@changed.token_f1 >= 0.5']
@@ -25,8 +33,10 @@ from typing import Iterable, Sequence
 
 from framework.evaluation.gate import Condition, GateError, check, parse_conditions
 from framework.evaluation.results import EvaluationResult, GateCheck, GateResult, ModeResult, PairedDifference
+from framework.refresh.examples import states_value
 
 ROLES = ("candidate", "serving")
+FACT_CHECK = "changed facts: the candidate states the new value, not the old one"
 
 
 def labels(kinds: Iterable[str]) -> list[str]:
@@ -63,9 +73,40 @@ def gate_view(result: EvaluationResult, *, candidate: str, serving: str) -> Eval
                             comparisons=tuple(pairs), confidence=result.confidence, resamples=result.resamples)
 
 
+def fact_counts(answers: Sequence, rows: Sequence[dict]) -> tuple[int, int, int]:
+    """(questions with a changed fact, answers stating the new value without the old, answers stating the old)."""
+    facts = [(a, r) for a, r in zip(answers, rows) if r.get("new_value")]
+    old = sum(states_value(a.text, r["old_value"].split()) for a, r in facts)
+    new = sum(states_value(a.text, r["new_value"].split()) and not states_value(a.text, r["old_value"].split())
+              for a, r in facts)
+    return len(facts), new, old
+
+
+def check_facts(result: EvaluationResult, rows: Sequence[dict], *, candidate: str, serving: str) -> GateCheck | None:
+    """The `changed facts` check (see the module docstring); None where no question carries a changed fact."""
+    if not any(r.get("new_value") for r in rows):
+        return None
+    cand, serv = result.mode(candidate), result.mode(serving)
+    if cand.refused or serv.refused:
+        return GateCheck(FACT_CHECK, False, reason=f"refused: {cand.refused or serv.refused}")
+    n, c_new, c_old = fact_counts(cand.answers, rows)
+    _, s_new, s_old = fact_counts(serv.answers, rows)
+    fewer_old = c_old < s_old or c_old == 0
+    more_new = c_new > s_new if s_old else c_new >= s_new
+    said = (f"of {n} changed-fact questions the candidate states the new value on {c_new} and the old on {c_old}; "
+            f"the serving version: new {s_new}, old {s_old}")
+    if fewer_old and more_new:
+        return GateCheck(FACT_CHECK, True, left=c_new / n, right=s_new / n, margin=(c_new - s_new) / n, reason=said)
+    why = "it states the old value on as many of them as the serving version, or more" if not fewer_old else \
+        "it does not state the new value on more of them than the serving version"
+    return GateCheck(FACT_CHECK, False, left=c_new / n, right=s_new / n, margin=(c_new - s_new) / n,
+                     reason=f"{said}: {why}")
+
+
 def check_refresh_gate(result: EvaluationResult, conditions: Sequence[Condition], *, candidate: str,
-                       serving: str) -> GateResult:
-    """Each condition's verdict on the view; one naming a split kind without questions is not checked."""
+                       serving: str, rows: Sequence[dict] = ()) -> GateResult:
+    """Each condition's verdict on the view; one naming a split kind without questions is not checked. With the
+    questions (`rows`, in the evaluation's order), also the `changed facts` check."""
     view = gate_view(result, candidate=candidate, serving=serving)
     refused = next((f"{r.label} was refused: {r.refused}" for r in view.results if r.refused), None)
     checks = []
@@ -78,7 +119,8 @@ def check_refresh_gate(result: EvaluationResult, conditions: Sequence[Condition]
             checks.append(GateCheck(c.text, True, reason=f"not checked: no {kind} questions in this refresh"))
         else:
             checks.append(check(view, c))
-    return GateResult(checks=tuple(checks))
+    facts = check_facts(result, rows, candidate=candidate, serving=serving)
+    return GateResult(checks=tuple(checks) + ((facts,) if facts else ()))
 
 
-__all__ = ["GateError", "ROLES", "check_refresh_gate", "gate_view", "labels", "parse_refresh_gate"]
+__all__ = ["FACT_CHECK", "GateError", "ROLES", "check_facts", "check_refresh_gate", "gate_view", "labels", "parse_refresh_gate"]

@@ -196,8 +196,7 @@ def _train_and_gate(run: _Run, state: RefreshState, plan: RefreshPlan, serving: 
     run.step("synthesized")
     rows, counts, why = steps.chosen_rows(state, plan, workspace=ws, config=c)
     removed = removed_rows(read_jsonl(plan.dataset_dir(ws.datasets) / "train.jsonl"), plan.delta.gone)
-    trained = len(rows) if rows is not None else counts["new"] + counts["unchanged"]
-    state = dataclasses.replace(state, examples={**counts, "removed": removed, "trained": trained,
+    state = dataclasses.replace(state, examples={**counts, "removed": removed,
                                                  **({"why_from_scratch": why} if why else {})})
     warm = serving if rows is not None else None
     train = functools.partial(_train, run, state, cfg=steps.training_config(c.finetune, c.refresh, warm_start=warm))

@@ -27,7 +27,7 @@ from framework.dataset.store import read_jsonl, resolve_dataset_dir
 from framework.evaluation.gate import Condition
 from framework.evaluation.results import EvaluationResult
 from framework.records import Principal
-from framework.refresh.examples import evaluation_rows, row_identity, training_rows
+from framework.refresh.examples import evaluation_rows, example_counts, row_identity, training_rows
 from framework.refresh.gate import check_refresh_gate
 from framework.refresh.plan import RefreshPlan
 from framework.refresh.state import RefreshState, save_state
@@ -71,9 +71,11 @@ def chosen_rows(state: RefreshState, plan: RefreshPlan, *, workspace: Workspace,
     chosen, counts = training_rows(rows, learned=learned, new=plan.delta.new, replay=config.refresh.replay,
                                    seed=config.refresh.seed)
     if plan.warm_start and counts["new"]:
-        return chosen, counts, ""
+        return chosen, example_counts(counts["new"], counts["unchanged"], replay=config.refresh.replay,
+                                      warm_start=True), ""
     why = plan.why_from_scratch or "the new and changed chunks gave no training example (see the dataset card)"
-    return None, {**counts, "replay": counts["unchanged"]}, why
+    return None, example_counts(counts["new"], counts["unchanged"], replay=config.refresh.replay,
+                                warm_start=False), why
 
 
 def trained(state: RefreshState, *, folder: Path, rows: Sequence[dict] | None, serving: AdapterRef,
@@ -109,14 +111,17 @@ def evaluated(state: RefreshState, *, folder: Path, workspace: Workspace, config
     start = time.perf_counter()
     data = dataset_folder(workspace, config, state.dataset_version)
     rc, name, mode = config.refresh, plan.adapter, config.refresh.mode
+    before = plan.dataset_dir(workspace.datasets)  # the serving version's rows: the old values of changed facts
     rows = evaluation_rows(read_jsonl(data / "train.jsonl"), read_jsonl(data / "eval.jsonl"), plan.delta.new,
-                           changed=rc.changed_questions, unchanged=rc.unchanged_questions, seed=rc.seed, extra=extra)
+                           changed=rc.changed_questions, unchanged=rc.unchanged_questions, seed=rc.seed, extra=extra,
+                           old=[r for f in ("train.jsonl", "eval.jsonl") if (before / f).is_file()
+                                for r in read_jsonl(before / f)])
     candidate, serving = f"{mode}@{name}@{state.candidate}", f"{mode}@{name}@{state.serving}"
     result = evaluate(rows, modes=[mode], adapters=[f"{name}@{state.serving}", f"{name}@{state.candidate}"],
                       baseline=serving, principal=Principal(user="refresh", groups=tuple(config.dataset.audience)),
                       title=f"ragtune refresh {state.id}: {name} {state.serving} -> {state.candidate}",
                       extra={"refresh": state.id})
-    gate = check_refresh_gate(result, conditions, candidate=candidate, serving=serving)
+    gate = check_refresh_gate(result, conditions, candidate=candidate, serving=serving, rows=rows)
     kinds = sorted(Counter(r["split_kind"] for r in rows))
     verdict = {**gate.to_dict(), "settings": settings, "report": str(result.report.parent) if result.report else None,
                "questions": dict(sorted(Counter(r["split_kind"] for r in rows).items())),
