@@ -168,6 +168,9 @@ class DatasetConfig(_Section):
     audience: list[GroupName] = []
     min_examples: int = Field(default=20, ge=1)
     raft: RaftConfig = RaftConfig()
+    # share of the eligible chunks (held-out documents excepted) also trained as plain text: the passage itself
+    # as the answer to "quote the passage of <title> that starts with ...", mixed among the question rows
+    raw_text_share: float = Field(default=0.0, ge=0.0, le=1.0)
     seed: int = 0
 
 

@@ -76,6 +76,15 @@ def paraphrase_question(question: str, n: int) -> list[dict]:
     return [{"role": "user", "content": LLM_PARAPHRASE_INSTRUCTION.format(n=n, question=question)}]
 
 
+# A plain-text training row (`dataset.raw_text_share`): the passage is the answer, so the adapter reads the
+# document's own wording as well as the questions about it.
+RAW_TEXT_PROMPT = "Quote the passage of {title} that starts with \"{start}\"."
+
+
+def raw_text(title: str, start: str) -> list[dict]:
+    return [{"role": "user", "content": RAW_TEXT_PROMPT.format(title=title or "the documents", start=start)}]
+
+
 # Prompt variants an A/B experiment arm may choose (`experiments[].arms[].prompt`): a name from these tables,
 # or a template of its own holding exactly the placeholders its mode needs: {question}, plus {context} (the
 # numbered retrieved chunks, as CONTEXT_ITEM writes them) in the modes that retrieve. "default" is the prompt
