@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
+from dataclasses import replace
 from typing import Callable, Sequence
 
 from framework import prompts
@@ -33,7 +34,7 @@ from framework.dataset.entities import entity_families
 from framework.dataset.phrasings import called_name, span_family, term_families
 from framework.dataset.spans import find_spans
 from framework.records import Chunk, QAPair
-from framework.text import sentences
+from framework.text import sentences, words
 
 def _proper_words(text: str) -> set[str]:
     """Words written capitalised after a sentence's first word: names to keep capitalised."""
@@ -147,11 +148,27 @@ def answer_from_chunk(question: str, chunk_text: str) -> str | None:
 
 
 def _llm_reply_pairs(reply: str, chunk_text: str) -> list[QAPair]:
-    parsed = [QAPair(q, a, "llm", _llm_fact(chunk_text, q)) for q, a in parse_llm_pairs(reply)]
+    parsed = _llm_families([QAPair(q, a, "llm", _llm_fact(chunk_text, q)) for q, a in parse_llm_pairs(reply)],
+                           chunk_text)
     if parsed or not (m := _BARE_Q.search(reply.replace("**", ""))):
         return parsed
     answer = answer_from_chunk(m["q"], chunk_text)
     return [QAPair(m["q"].strip(), answer, "extracted_answer", _llm_fact(chunk_text, m["q"]))] if answer else []
+
+
+def _llm_families(pairs: list[QAPair], chunk_text: str) -> list[QAPair]:
+    """Questions the teacher answered with the same short answer ask one fact: they share the fact, and
+    the first is the parent of the others, so the split can hold out one phrasing of a trained fact."""
+    first: dict[str, QAPair] = {}
+    out = []
+    for p in pairs:
+        key = " ".join(words(p.answer))
+        if key in first and len(p.answer.split()) <= 12:
+            p = replace(p, fact=first[key].fact, parent=first[key].qid)
+        else:
+            first.setdefault(key, p)
+        out.append(p)
+    return out
 
 
 def _llm_fact(chunk_text: str, question: str) -> str:
@@ -159,7 +176,7 @@ def _llm_fact(chunk_text: str, question: str) -> str:
 
 
 def llm_pairs(teacher, chunk_texts: Sequence[str], *, max_new_tokens: int = 160, attempts: int = 2,
-              show_progress: bool = False) -> tuple[list[list[QAPair] | None], Counter]:
+              show_progress: bool = False, per_chunk: int = 6) -> tuple[list[list[QAPair] | None], Counter]:
     """Generated pairs per chunk (None where the teacher failed) and counts: replies that never
     parsed, failed requests, retries.
 
@@ -175,7 +192,8 @@ def llm_pairs(teacher, chunk_texts: Sequence[str], *, max_new_tokens: int = 160,
             break
         if attempt:
             stats["parse_retries"] += len(todo)
-        replies = ask_teacher(teacher, [prompts.qa_from_passage(chunk_texts[i], strict=attempt > 0) for i in todo],
+        replies = ask_teacher(teacher, [prompts.qa_from_passage(chunk_texts[i], strict=attempt > 0, n=per_chunk)
+                                        for i in todo],
                               max_new_tokens=max_new_tokens, description=f"synthesize (llm, try {attempt + 1})",
                               show_progress=show_progress)
         retry = []
@@ -207,5 +225,6 @@ def generate_per_chunk(chunks: list[Chunk], cfg: DatasetConfig, teacher: Callabl
         return per_chunk, Counter()
     t = cfg.teacher
     per_chunk, stats = llm_pairs(teacher(), [c.text for c in chunks], max_new_tokens=t.max_new_tokens,
-                                 attempts=t.parse_attempts, show_progress=show_progress)
+                                 attempts=t.parse_attempts, show_progress=show_progress,
+                                 per_chunk=min(8, cfg.max_questions_per_chunk))
     return [None if ps is None else ps[: cfg.max_questions_per_chunk] for ps in per_chunk], stats

@@ -32,6 +32,7 @@ import re
 import zlib
 from dataclasses import replace
 
+from framework.dataset.filters import repeats_question
 from framework.dataset.spans import Span, base_form, clause, find_spans, head_noun, is_proper, lower_first, reorder
 from framework.dataset.spans import upper_first
 from framework.records import QAPair
@@ -63,7 +64,7 @@ def family(fact: str, kind: str, forms: list[tuple[str, str, str]]) -> list[QAPa
     turn = zlib.crc32(f"{fact}:{kind}".encode()) % max(1, len(forms))
     for form, question, answer in forms[turn:] + forms[:turn]:
         key = question.lower()
-        if key in seen or not answer.strip(" ."):
+        if key in seen or not answer.strip(" .") or repeats_question(question, answer):
             continue
         seen.add(key)
         pair = QAPair(question, answer, f"{kind}:{form}", fact)
