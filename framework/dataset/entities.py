@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import Counter
 
 from framework.dataset.phrasings import family
-from framework.dataset.spans import find_spans
+from framework.dataset.spans import find_spans, is_prose
 from framework.records import QAPair
 from framework.text import sentences
 
@@ -28,6 +28,9 @@ def _names(text: str, proper: set[str]) -> list[tuple[str, list[str]]]:
     """Names mentioned in two sentences or more, most mentioned first, with those sentences."""
     found: dict[str, list[str]] = {}
     for s in sentences(text):
+        s = s.replace("**", "").strip()
+        if not is_prose(s):
+            continue
         for span in find_spans(s.rstrip(".!"), proper=proper):
             if span.kind == "name" and len(span.text) >= 4 and s not in found.setdefault(span.text, []):
                 found[span.text].append(s)

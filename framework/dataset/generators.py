@@ -32,7 +32,7 @@ from framework import prompts
 from framework.config import DatasetConfig
 from framework.dataset.entities import entity_families
 from framework.dataset.phrasings import called_name, span_family, term_families
-from framework.dataset.spans import find_spans
+from framework.dataset.spans import find_spans, is_prose
 from framework.records import Chunk, QAPair
 from framework.text import sentences, words
 
@@ -47,8 +47,9 @@ def fact_families(text: str, *, title: str = "") -> list[list[QAPair]]:
     proper = _proper_words(text)
     out: list[list[QAPair]] = []
     for s in sentences(text):
+        s = s.replace("**", "").replace("__", "").strip()
         body = s.rstrip(".!")
-        if s.endswith("?"):
+        if s.endswith("?") or not is_prose(s):
             continue
         out.extend(term_families(s, title=title, proper=proper))
         called = called_name(body)

@@ -64,7 +64,7 @@ def family(fact: str, kind: str, forms: list[tuple[str, str, str]]) -> list[QAPa
     turn = zlib.crc32(f"{fact}:{kind}".encode()) % max(1, len(forms))
     for form, question, answer in forms[turn:] + forms[:turn]:
         key = question.lower()
-        if key in seen or not answer.strip(" .") or repeats_question(question, answer):
+        if key in seen or not answer.strip(" .") or len(question.split()) < 4 or repeats_question(question, answer):
             continue
         seen.add(key)
         pair = QAPair(question, answer, f"{kind}:{form}", fact)
@@ -185,7 +185,7 @@ def term_families(sentence: str, *, title: str = "", proper: set[str] = frozense
             ("echo", _q(f"What does {m['short']} stand for"), _a(m["long"])),
             ("reverse", _q(f"What is the abbreviation for {m['long']}"), _a(m["short"])),
             ("indirect", _q(f"Do you know what {m['short']} means{where}"), _a(sentence))]))
-    if m := _MODAL.match(body):
+    if (m := _MODAL.match(body)) and m["subj"].lower() not in _PRONOUNS:
         subj, modal = lower_first(m["subj"], proper), m["modal"]
         forms = [("echo", _q(f"What is the rule for {subj}{where}"), _a(sentence))]
         if not m["rest"].startswith(("be ", "not be ")) and " not" not in modal and "cannot" not in modal:

@@ -231,3 +231,17 @@ def lower_first(text: str, proper: set[str] = frozenset()) -> str:
     if first in proper or any(c.isupper() for c in first[1:]) or (first.lower() not in _STARTERS and rest[:1].isupper()):
         return text
     return text[:1].lower() + text[1:]
+
+
+_MARKUP = re.compile(r"[|{}=<>`\\$\[\]]|^\W|https?://|\w\(\)")
+
+
+def is_prose(sentence: str) -> bool:
+    """A statement in words, not a table row, code, a command or a link list: only those are asked about.
+
+    Example:
+        >>> is_prose("Every employee receives 28 days of leave."), is_prose("| Senior | 4 weeks | Travel |")
+        (True, False)
+    """
+    letters = sum(c.isalpha() or c.isspace() for c in sentence)
+    return len(sentence) <= 320 and not _MARKUP.search(sentence) and letters >= 0.8 * len(sentence)
