@@ -161,12 +161,14 @@ def train_lora(model_dir: Path, train_rows: Sequence[dict], eval_rows: Sequence[
     )
 
     from framework.training.callbacks import ProgressCallback, ThroughputCallback
+    from framework.training.fitting import fit_rows, fit_training_rows
 
     start = time.perf_counter()
     set_seed(cfg.seed)
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    train, skipped = tokenize_rows(tokenizer, train_rows, cfg.max_length)
-    evals, _ = tokenize_rows(tokenizer, eval_rows, cfg.max_length)
+    train, fit = fit_training_rows(tokenizer, model_dir, train_rows, cfg)
+    evals, _ = fit_rows(tokenizer, eval_rows, fit.max_length, window=fit.context_window)
+    skipped = fit.dropped
     if not train:
         raise ValueError("no training example fits finetune.max_length; raise it or shorten the examples")
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=frozen_dtype(cfg, bf16=bf16), local_files_only=True)
@@ -200,6 +202,7 @@ def train_lora(model_dir: Path, train_rows: Sequence[dict], eval_rows: Sequence[
         "train_examples": len(train),
         "eval_examples": len(evals),
         "skipped_too_long": skipped,
+        "rows": fit.to_dict(),
         "tokens": int(state.num_input_tokens_seen),
         "tokens_per_second": round(throughput.tokens_per_second, 1),
         "load_seconds": round(load_seconds, 1),
