@@ -67,8 +67,8 @@ def test_a_fixed_max_length_that_drops_too_many_rows_stops_and_names_the_setting
 
 
 def test_split_context_refuses_a_message_it_cannot_render_back():
-    assert split_context("Answer the question using the company documents below.\n\n[1] t: a\n[3] t: b\n\nQuestion: q") \
-        is None
+    assert split_context("Answer the question using the company documents below.\n\n[2] t: a\n\nQuestion: q") is None
+    assert split_context("How many days of leave?") is None
     head, items, question = split_context(
         "Answer the question using the company documents below.\n\n[1] Policy: a: b\n[2] x: c\n\nQuestion: q?")
     assert items == [("Policy", "a: b"), ("x", "c")] and question == "Question: q?"
