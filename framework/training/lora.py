@@ -162,6 +162,7 @@ def train_lora(model_dir: Path, train_rows: Sequence[dict], eval_rows: Sequence[
 
     from framework.training.callbacks import ProgressCallback, ThroughputCallback
     from framework.training.fitting import fit_rows, fit_training_rows
+    from framework.training.selection import keep_weights, knowledge_callback, knowledge_summary
 
     start = time.perf_counter()
     set_seed(cfg.seed)
@@ -188,6 +189,9 @@ def train_lora(model_dir: Path, train_rows: Sequence[dict], eval_rows: Sequence[
         extra.append(ProgressCallback(throughput))
     if cfg.early_stopping_patience:
         extra.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+    knowledge = knowledge_callback(train_rows, model_dir, cfg, checkpoint_dir, world_size=args.world_size)
+    if knowledge is not None:
+        extra.append(knowledge)
     trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=evals or None,
                       data_collator=AnswerOnlyPackedCollator(), callbacks=extra)
     trainer.remove_callback(PrinterCallback)  # it prints log dicts on stdout, where --json output goes
@@ -220,7 +224,15 @@ def train_lora(model_dir: Path, train_rows: Sequence[dict], eval_rows: Sequence[
         metrics["eval_loss"] = round(float(final["eval_loss"]), 4)
         if cfg.early_stopping_patience:
             metrics["stopped_early"] = state.global_step < state.max_steps
+    kept = knowledge.finish(state.log_history) if knowledge is not None else None
+    if knowledge is not None:
+        metrics["knowledge"] = knowledge_summary(knowledge, kept, final_step=state.global_step)
+        if kept is not None and kept.get("eval_loss") is not None:
+            metrics["eval_loss"] = round(float(kept["eval_loss"]), 4)  # the kept epoch's, not the last one's
     if trainer.is_world_process_zero():
         out_dir.mkdir(parents=True, exist_ok=True)
-        trainer.model.save_pretrained(str(out_dir))
+        if kept is not None and kept["step"] != state.global_step:
+            keep_weights(kept, out_dir)
+        else:
+            trainer.model.save_pretrained(str(out_dir))
     return metrics
