@@ -71,7 +71,8 @@ class Snapshots(TrainerCallback):
 @pytest.mark.slow  # three epochs of ingest, synthesis and training: about a minute on 2 loaded cores
 def test_finetune_checks_knowledge_each_epoch_and_publishes_the_kept_epoch(tmp_path, corpus, tiny_model):
     cfg = project_config(tmp_path, corpus, tiny_model, finetune={"max_steps": -1, "epochs": 3, "batch_size": 4,
-                                                                 "knowledge_patience": 0, "learning_rate": 0.01})
+                                                                 "knowledge_patience": 0, "learning_rate": 0.01,
+                                                                 "knowledge_probes": 48})
     project = Project(load_config_dict(cfg), show_progress=False)
     project.ingest()
     project.synthesize()

@@ -109,7 +109,9 @@ def finetune(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_js
         print(json.dumps({k: v for k, v in manifest.to_dict().items() if k != "documents"}, indent=2))
     else:
         out.print(f"adapter {manifest.name}/{manifest.version}: {dict(manifest.metrics)}")
-        out.print(f"promoted {manifest.name}@{manifest.version}: served from the next question" if promote else
+        promoted = promote and manifest.promotion.get("promoted", True)
+        out.print(f"promoted {manifest.name}@{manifest.version}: served from the next question" if promoted else
+                  manifest.promotion.get("reason") if promote else
                   f"not served yet: `ragtune adapters promote {manifest.name} {manifest.version}` makes it live",
                   highlight=False)
 
