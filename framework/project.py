@@ -161,25 +161,11 @@ class Project:
 
     def finetune(self, *, resume: bool = False, callbacks: Sequence = (),
                  promote: bool = False) -> AdapterManifest | None:
-        """Train on the latest dataset version and publish the next adapter version (see training.run); `promote`
-        serves it once `finetune.gate` passes on the eval split (evaluation.promotion), its verdict in the manifest."""
-        from framework.training.run import train_and_publish
+        """Train on the latest dataset version and publish the next adapter version (training.run); `promote`: served
+        once `finetune.gate` passes on the eval split (evaluation.promotion)."""
+        from framework.evaluation.promotion import finetune_and_gate
 
-        gated = promote and bool(self.config.finetune.gate)  # promoted below, only if finetune.gate passes
-        manifest = train_and_publish(dataset_dir=self.dataset_dir(), base_model_dir=self.base_model_dir,
-                                     base_model=self.config.generator.model, cfg=self.config.finetune,
-                                     precision=self.config.precision, registry=self.adapters,
-                                     workspace=self.workspace, resume=resume, callbacks=callbacks,
-                                     show_progress=self.show_progress, promote=promote and not gated)
-        if manifest is None or not gated:
-            return manifest
-        from framework.evaluation.promotion import promote_if_gate_passes
-
-        rows = list({r["question"]: r for r in self._questions(None) if r.get("mode") != "combined"}.values())
-        ref = self.adapters.get(manifest.name, manifest.version)
-        promote_if_gate_passes(router=self.router, registry=self.adapters, ref=ref, rows=rows,
-                               conditions=self.config.finetune.gate, embedder=self.embedder, report=self.workspace)
-        return self.adapters.get(manifest.name, manifest.version).manifest
+        return finetune_and_gate(self, resume=resume, callbacks=callbacks, promote=promote)
 
     def refresh(self, *, dry_run: bool = False, force: bool = False, callbacks: Sequence = (),
                 on_step: Callable[[str], None] | None = None):

@@ -19,8 +19,9 @@ import json
 import logging
 from typing import Sequence
 
+from framework.adapters.manifest import AdapterManifest
 from framework.adapters.registry import AdapterRef, AdapterRegistry
-from framework.evaluation.run import evaluate, pinned
+from framework.evaluation.run import evaluate, pinned, question_rows
 from framework.records import Principal
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,32 @@ def promote_if_gate_passes(*, router, registry: AdapterRegistry, ref: AdapterRef
     log.warning(reason)
     return _record(ref, {"promoted": False, "reason": reason, "checks": checks, "token_f1": scores,
                          "questions": result.questions})
+
+
+def finetune_and_gate(project, *, resume: bool = False, callbacks: Sequence = (),
+                      promote: bool = False) -> AdapterManifest | None:
+    """`Project.finetune`: train and publish; with `promote`, promote only when `finetune.gate` passes."""
+    from framework.training.run import train_and_publish
+
+    gate = promote and bool(project.config.finetune.gate)
+    manifest = train_and_publish(dataset_dir=project.dataset_dir(), base_model_dir=project.base_model_dir,
+                                 base_model=project.config.generator.model, cfg=project.config.finetune,
+                                 precision=project.config.precision, registry=project.adapters,
+                                 workspace=project.workspace, resume=resume, callbacks=callbacks,
+                                 show_progress=project.show_progress, promote=promote and not gate)
+    return gate_new_version(project, manifest) if gate and manifest is not None else manifest
+
+
+def gate_new_version(project, manifest: AdapterManifest) -> AdapterManifest:
+    """The gate on the dataset's eval split (one row per question, the RAFT rows left out), then the version's
+    manifest with the verdict recorded."""
+    rows = question_rows(None, eval_split=project.dataset_dir() / "eval.jsonl")
+    rows = list({r["question"]: r for r in rows if r.get("mode") != "combined"}.values())
+    ref = project.adapters.get(manifest.name, manifest.version)
+    promote_if_gate_passes(router=project.router, registry=project.adapters, ref=ref, rows=rows,
+                           conditions=project.config.finetune.gate, embedder=project.embedder,
+                           report=project.workspace)
+    return project.adapters.get(manifest.name, manifest.version).manifest
 
 
 def _record(ref: AdapterRef, verdict: dict) -> dict:

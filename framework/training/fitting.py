@@ -76,6 +76,21 @@ class FitReport:
                 "dropped": self.dropped, "by_mode": {k: dict(v) for k, v in self.by_mode.items()}}
 
 
+def tokenize_example(tokenizer, messages: list[dict], max_length: int) -> dict | None:
+    """input_ids and labels with the prompt masked (-100); None when it does not fit max_length."""
+    prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=False)
+    full = tokenizer.apply_chat_template(messages, tokenize=False)
+    if not full.startswith(prompt):
+        raise ValueError("the chat template renders the prompt differently inside the full conversation; "
+                         "ragtune cannot mask the prompt for this model")
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(full[len(prompt):].rstrip("\n"), add_special_tokens=False)["input_ids"]
+    ids = prompt_ids + answer_ids
+    if len(ids) > max_length:
+        return None
+    return {"input_ids": ids, "labels": [-100] * len(prompt_ids) + answer_ids}
+
+
 def context_window(model_dir: Path, tokenizer=None) -> int:
     """The base model's context window (positions it was trained for)."""
     from transformers import AutoConfig
@@ -146,8 +161,6 @@ def trimmed_versions(row: dict):
 def fit_rows(tokenizer, rows: Sequence[dict], max_length: int, *,
              window: int | None = None) -> tuple[list[dict], FitReport]:
     """Tokenized rows that fit `max_length`, RAFT context trimmed where needed, and what it took per mode."""
-    from framework.training.lora import tokenize_example
-
     out, counts = [], {}
     for row in rows:
         mode = row.get("mode") or "finetuned"
@@ -173,8 +186,6 @@ def resolve_max_length(tokenizer, rows: Sequence[dict], cfg: FinetuneConfig, win
             log.warning("finetune.max_length=%d is over the base model's context window (%d); using %d",
                         cfg.max_length, window, window)
         return min(cfg.max_length, window)
-    from framework.training.lora import tokenize_example
-
     longest = max((len(i["input_ids"]) for r in rows if (i := tokenize_example(tokenizer, r["messages"], 10**9))),
                   default=16)
     return max(16, min(longest, window))

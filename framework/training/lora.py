@@ -23,23 +23,9 @@ from typing import Sequence
 import torch
 
 from framework.config import FinetuneConfig
+from framework.training.fitting import tokenize_example
 
 log = logging.getLogger(__name__)
-
-
-def tokenize_example(tokenizer, messages: list[dict], max_length: int) -> dict | None:
-    """input_ids and labels with the prompt masked (-100); None when it does not fit max_length."""
-    prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=False)
-    full = tokenizer.apply_chat_template(messages, tokenize=False)
-    if not full.startswith(prompt):
-        raise ValueError("the chat template renders the prompt differently inside the full conversation; "
-                         "ragtune cannot mask the prompt for this model")
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    answer_ids = tokenizer(full[len(prompt):].rstrip("\n"), add_special_tokens=False)["input_ids"]
-    ids = prompt_ids + answer_ids
-    if len(ids) > max_length:
-        return None
-    return {"input_ids": ids, "labels": [-100] * len(prompt_ids) + answer_ids}
 
 
 def tokenize_rows(tokenizer, rows: Sequence[dict], max_length: int) -> tuple[list[dict], int]:
