@@ -90,3 +90,17 @@ def test_finetune_checks_knowledge_each_epoch_and_publishes_the_kept_epoch(tmp_p
     assert all(torch.allclose(published[n], kept[n]) for n in kept)  # the kept epoch's weights, not the last's
     assert not project.workspace.checkpoints("t").exists()
     assert json.loads((project.adapters.latest("t").path / "manifest.json").read_text())["knowledge"] == k
+
+
+def test_adapters_show_prints_the_check_the_epoch_kept_and_the_promotion_verdict():
+    from framework.cli.adapters import knowledge_lines
+
+    k = {"keep": "best_knowledge", "base": {"accuracy": 0.05, "low": 0.0, "high": 0.15, "hits": 1, "probes": 20},
+         "per_epoch": [{"epoch": 1.0, "accuracy": 0.3, "low": 0.1, "high": 0.5, "hits": 6, "probes": 20},
+                       {"epoch": 2.0, "accuracy": 0.2, "low": 0.05, "high": 0.4, "hits": 4, "probes": 20}],
+         "kept_epoch": 1.0, "accuracy": 0.3, "low": 0.1, "high": 0.5, "hits": 6, "probes": 20,
+         "documents": {"a": {"known": True}, "b": {"known": False}}}
+    lines = knowledge_lines(k, {"promoted": False, "reason": "finetune.gate failed"})
+    assert "base 0.05 [0.00, 0.15] (1/20); epoch 1 0.30 [0.10, 0.50] (6/20), epoch 2 0.20" in lines[0]
+    assert lines[1].startswith("kept epoch 1 (best_knowledge): 0.30") and "1 of 2 probed" in lines[1]
+    assert lines[2] == "promotion: not promoted: finetune.gate failed"
