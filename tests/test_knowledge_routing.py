@@ -7,7 +7,7 @@ import pytest
 from conftest import project_config
 
 from framework.adapters.manifest import AdapterManifest
-from framework.evaluation.promotion import promote_if_gate_passes
+from framework.evaluation.promotion import combined_gate, promote_if_gate_passes
 from framework.project import Project, load_config_dict
 
 
@@ -65,6 +65,11 @@ def test_a_combination_worse_than_rag_is_not_promoted(trained, tmp_path, corpus,
                                     conditions=["combined.token_f1.delta.high >= -1"])
     assert passed["promoted"] and gated.adapters.promoted("t") == "v0002"
     assert gated.adapters.get("t", "v0002").manifest.promotion["reason"] == "finetune.gate passed"
+    # What a refresh adds to its own gate: the same conditions, with its candidate pinned.
+    refresh_check = combined_gate(gated.evaluate, rows, spec="t@v0002", conditions=["combined.token_f1.delta.low > 1",
+                                                                                    "combined.token_f1 >= 0"])
+    assert [c.passed for c in refresh_check.checks] == [False, True]
+    assert refresh_check.checks[0].condition == "combined.token_f1.delta.low > 1"
 
 
 def test_the_default_gate_is_combined_not_worse_than_rag():

@@ -5,6 +5,8 @@ split, evaluated with that version pinned: by default `combined.token_f1.delta.h
 i.e. `combined` is not worse than `rag` beyond the noise (the paired 95% interval of the
 difference reaches 0). A version that fails stays published but unpromoted, and its
 manifest records the verdict and why; an empty `finetune.gate` promotes without checking.
+`ragtune refresh` adds the same conditions, on its evaluation questions with the candidate
+pinned, to its own gate (`combined_gate`).
 
 Example:
     >>> verdict = promote_if_gate_passes(router=router, registry=registry, ref=ref, rows=eval_rows,  # doctest: +SKIP
@@ -21,6 +23,8 @@ from typing import Sequence
 
 from framework.adapters.manifest import AdapterManifest
 from framework.adapters.registry import AdapterRef, AdapterRegistry
+from framework.evaluation.gate import check_gates, parse_conditions
+from framework.evaluation.results import EvaluationResult, GateResult
 from framework.evaluation.run import evaluate, pinned, question_rows
 from framework.records import Principal
 
@@ -69,6 +73,27 @@ def finetune_and_gate(project, *, resume: bool = False, callbacks: Sequence = ()
                                  workspace=project.workspace, resume=resume, callbacks=callbacks,
                                  show_progress=project.show_progress, promote=promote and not gate)
     return gate_new_version(project, manifest) if gate and manifest is not None else manifest
+
+
+def combined_gate(evaluate, rows: Sequence[dict], *, spec: str, conditions: Sequence[str],
+                  principal: Principal = Principal(), title: str = "promotion gate") -> GateResult:
+    """`conditions` (rows `rag` and `combined`) checked with adapter `spec` pinned, through a `Project.evaluate`-like
+    callable: what `ragtune refresh` adds to its own gate (candidate against serving) before it promotes."""
+    if not conditions:
+        return GateResult(checks=())
+    parse_conditions(conditions, labels=("rag", "combined"))
+    result = evaluate(rows, modes=["rag", "combined"], adapters=[spec], baseline="rag", principal=principal,
+                      title=title)
+    return check_gates(relabel(result, {f"combined@{spec}": "combined"}), conditions)
+
+
+def relabel(result: EvaluationResult, names: dict) -> EvaluationResult:
+    """The same evaluation with rows (and their paired differences) renamed."""
+    rows = tuple(dataclasses.replace(r, label=names.get(r.label, r.label)) for r in result.results)
+    pairs = tuple(dataclasses.replace(c, label=names.get(c.label, c.label), baseline=names.get(c.baseline, c.baseline))
+                  for c in result.comparisons)
+    return dataclasses.replace(result, results=rows, comparisons=pairs,
+                               baseline=names.get(result.baseline, result.baseline), gates=None)
 
 
 def gate_new_version(project, manifest: AdapterManifest) -> AdapterManifest:
