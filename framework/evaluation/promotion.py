@@ -4,7 +4,8 @@ A new adapter version is promoted only when `finetune.gate` holds on the dataset
 split, evaluated with that version pinned: by default `combined.token_f1.delta.high >= 0`,
 i.e. `combined` is not worse than `rag` beyond the noise (the paired 95% interval of the
 difference reaches 0). A version that fails stays published but unpromoted, and its
-manifest records the verdict and why; an empty `finetune.gate` promotes without checking.
+manifest records the verdict and why. An empty `finetune.gate` promotes without checking, and
+so does a dataset without an eval split (with a warning, and the manifest says so).
 `ragtune refresh` adds the same conditions, on its evaluation questions with the candidate
 pinned, to its own gate (`combined_gate`).
 
@@ -40,8 +41,11 @@ def promote_if_gate_passes(*, router, registry: AdapterRegistry, ref: AdapterRef
         registry.promote(ref.name, ref.version)
         return _record(ref, {"promoted": True, "reason": "finetune.gate is empty: promoted without a check"})
     if not rows:
-        return _record(ref, {"promoted": False, "reason": "no eval split to check finetune.gate on; set "
-                             "dataset.eval_fraction > 0 and run `ragtune synth`, or promote by hand"})
+        log.warning("finetune.gate not checked: the dataset has no eval split (dataset.eval_fraction: 0); promoting "
+                    "%s@%s unchecked. Check it with `ragtune eval --modes rag,combined --gate ...` on your questions",
+                    ref.name, ref.version)
+        registry.promote(ref.name, ref.version)
+        return _record(ref, {"promoted": True, "reason": "finetune.gate not checked: the dataset has no eval split"})
     spec = f"{ref.name}@{ref.version}"
     result = evaluate(pinned(router, spec, principal), rows, modes=("rag", "combined"), gates=conditions,
                       principal=principal, embedder=embedder, report=report, title=f"finetune --promote gate {spec}")
@@ -99,7 +103,8 @@ def relabel(result: EvaluationResult, names: dict) -> EvaluationResult:
 def gate_new_version(project, manifest: AdapterManifest) -> AdapterManifest:
     """The gate on the dataset's eval split (one row per question, the RAFT rows left out), then the version's
     manifest with the verdict recorded."""
-    rows = question_rows(None, eval_split=project.dataset_dir() / "eval.jsonl")
+    split = project.dataset_dir() / "eval.jsonl"
+    rows = question_rows(None, eval_split=split) if split.is_file() and split.read_text().strip() else []
     rows = list({r["question"]: r for r in rows if r.get("mode") != "combined"}.values())
     ref = project.adapters.get(manifest.name, manifest.version)
     promote_if_gate_passes(router=project.router, registry=project.adapters, ref=ref, rows=rows,
