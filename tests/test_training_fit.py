@@ -72,3 +72,15 @@ def test_split_context_refuses_a_message_it_cannot_render_back():
     head, items, question = split_context(
         "Answer the question using the company documents below.\n\n[1] Policy: a: b\n[2] x: c\n\nQuestion: q?")
     assert items == [("Policy", "a: b"), ("x", "c")] and question == "Question: q?"
+
+
+def test_the_estimate_reports_rows_per_mode_and_why_training_would_stop(tiny_model):
+    from framework.training.estimate import estimate_training
+
+    rows = _long_chunk_rows(words=500)
+    est = estimate_training(rows=rows, model_dir=tiny_model, bf16=False, measure_steps=1,
+                            cfg=FinetuneConfig(max_length=400, batch_size=4, rank=4, alpha=8))
+    assert est.rows["by_mode"]["combined"] == {"rows": 6, "trimmed": 0, "dropped": 6}
+    assert est.skipped_too_long == 6 and "finetune.max_length (now 400" in est.problem
+    text = est.describe()
+    assert "combined 6 (0 trimmed to fit, 6 dropped)" in text and "this run would stop before training" in text
