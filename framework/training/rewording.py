@@ -34,7 +34,7 @@ SYNONYMS = {
     "about": "roughly", "before": "prior to", "after": "following", "during": "in the course of",
     "office": "workplace", "company": "firm", "customers": "clients", "customer": "client", "use": "make use of",
     "uses": "makes use of", "needs": "requires", "need": "require", "open": "accessible", "starts": "begins",
-    "first": "earliest", "main": "principal", "known": "recognised", "people": "persons", "large": "big",
+    "first": "earliest", "main": "principal", "known": "recognised", "large": "big",
     "small": "little", "big": "large", "allowed": "permitted", "cost": "price", "costs": "is priced at",
 }
 TEMPLATES = (
