@@ -48,6 +48,18 @@ def test_auto_sends_questions_on_documents_the_adapter_does_not_know_to_rag(trai
                                                         .manifest.documents.items() if d != top})
     untrained = Project(load_config_dict(cfg), show_progress=False).ask(q, mode="auto")
     assert untrained.mode == "rag" and "was not trained on it" in untrained.reason
+    # `ragtune eval` prints the answering adapter's knowledge check beside the rows.
+    from framework.cli.eval_view import knowledge_notes
+    from framework.evaluation.results import EvaluationResult, ModeResult
+
+    _rewrite_manifest(project, knowledge={"probes": 20, "kept_epoch": 2.0, "accuracy": 0.35, "low": 0.15,
+                                          "high": 0.55, "base": {"accuracy": 0.05}})
+    result = EvaluationResult(results=(ModeResult(label="rag", mode="rag"),
+                                       ModeResult(label="combined", mode="combined", adapter="t-v0001")))
+    fresh = Project(load_config_dict(cfg), show_progress=False)
+    assert knowledge_notes(result, fresh.adapters) == [
+        "t-v0001 knowledge check (closed-book key span, 20 held-out rewordings of trained facts, epoch 2 kept): "
+        "0.35 [0.15, 0.55]; base model 0.05"]
 
 
 def test_a_combination_worse_than_rag_is_not_promoted(trained, tmp_path, corpus, tiny_model):

@@ -18,7 +18,7 @@ from rich.table import Table
 from framework.cli.ab import ab_app
 from framework.cli.adapters import adapters_app
 from framework.cli.common import GATE_FAILED, ConfigOpt, GroupOpt, JsonOpt, SetOpt, UserOpt, err, out, project, run
-from framework.cli.eval_view import show
+from framework.cli.eval_view import knowledge_notes, show
 from framework.evaluation.gate import parse_conditions
 from framework.evaluation.run import Comparison
 from framework.records import ANSWER_MODES, MODES, Principal
@@ -234,6 +234,8 @@ def eval_(questions: Optional[Path] = typer.Option(None, "--questions", "-q",
                          ensure_ascii=False))
     else:
         show(result, out)
+        for note in knowledge_notes(result, proj.adapters):
+            out.print(note, highlight=False)
         out.print(f"report: {result.report.parent}", highlight=False)
     if result.gates and not result.gates.passed:
         failed = ", ".join(c.condition for c in result.gates.failures)
