@@ -205,6 +205,7 @@ class FinetuneConfig(_Section):
     knowledge_probes: int = Field(default=48, ge=0)
     knowledge_max_new_tokens: int = Field(default=24, ge=1)
     knowledge_patience: int = Field(default=1, ge=0)
+    knowledge_questions: str | None = None  # JSONL of your own questions (question, answer, document), also asked
     # `finetune --promote` promotes only when these hold on the eval split (framework.evaluation.promotion)
     gate: list[str] = list(DEFAULT_PROMOTION_GATE)
 

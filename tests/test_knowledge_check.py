@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from framework.project import Project, load_config_dict
-from framework.training.knowledge import build_probes, summarize
+from framework.training.knowledge import build_probes, question_file_probes, summarize
 from framework.training.rewording import key_span, span_hit
 from framework.training.selection import choose
 
@@ -36,6 +36,18 @@ def test_probes_ask_trained_facts_in_new_words_and_spread_over_documents():
         assert p["question"].lower() not in trained and p["span"] not in p["question"]
         assert "____" in p["question"]
     assert build_probes(ROWS, limit=2)[0]["doc_id"] != build_probes(ROWS, limit=2)[1]["doc_id"]  # documents in turn
+
+
+def test_a_user_question_file_adds_probes_on_trained_documents(tmp_path):
+    path = tmp_path / "q.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [
+        {"question": "What daily food budget applies on trips?", "answer": "45 EUR a day", "document": "expenses.txt"},
+        {"question": "Who approves trips?", "answer": "the team lead", "document": "expenses.txt"},  # no key span
+        {"question": "What is the Crumb plan's price?", "answer": "9 EUR per month", "document": "product.pdf"},
+    ]))
+    probes = question_file_probes(path, ["fin:expenses.txt", "hr:handbook.md"])
+    assert probes == [{"doc_id": "fin:expenses.txt", "question": "What daily food budget applies on trips?",
+                       "span": "45", "statement": "45 EUR a day"}]  # product.pdf was not trained
 
 
 def test_key_span_scoring_wants_the_fact_not_a_near_miss():

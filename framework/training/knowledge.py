@@ -6,7 +6,8 @@ number of probes closed-book, with a short token budget. A probe is one trained 
 fact's statement, synonyms, a template family of its own) and scored by whether the
 fact's key span appears in the answer. Probes are spread over the trained documents in
 turn, so each document gets its share; a probe that happens to equal a training question
-is left out. The summary (accuracy with a 95% bootstrap interval, per document hits and
+is left out. Questions of the user's own (`finetune.knowledge_questions`, JSONL with the
+gold document) on trained documents are asked as written, in addition. The summary (accuracy with a 95% bootstrap interval, per document hits and
 whether the check passed) goes into the adapter's manifest; `finetune.keep` chooses the
 epoch by it, and `auto` routing reads the per-document verdicts.
 
@@ -22,13 +23,14 @@ import logging
 import random
 import re
 from collections import defaultdict
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Sequence
 
 import numpy as np
 import torch
 
 from framework import prompts
+from framework.dataset.store import read_jsonl
 from framework.training.rewording import key_span, reword, span_hit
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,20 @@ def build_probes(rows: Sequence[dict], *, limit: int, seed: int = 0) -> list[dic
     while len(out) < limit and any(by_doc[d] for d in docs):
         out += [by_doc[d].pop() for d in docs if by_doc[d]][:limit - len(out)]
     return out
+
+
+def question_file_probes(path: Path, documents: Sequence[str]) -> list[dict]:
+    """Probes from the user's own questions (JSONL rows with `question`, `answer` and the gold `document`,
+    `doc_id` or `sources`): those on a trained document whose answer has a key span, asked as written."""
+    probes = []
+    for row in read_jsonl(path):
+        gold = next((row[f] for f in ("sources", "document", "doc_id") if row.get(f)), None)
+        names = [gold] if isinstance(gold, str) else list(gold or [])
+        doc = next((d for n in names for d in documents if d == n or d.endswith((f":{n}", f"/{n}"))), None)
+        span = key_span(row.get("answer", ""), row.get("question", ""))
+        if doc and span:
+            probes.append({"doc_id": doc, "question": row["question"], "span": span, "statement": row["answer"]})
+    return probes
 
 
 def _key(question: str) -> str:

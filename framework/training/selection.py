@@ -127,11 +127,17 @@ def knowledge_callback(train_rows: Sequence[dict], model_dir: Path, cfg: Finetun
     distributed (each process would answer the probes; the check runs in single-process training)."""
     from transformers import AutoTokenizer
 
-    from framework.training.knowledge import build_probes
+    from framework.training.knowledge import build_probes, question_file_probes
 
     if cfg.knowledge_probes == 0 or world_size > 1:
         return None
     probes = build_probes(train_rows, limit=cfg.knowledge_probes, seed=cfg.seed)
+    if cfg.knowledge_questions:
+        path = Path(cfg.knowledge_questions)
+        if not path.is_file():
+            raise FileNotFoundError(f"finetune.knowledge_questions: no file {path} (JSONL rows with question, answer "
+                                    "and document); fix the path or remove the key")
+        probes += question_file_probes(path, sorted({r["doc_id"] for r in train_rows if r.get("doc_id")}))
     if not probes:
         log.warning("knowledge check skipped: no trained fact has a key span (number, date, name) to ask for")
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
