@@ -66,6 +66,8 @@ def test_choose_keeps_the_best_knowledge_not_the_last_epoch():
     assert choose(records, keep="best_eval_loss")["step"] == 3 and choose(records, keep="last")["step"] == 3
     ties = [{"step": 1, "accuracy": 0.0, "eval_loss": 0.8}, {"step": 2, "accuracy": 0.0, "eval_loss": 0.6}]
     assert choose(ties, keep="best_knowledge")["step"] == 2  # nothing learned yet: the lower eval loss
+    blind = [{"step": 1, "accuracy": None, "eval_loss": None}, {"step": 2, "accuracy": None, "eval_loss": None}]
+    assert choose(blind, keep="best_knowledge")["step"] == 2 == choose(blind, keep="best_eval_loss")["step"]
 
 
 class Snapshots(TrainerCallback):

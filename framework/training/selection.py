@@ -34,10 +34,12 @@ def choose(records: Sequence[dict], *, keep: str) -> dict | None:
     """The record of the epoch to keep; None without records."""
     if not records:
         return None
-    if keep == "last":
-        return records[-1]
+    no_accuracy = all(r.get("accuracy") is None for r in records)
+    if keep == "last" or (all(r.get("eval_loss") is None for r in records) and
+                          (keep == "best_eval_loss" or no_accuracy)):
+        return records[-1]  # asked for, or nothing to judge by
     loss = (lambda r: r["eval_loss"] if r.get("eval_loss") is not None else float("inf"))
-    if keep == "best_eval_loss" or all(r.get("accuracy") is None for r in records):
+    if keep == "best_eval_loss" or no_accuracy:
         return min(records, key=lambda r: (loss(r), r["step"]))
     return min(records, key=lambda r: (-(r.get("accuracy") or 0.0), loss(r), r["step"]))
 
