@@ -4,9 +4,12 @@ import dataclasses
 import json
 
 import pytest
+import yaml
 from conftest import project_config
+from typer.testing import CliRunner
 
 from framework.adapters.manifest import AdapterManifest
+from framework.cli.main import app
 from framework.evaluation.promotion import combined_gate, promote_if_gate_passes
 from framework.project import Project, load_config_dict
 
@@ -66,9 +69,14 @@ def test_a_combination_worse_than_rag_is_not_promoted(trained, tmp_path, corpus,
     cfg, project = trained
     # A condition combined cannot meet stands for "worse than rag beyond the noise" on this eval split.
     strict = project_config(tmp_path, corpus, tiny_model, finetune={"gate": ["combined.token_f1.delta.low > 1"]})
+    path = tmp_path / "strict.yaml"
+    path.write_text(yaml.safe_dump(strict))
+    run = CliRunner().invoke(app, ["finetune", "--config", str(path), "--promote"])
+    assert run.exit_code == 4, run.output  # published, not promoted
+    assert "not promoted: finetune.gate failed on the eval split" in " ".join(run.output.split())
     gated = Project(load_config_dict(strict), show_progress=False)
-    manifest = gated.finetune(promote=True)
-    assert manifest.version == "v0002" and manifest.promotion["promoted"] is False
+    manifest = gated.adapters.get("t", "v0002").manifest
+    assert manifest.promotion["promoted"] is False
     assert "finetune.gate failed on the eval split" in manifest.promotion["reason"]
     assert manifest.promotion["token_f1"]["rag"]["n"] > 0 and gated.adapters.promoted("t") == "v0001"
     rows = [{"question": "what is the meal limit ?", "answer": "45 EUR per day"}] * 4

@@ -77,16 +77,16 @@ def synth(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json:
 @app.command()
 def finetune(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json: bool = JsonOpt,
              resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run from its checkpoint."),
-             promote: bool = typer.Option(False, "--promote", help="Serve the new version at once (else it waits "
-                                          "for `ragtune adapters promote`)."),
+             promote: bool = typer.Option(False, "--promote", help="Serve the new version once finetune.gate passes on "
+                                          "the eval split (else it waits for `ragtune adapters promote`)."),
              dry_run: bool = typer.Option(False, "--dry-run", help="Only print the estimate: examples, tokens and "
                                           "the duration at the tokens/s a few real training steps measure here.")):
     """Train a LoRA adapter on the dataset (under torchrun / accelerate launch too).
 
     Prints the estimated duration first (measured with 3 real training steps on this
     machine); --dry-run stops there. The new version is served only once promoted:
-    `--promote`, or `ragtune adapters promote NAME VERSION` after checking it (or
-    `adapters.serve: latest` in config)."""
+    `--promote` (once finetune.gate passes on the eval split; exit code 4 when it fails),
+    or `ragtune adapters promote NAME VERSION` after checking it (or `adapters.serve: latest`)."""
     proj = run(lambda: project(config, set_, as_json))
     if dry_run or int(os.environ.get("WORLD_SIZE", "1")) == 1:  # a distributed run does not stop to measure
         if not dry_run:  # another run of this adapter: say so now, not after the estimate's training steps
@@ -114,6 +114,8 @@ def finetune(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_js
                   manifest.promotion.get("reason") if promote else
                   f"not served yet: `ragtune adapters promote {manifest.name} {manifest.version}` makes it live",
                   highlight=False)
+    if promote and manifest.promotion.get("promoted") is False:
+        raise typer.Exit(GATE_FAILED)  # trained and published, not promoted: finetune.gate failed
 
 
 @app.command()
