@@ -35,6 +35,7 @@ def test_unknown_documents_are_untrained_or_failed_the_check():
                                    "knowledge": {"documents": {"a": {"probes": 2, "hits": 2, "known": True},
                                                                "b": {"probes": 2, "hits": 0, "known": False}}}})
     assert m.unknown_documents(["a", "b", "c", "d"]) == ["b", "d"]
+    assert AdapterManifest().unknown_documents(["a"]) == []  # no lineage: nothing to judge by
 
 
 def test_auto_sends_questions_on_documents_the_adapter_does_not_know_to_rag(trained):

@@ -51,10 +51,11 @@ class AdapterManifest:
 
     def unknown_documents(self, doc_ids) -> list[str]:
         """Which of `doc_ids` this adapter does not know: not trained on, or trained but failed the knowledge
-        check (a document the check did not probe counts as known)."""
+        check (a document the check did not probe counts as known). A manifest that lists no trained document
+        (an adapter made elsewhere, without lineage) says nothing either way: none is reported."""
         checked = self.knowledge.get("documents") or {}
-        return [d for d in dict.fromkeys(doc_ids)
-                if d not in self.documents or checked.get(d, {}).get("known") is False]
+        return [d for d in dict.fromkeys(doc_ids) if checked.get(d, {}).get("known") is False or
+                (self.documents and d not in self.documents)]
 
     @property
     def key(self) -> str:
