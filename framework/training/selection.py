@@ -143,4 +143,6 @@ def knowledge_callback(train_rows: Sequence[dict], model_dir: Path, cfg: Finetun
     if not probes:
         log.warning("knowledge check skipped: no trained fact has a key span (number, date, name) to ask for")
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
+    if tokenizer.pad_token is None:  # batched generation pads (left); the attention mask hides it
+        tokenizer.pad_token = tokenizer.eos_token
     return KnowledgeCallback(probes, tokenizer, cfg, checkpoint_dir / "knowledge")
