@@ -95,18 +95,26 @@ def closed_book_answers(model, tokenizer, questions: Sequence[str], *, max_new_t
     was_training, side = model.training, tokenizer.padding_side
     model.eval()
     tokenizer.padding_side = "left"
-    answers = []
+    # A bf16 base (finetune.base_precision) answers under the same autocast it trains under.
+    bf16 = any(p.dtype == torch.bfloat16 for p in model.parameters())
     try:
-        for start in range(0, len(questions), batch_size):
-            texts = [tokenizer.apply_chat_template(prompts.closed_book(q), add_generation_prompt=True,
-                                                   tokenize=False) for q in questions[start:start + batch_size]]
-            batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-            out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
-                                 pad_token_id=tokenizer.pad_token_id)
-            answers += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+        with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+            answers = _generate(model, tokenizer, questions, max_new_tokens, batch_size)
     finally:
         tokenizer.padding_side = side
         model.train(was_training)
+    return answers
+
+
+def _generate(model, tokenizer, questions: Sequence[str], max_new_tokens: int, batch_size: int) -> list[str]:
+    answers = []
+    for start in range(0, len(questions), batch_size):
+        texts = [tokenizer.apply_chat_template(prompts.closed_book(q), add_generation_prompt=True, tokenize=False)
+                 for q in questions[start:start + batch_size]]
+        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
+                             pad_token_id=tokenizer.pad_token_id)
+        answers += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
     return answers
 
 
