@@ -28,16 +28,18 @@ from framework.training.fitting import tokenize_example
 log = logging.getLogger(__name__)
 
 
-def tokenize_rows(tokenizer, rows: Sequence[dict], max_length: int) -> tuple[list[dict], int]:
+def tokenize_rows(tokenizer, rows: Sequence[dict], max_length: int | str) -> tuple[list[dict], int]:
+    """Rows tokenized as they are, longer ones skipped (`"auto"`: none); training itself trims RAFT context
+    first (framework.training.fitting)."""
     out, skipped = [], 0
     for row in rows:
-        item = tokenize_example(tokenizer, row["messages"], max_length)
+        item = tokenize_example(tokenizer, row["messages"], 10**9 if max_length == "auto" else max_length)
         if item is None:
             skipped += 1
         else:
             out.append(item)
     if skipped:
-        log.warning("skipped %d examples longer than finetune.max_length=%d", skipped, max_length)
+        log.warning("skipped %d examples longer than finetune.max_length=%s", skipped, max_length)
     return out, skipped
 
 
