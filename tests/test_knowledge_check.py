@@ -36,6 +36,8 @@ def test_probes_ask_trained_facts_in_new_words_and_spread_over_documents():
         assert p["question"].lower() not in trained and p["span"] not in p["question"]
         assert "____" in p["question"]
     assert build_probes(ROWS, limit=2)[0]["doc_id"] != build_probes(ROWS, limit=2)[1]["doc_id"]  # documents in turn
+    bare = [{"doc_id": "d", "fact_id": "f", "question": "How many days?", "answer": "28 days"}]
+    assert build_probes(bare, limit=5) == []  # a span answer alone leaves nothing to ask the fact by
 
 
 def test_a_user_question_file_adds_probes_on_trained_documents(tmp_path):
