@@ -57,8 +57,8 @@ def build_probes(rows: Sequence[dict], *, limit: int, seed: int = 0) -> list[dic
         short = min((r["answer"] for r in group), key=len)
         span = (key_span(short, group[0]["question"]) if short != statement else None) or \
             key_span(statement, group[0]["question"])
-        if not span or span not in statement or len(statement.replace(span, " ").split()) < 3:
-            continue  # no span, or too little of the statement around it to ask by
+        if not span or span not in statement or not 3 <= len(statement.replace(span, " ").split()) <= 60:
+            continue  # no span, too little of the statement around it to ask by, or a passage, not a fact
         question = reword(statement, span, title=_title(doc), rng=rng)
         if _key(question) not in trained:
             by_doc[doc].append({"doc_id": doc, "question": question, "span": span, "statement": statement})
