@@ -179,6 +179,10 @@ ReportTarget = Literal["tensorboard", "mlflow", "wandb", "comet_ml", "clearml", 
                        "swanlab", "azure_ml", "codecarbon"]
 
 
+# combined must not be worse than rag beyond the noise: the paired interval of the difference reaches 0.
+DEFAULT_PROMOTION_GATE = ("combined.token_f1.delta.high >= 0",)
+
+
 class FinetuneConfig(_Section):
     adapter: str = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     rank: int = Field(default=16, ge=1)
@@ -190,7 +194,9 @@ class FinetuneConfig(_Section):
     max_steps: int = Field(default=-1, ge=-1)
     batch_size: int = Field(default=8, ge=1)
     gradient_accumulation: int = Field(default=1, ge=1)
-    max_length: int = Field(default=512, ge=16)
+    # auto: the longest training row, up to the base model's context window (framework.training.fitting)
+    max_length: Annotated[int, Field(ge=16)] | Literal["auto"] = "auto"
+    max_dropped_fraction: float = Field(default=0.01, ge=0.0, le=1.0)
     warmup_ratio: float = Field(default=0.05, ge=0.0, lt=1.0)
     seed: int = 0
     save_steps: int = Field(default=50, ge=0)
@@ -198,6 +204,14 @@ class FinetuneConfig(_Section):
     early_stopping_patience: int = Field(default=0, ge=0)
     report_to: list[ReportTarget] = []
     base_precision: Literal["fp32", "bf16"] = "fp32"
+    # The version kept: the epoch whose closed-book knowledge check is best (framework.evaluation.knowledge)
+    keep: Literal["best_knowledge", "best_eval_loss", "last"] = "best_knowledge"
+    knowledge_probes: int = Field(default=48, ge=0)
+    knowledge_max_new_tokens: int = Field(default=24, ge=1)
+    knowledge_patience: int = Field(default=1, ge=0)
+    knowledge_questions: str | None = None  # JSONL of your own questions (question, answer, document), also asked
+    # `finetune --promote` promotes only when these hold on the eval split (framework.evaluation.promotion)
+    gate: list[str] = list(DEFAULT_PROMOTION_GATE)
 
 
 # An adapter name, optionally pinned to a version: "support" or "support@v0003".

@@ -162,13 +162,11 @@ class Project:
 
     def finetune(self, *, resume: bool = False, callbacks: Sequence = (),
                  promote: bool = False) -> AdapterManifest | None:
-        """Train on the latest dataset version and publish the next adapter version (see training.run)."""
-        from framework.training.run import train_and_publish
+        """Train on the latest dataset version and publish the next adapter version (training.run); `promote`: served
+        once `finetune.gate` passes on the eval split (evaluation.promotion)."""
+        from framework.evaluation.promotion import finetune_and_gate
 
-        return train_and_publish(dataset_dir=self.dataset_dir(), base_model_dir=self.base_model_dir,
-                                 base_model=self.config.generator.model, cfg=self.config.finetune,
-                                 precision=self.config.precision, registry=self.adapters, workspace=self.workspace,
-                                 resume=resume, callbacks=callbacks, show_progress=self.show_progress, promote=promote)
+        return finetune_and_gate(self, resume=resume, callbacks=callbacks, promote=promote)
 
     def refresh(self, *, dry_run: bool = False, force: bool = False, callbacks: Sequence = (),
                 on_step: Callable[[str], None] | None = None):

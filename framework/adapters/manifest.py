@@ -44,7 +44,18 @@ class AdapterManifest:
     software: Mapping[str, str] = field(default_factory=dict)
     created_at: str = ""
     refresh: Mapping[str, Any] = field(default_factory=dict)  # set by `ragtune refresh`: warm start, examples, run id
+    # the held-out knowledge check (framework.training.knowledge): base, per epoch, the epoch kept, per document
+    knowledge: Mapping[str, Any] = field(default_factory=dict)
+    promotion: Mapping[str, Any] = field(default_factory=dict)  # the promotion gate's verdict, when one ran
     extra: Mapping[str, Any] = field(default_factory=dict)  # keys a newer ragtune wrote, kept on rewrite
+
+    def unknown_documents(self, doc_ids) -> list[str]:
+        """Which of `doc_ids` this adapter does not know: not trained on, or trained but failed the knowledge
+        check (a document the check did not probe counts as known). A manifest that lists no trained document
+        (an adapter made elsewhere, without lineage) says nothing either way: none is reported."""
+        checked = self.knowledge.get("documents") or {}
+        return [d for d in dict.fromkeys(doc_ids) if checked.get(d, {}).get("known") is False or
+                (self.documents and d not in self.documents)]
 
     @property
     def key(self) -> str:
@@ -84,7 +95,8 @@ def build_manifest(*, card: DatasetCard, cfg: FinetuneConfig, base_model: str, b
         hyperparameters=cfg.model_dump(),
         precision=precision,
         base_weights_dtype=base_dtype,
-        metrics=metrics,
+        metrics={k: v for k, v in metrics.items() if k != "knowledge"},
+        knowledge=metrics.get("knowledge") or {},
         timings={"started_at": started.isoformat(timespec="seconds"), "load_seconds": metrics["load_seconds"],
                  "train_seconds": metrics["train_seconds"],
                  "total_seconds": round((now - started).total_seconds(), 1)},

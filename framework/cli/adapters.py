@@ -99,6 +99,31 @@ def _show(project, spec: str) -> tuple[AdapterRef, dict]:
     return ref, staleness_since_training(m.documents, m.document_acl, project.workspace.ledger)
 
 
+def _pct(r: dict) -> str:
+    if r.get("accuracy") is None:
+        return "n/a"
+    interval = f" [{r['low']:.2f}, {r['high']:.2f}]" if r.get("low") is not None else ""
+    return f"{r['accuracy']:.2f}{interval} ({r['hits']}/{r['probes']})"
+
+
+def knowledge_lines(k: dict, promotion: dict) -> list[str]:
+    """The knowledge check (base, per epoch, kept) and the promotion verdict, as `adapters show` prints them."""
+    lines = []
+    if k:
+        epochs = ", ".join(f"epoch {e['epoch']:g} {_pct(e)}" for e in k.get("per_epoch", []))
+        base = f"base {_pct(k['base'])}; " if k.get("base") else ""
+        lines.append(f"knowledge check (closed-book key span, held-out rewordings): {base}{epochs}")
+        if "kept_epoch" in k:
+            docs = k.get("documents") or {}
+            known = sum(1 for d in docs.values() if d.get("known"))
+            lines.append(f"kept epoch {k['kept_epoch']:g} ({k['keep']}): {_pct(k)}; documents passing the check: "
+                         f"{known} of {len(docs)} probed")
+    if promotion:
+        lines.append(f"promotion: {'promoted' if promotion.get('promoted') else 'not promoted'}: "
+                     f"{promotion.get('reason')}")
+    return lines
+
+
 @adapters_app.command()
 def show(spec: str = typer.Argument(..., metavar="NAME[@VERSION]"), config: Path = ConfigOpt,
          set_: Optional[List[str]] = SetOpt, as_json: bool = JsonOpt):
@@ -116,9 +141,15 @@ def show(spec: str = typer.Argument(..., metavar="NAME[@VERSION]"), config: Path
     out.print(f"dataset: {d.get('name')} hash {d.get('hash', '')[:12]} created {d.get('created_at')}, "
               f"examples {d.get('examples')}", highlight=False)
     out.print(f"audience: {', '.join(m.audience) or 'everyone (public documents only)'}")
-    metrics = {k: v for k, v in m.metrics.items() if k != "eval_loss_per_epoch"}
+    metrics = {k: v for k, v in m.metrics.items() if k not in ("eval_loss_per_epoch", "rows")}
     out.print(f"metrics: {metrics}", highlight=False)
+    if rows := m.metrics.get("rows"):
+        out.print("training rows per mode: " + "; ".join(f"{mode} {r['rows']} ({r['trimmed']} trimmed, {r['dropped']} "
+                  f"dropped)" for mode, r in sorted(rows["by_mode"].items())) + f" at max_length {rows['max_length']}",
+                  highlight=False)
     out.print(f"documents learned: {len(m.documents)}")
+    for line in knowledge_lines(m.knowledge, m.promotion):
+        out.print(line, highlight=False)
     if stale is None:
         out.print("[yellow]staleness unknown: this workspace has no ingest ledger[/yellow]")
     elif stale["changed"] or stale["acl_changed"] or stale["deleted"]:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from framework.adapters.registry import AdapterError
 from framework.evaluation.results import ALL, LOWER_IS_BETTER, METRICS, EvaluationResult
 from framework.evaluation.stats import Estimate
 
 BY_KIND = ("token_f1", "new_word_recall", "semantic_similarity")
-DIFFERENCES = ("token_f1", "new_word_recall", "semantic_similarity", "groundedness")
+DIFFERENCES = ("token_f1", "new_word_recall", "key_span", "semantic_similarity", "groundedness")
 
 
 def short(est: Estimate, *, signed: bool = False, digits: int = 2) -> str:
@@ -59,6 +60,24 @@ def differences_table(result: EvaluationResult, kinds: list[str]) -> Table:
             table.add_row(label, m,
                           *[short(result.difference(label, m, k), signed=True) for k in (ALL, *kinds)])
     return table
+
+
+def knowledge_notes(result: EvaluationResult, registry) -> list[str]:
+    """Each answering adapter's held-out knowledge check (from its manifest), to read beside the rows' `key_span`."""
+    notes = []
+    for key in dict.fromkeys(r.adapter for r in result.results if r.adapter):
+        name, _, version = key.rpartition("-")
+        try:
+            k = registry.get(name, version).manifest.knowledge
+        except AdapterError:  # deleted since: nothing to show
+            continue
+        if k.get("accuracy") is None:
+            continue
+        base = f"; base model {k['base']['accuracy']:.2f}" if (k.get("base") or {}).get("accuracy") is not None else ""
+        notes.append(f"{key} knowledge check (closed-book key span, {k['probes']} held-out rewordings of trained "
+                     f"facts, epoch {k['kept_epoch']:g} kept): {k['accuracy']:.2f} [{k['low']:.2f}, {k['high']:.2f}]"
+                     f"{base}")
+    return notes
 
 
 def show(result: EvaluationResult, console) -> None:

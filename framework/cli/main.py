@@ -18,7 +18,7 @@ from rich.table import Table
 from framework.cli.ab import ab_app
 from framework.cli.adapters import adapters_app
 from framework.cli.common import GATE_FAILED, ConfigOpt, GroupOpt, JsonOpt, SetOpt, UserOpt, err, out, project, run
-from framework.cli.eval_view import show
+from framework.cli.eval_view import knowledge_notes, show
 from framework.evaluation.gate import parse_conditions
 from framework.evaluation.run import Comparison
 from framework.project import Project, load_config
@@ -90,8 +90,8 @@ def synth(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json:
 @app.command()
 def finetune(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json: bool = JsonOpt,
              resume: bool = typer.Option(False, "--resume", help="Continue the interrupted run from its checkpoint."),
-             promote: bool = typer.Option(False, "--promote", help="Serve the new version at once (else it waits "
-                                          "for `ragtune adapters promote`)."),
+             promote: bool = typer.Option(False, "--promote", help="Serve the new version once finetune.gate passes on "
+                                          "the eval split (else it waits for `ragtune adapters promote`)."),
              dry_run: bool = typer.Option(False, "--dry-run", help="Only print the estimate: examples, tokens and "
                                           "the duration at the tokens/s a few real training steps measure here."),
              adapter: Optional[str] = AdapterOpt):
@@ -99,8 +99,8 @@ def finetune(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_js
 
     Prints the estimated duration first (measured with 3 real training steps on this
     machine); --dry-run stops there. The new version is served only once promoted:
-    `--promote`, or `ragtune adapters promote NAME VERSION` after checking it (or
-    `adapters.serve: latest` in config)."""
+    `--promote` (once finetune.gate passes on the eval split; exit code 4 when it fails),
+    or `ragtune adapters promote NAME VERSION` after checking it (or `adapters.serve: latest`)."""
     proj = run(lambda: _project_for(config, set_, as_json, adapter))
     if dry_run or int(os.environ.get("WORLD_SIZE", "1")) == 1:  # a distributed run does not stop to measure
         if not dry_run:  # another run of this adapter: say so now, not after the estimate's training steps
@@ -123,9 +123,13 @@ def finetune(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_js
         print(json.dumps({k: v for k, v in manifest.to_dict().items() if k != "documents"}, indent=2))
     else:
         out.print(f"adapter {manifest.name}/{manifest.version}: {dict(manifest.metrics)}")
-        out.print(f"promoted {manifest.name}@{manifest.version}: served from the next question" if promote else
+        promoted = promote and manifest.promotion.get("promoted", True)
+        out.print(f"promoted {manifest.name}@{manifest.version}: served from the next question" if promoted else
+                  manifest.promotion.get("reason") if promote else
                   f"not served yet: `ragtune adapters promote {manifest.name} {manifest.version}` makes it live",
                   highlight=False)
+    if promote and manifest.promotion.get("promoted") is False:
+        raise typer.Exit(GATE_FAILED)  # trained and published, not promoted: finetune.gate failed
 
 
 @app.command()
@@ -247,6 +251,8 @@ def eval_(questions: Optional[Path] = typer.Option(None, "--questions", "-q",
                          ensure_ascii=False))
     else:
         show(result, out)
+        for note in knowledge_notes(result, proj.adapters):
+            out.print(note, highlight=False)
         out.print(f"report: {result.report.parent}", highlight=False)
     if result.gates and not result.gates.passed:
         failed = ", ".join(c.condition for c in result.gates.failures)

@@ -26,6 +26,7 @@ METRICS: dict[str, str] = {
     "token_f1": "token F1 with the reference",
     "answer_recall": "share of the reference's content words in the answer",
     "new_word_recall": "answer recall on the reference's words not in the question",
+    "key_span": "share of answers holding the reference's key span (number, date, name) the question does not",
     "semantic_similarity": "embedder cosine of answer and reference",
     "groundedness": "share of the answer's content words found in the retrieved chunks",
     "repetition_rate": "share of the answer's 4-grams repeating an earlier one",

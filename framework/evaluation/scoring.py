@@ -1,7 +1,8 @@
 """From answers to metrics: per-question scores, then estimates with bootstrap intervals.
 
 Per question (one row of the per-question CSV): the text metrics of
-framework.evaluation.metrics, `abstained` and `truncated` (0 or 1), the gold chunk's
+framework.evaluation.metrics, `key_span` (the knowledge check's measure: does the answer hold
+the reference's key span), `abstained` and `truncated` (0 or 1), the gold chunk's
 `retrieval_rank` with `retrieval_hit` and `reciprocal_rank` (only for answers that
 retrieved, on questions with gold sources), `latency_s` and `generated_tokens`.
 
@@ -31,13 +32,22 @@ from framework.evaluation.metrics import (
 )
 from framework.evaluation.stats import NA, Estimate, bootstrap_interval, paired_bootstrap, percentile, ratio_of_sums
 from framework.records import MODE_TABLE, Answer
+from framework.training.rewording import key_span, span_hit
 
 # metric -> the per-question score it is the mean of
 MEANS = {"token_f1": "token_f1", "answer_recall": "answer_recall", "new_word_recall": "new_word_recall",
+         "key_span": "key_span",
          "semantic_similarity": "semantic_similarity", "groundedness": "groundedness",
          "repetition_rate": "repetition_rate", "abstention_rate": "abstained", "truncation_rate": "truncated",
          "retrieval_hit": "retrieval_hit", "retrieval_mrr": "reciprocal_rank"}
 Scores = Mapping[str, float | None]
+
+
+def key_span_recall(answer: str, reference: str, question: str) -> float | None:
+    """1.0 when the answer holds the reference's key span (framework.training.rewording; the measure of the
+    adapter's knowledge check), 0.0 when not, None when the reference has no span the question lacks."""
+    span = key_span(reference, question)
+    return None if span is None else float(span_hit(answer, span))
 
 
 def _retrieved(answer: Answer) -> bool:
@@ -57,6 +67,7 @@ def question_scores(answers: Sequence[Answer], rows: Sequence[dict], *, embedder
             "token_f1": token_f1(a.text, row["answer"]),
             "answer_recall": answer_recall(a.text, row["answer"]),
             "new_word_recall": answer_recall_new_words(a.text, row["answer"], row["question"]),
+            "key_span": key_span_recall(a.text, row["answer"], row["question"]),
             "semantic_similarity": sim,
             "groundedness": groundedness(a.text, [s.text for s in a.sources]) if retrieved and not a.abstained
             else None,

@@ -25,6 +25,7 @@ from framework.adapters.registry import AdapterRef, AdapterRegistry
 from framework.config import Config, FinetuneConfig, RefreshConfig
 from framework.dataset.store import read_jsonl, resolve_dataset_dir
 from framework.evaluation.gate import Condition
+from framework.evaluation.promotion import combined_gate
 from framework.evaluation.results import EvaluationResult
 from framework.records import Principal
 from framework.refresh.examples import evaluation_rows, example_counts, row_identity, training_rows
@@ -122,6 +123,10 @@ def evaluated(state: RefreshState, *, folder: Path, workspace: Workspace, config
                       title=f"ragtune refresh {state.id}: {name} {state.serving} -> {state.candidate}",
                       extra={"refresh": state.id})
     gate = check_refresh_gate(result, conditions, candidate=candidate, serving=serving, rows=rows)
+    combo = combined_gate(evaluate, rows, spec=f"{name}@{state.candidate}", conditions=config.finetune.gate,
+                          principal=Principal(user="refresh", groups=tuple(config.dataset.audience)),
+                          title=f"ragtune refresh {state.id}: combined against rag, {name} {state.candidate}")
+    gate = dataclasses.replace(gate, checks=gate.checks + combo.checks)  # and combined not worse than rag
     kinds = sorted(Counter(r["split_kind"] for r in rows))
     verdict = {**gate.to_dict(), "settings": settings, "report": str(result.report.parent) if result.report else None,
                "questions": dict(sorted(Counter(r["split_kind"] for r in rows).items())),

@@ -6,7 +6,9 @@ else the first of the principal's groups that config maps to a mode (`router.gro
 `router.default_mode`. The four answering modes are a table (`framework.records.MODE_TABLE`:
 retrieve? adapter?), not a graph. `auto` decides per question from retrieval: `combined`
 (or `rag` without a usable adapter) when retrieval is confident, `finetuned` (or
-`prompt_only`) otherwise. An adapter is usable when one is served to the principal,
+`prompt_only`) otherwise; and `rag` whenever the adapter does not know the top retrieved
+document (not in its manifest's trained documents, or failed its knowledge check), with
+the reason saying so. An adapter is usable when one is served to the principal,
 they are in its audience, and the generator can answer with it (`Router.unusable`: an endpoint
 maps the version; local weights fit the base model); an adapter served but unusable is named in
 the reason. Confidence is the calibrated
@@ -267,12 +269,30 @@ class Router:
 
     def _auto(self, sources: Sequence[Source], principal: Principal, spec: str | None = None) -> tuple[str, str]:
         has_adapter, why_not = self._auto_adapter(principal, spec)
+        unknown = self._unknown(sources, principal, spec) if has_adapter else None
+        if unknown:
+            return "rag", unknown
         if self.calibration is not None:
             mode, reason = resolve_auto(self._confidence(sources), has_adapter, self.cfg.auto_min_confidence,
                                         label="retrieval confidence")
         else:
             mode, reason = resolve_auto(top_score(sources), has_adapter, self.cfg.auto_min_score)
         return mode, f"{reason}; {why_not}" if why_not else reason
+
+    def _unknown(self, sources: Sequence[Source], principal: Principal, spec: str | None) -> str | None:
+        """Why `auto` leaves the adapter out (its reason), or None: the adapter does not know the document of
+        the top retrieved chunk (not trained on it, or it failed the knowledge check), so its memory cannot add
+        to what retrieval found and `rag` answers from the documents alone."""
+        if not sources:
+            return None
+        ref = self._served(principal, spec)
+        doc = sources[0].doc_id
+        if not ref.manifest.unknown_documents([doc]):
+            return None
+        checked = (ref.manifest.knowledge.get("documents") or {}).get(doc)
+        why = (f"failed its knowledge check ({checked['hits']} of {checked['probes']} held-out probes answered)"
+               if checked else "was not trained on it")
+        return f"auto: rag, adapter {ref.key} does not know {doc} (the top retrieved document): it {why}"
 
     def _auto_adapter(self, principal: Principal, spec: str | None = None) -> tuple[bool, str | None]:
         """Whether `auto` may answer with the principal's adapter; where one is served to them but this

@@ -22,7 +22,7 @@ from typing import Literal
 log = logging.getLogger(__name__)
 
 # Settings that change how a run is recorded, not what it computes: a resume may change them.
-NOT_IDENTITY = ("save_steps", "keep_checkpoints", "report_to")
+NOT_IDENTITY = ("save_steps", "keep_checkpoints", "report_to", "gate")
 
 
 class ResumeError(RuntimeError):

@@ -1,7 +1,8 @@
 """How long `ragtune finetune` will take, before it starts: examples, tokens, and this machine's speed.
 
 Tokens are counted exactly: every training row is tokenized as training will tokenize it
-(prompt and answer, rows over `finetune.max_length` left out). Speed is measured, not
+(prompt and answer, RAFT context trimmed to fit `finetune.max_length`, rows that still do
+not fit left out and counted per mode: framework.training.fitting). Speed is measured, not
 assumed: the same LoRA setup (model, precision, packing, batch size) runs a few real
 optimizer steps on this run's own batches, the first step (which builds the kernels)
 is left out, and the tokens/s of the others gives the estimate. The measurement's
@@ -38,6 +39,8 @@ class TrainingEstimate:
     tokens: int
     tokens_per_second: float
     measured_steps: int
+    rows: dict | None = None  # framework.training.fitting.FitReport.to_dict(): trimmed and dropped per mode
+    problem: str | None = None  # why training would not start (too many rows dropped)
 
     @property
     def seconds(self) -> float:
@@ -55,7 +58,15 @@ class TrainingEstimate:
                 f"{self.tokens_per_epoch:,} tokens per epoch x {self.epochs:g} epochs = {self.tokens:,} tokens in "
                 f"{self.steps} steps; {self.tokens_per_second:.0f} tokens/s measured on this machine over "
                 f"{self.measured_steps} real training steps (after 1 warm-up step) -> about {self.duration} of "
-                "training, plus model loading")
+                "training, plus model loading" + self._rows_line())
+
+    def _rows_line(self) -> str:
+        if not self.rows:
+            return ""
+        per_mode = "; ".join(f"{mode} {m['rows']} ({m['trimmed']} trimmed to fit, {m['dropped']} dropped)"
+                             for mode, m in sorted(self.rows["by_mode"].items()))
+        line = f"\nrows per mode at max_length {self.rows['max_length']}: {per_mode}"
+        return line + (f"\nthis run would stop before training: {self.problem}" if self.problem else "")
 
     def to_dict(self) -> dict:
         return {**asdict(self), "seconds": self.seconds}
@@ -82,7 +93,7 @@ def measure_tokens_per_second(model_dir: Path, rows: list[dict], cfg: FinetuneCo
     from framework.training.lora import train_lora
 
     probe = cfg.model_copy(update={"max_steps": steps + 1, "save_steps": 0, "early_stopping_patience": 0,
-                                   "report_to": []})
+                                   "report_to": [], "max_dropped_fraction": 1.0, "knowledge_probes": 0})
     timer = _StepTimer()
     with tempfile.TemporaryDirectory(prefix="ragtune-estimate-") as tmp:
         train_lora(model_dir, rows, [], probe, Path(tmp) / "adapter", bf16=bf16, checkpoint_dir=Path(tmp) / "ckpt",
@@ -95,10 +106,11 @@ def estimate_training(*, rows: list[dict], model_dir: Path, cfg: FinetuneConfig,
     """Examples, tokens and measured speed of training `cfg` on these chat rows (train.jsonl)."""
     from transformers import AutoTokenizer
 
-    from framework.training.lora import tokenize_rows
+    from framework.training.fitting import fit_training_rows
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    items, skipped = tokenize_rows(tokenizer, rows, cfg.max_length)
+    items, fit = fit_training_rows(tokenizer, model_dir, rows, cfg, check=False)
+    skipped = fit.dropped
     if not items:
         raise ValueError("no training example fits finetune.max_length; raise it or shorten the examples")
     per_epoch = sum(len(i["input_ids"]) for i in items)
@@ -108,4 +120,5 @@ def estimate_training(*, rows: list[dict], model_dir: Path, cfg: FinetuneConfig,
     speed = measure_tokens_per_second(model_dir, rows, cfg, bf16=bf16, steps=measure_steps)
     return TrainingEstimate(examples=len(items), skipped_too_long=skipped, tokens_per_epoch=per_epoch,
                             epochs=round(epochs, 2), steps=steps, tokens=round(per_epoch * epochs),
-                            tokens_per_second=round(speed, 1), measured_steps=measure_steps)
+                            tokens_per_second=round(speed, 1), measured_steps=measure_steps,
+                            rows=fit.to_dict(), problem=fit.problem(cfg.max_dropped_fraction))

@@ -23,35 +23,23 @@ from typing import Sequence
 import torch
 
 from framework.config import FinetuneConfig
+from framework.training.fitting import tokenize_example
 
 log = logging.getLogger(__name__)
 
 
-def tokenize_example(tokenizer, messages: list[dict], max_length: int) -> dict | None:
-    """input_ids and labels with the prompt masked (-100); None when it does not fit max_length."""
-    prompt = tokenizer.apply_chat_template(messages[:-1], add_generation_prompt=True, tokenize=False)
-    full = tokenizer.apply_chat_template(messages, tokenize=False)
-    if not full.startswith(prompt):
-        raise ValueError("the chat template renders the prompt differently inside the full conversation; "
-                         "ragtune cannot mask the prompt for this model")
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    answer_ids = tokenizer(full[len(prompt):].rstrip("\n"), add_special_tokens=False)["input_ids"]
-    ids = prompt_ids + answer_ids
-    if len(ids) > max_length:
-        return None
-    return {"input_ids": ids, "labels": [-100] * len(prompt_ids) + answer_ids}
-
-
-def tokenize_rows(tokenizer, rows: Sequence[dict], max_length: int) -> tuple[list[dict], int]:
+def tokenize_rows(tokenizer, rows: Sequence[dict], max_length: int | str) -> tuple[list[dict], int]:
+    """Rows tokenized as they are, longer ones skipped (`"auto"`: none); training itself trims RAFT context
+    first (framework.training.fitting)."""
     out, skipped = [], 0
     for row in rows:
-        item = tokenize_example(tokenizer, row["messages"], max_length)
+        item = tokenize_example(tokenizer, row["messages"], 10**9 if max_length == "auto" else max_length)
         if item is None:
             skipped += 1
         else:
             out.append(item)
     if skipped:
-        log.warning("skipped %d examples longer than finetune.max_length=%d", skipped, max_length)
+        log.warning("skipped %d examples longer than finetune.max_length=%s", skipped, max_length)
     return out, skipped
 
 
@@ -161,12 +149,15 @@ def train_lora(model_dir: Path, train_rows: Sequence[dict], eval_rows: Sequence[
     )
 
     from framework.training.callbacks import ProgressCallback, ThroughputCallback
+    from framework.training.fitting import fit_rows, fit_training_rows
+    from framework.training.selection import keep_weights, knowledge_callback, knowledge_summary
 
     start = time.perf_counter()
     set_seed(cfg.seed)
     tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
-    train, skipped = tokenize_rows(tokenizer, train_rows, cfg.max_length)
-    evals, _ = tokenize_rows(tokenizer, eval_rows, cfg.max_length)
+    train, fit = fit_training_rows(tokenizer, model_dir, train_rows, cfg)
+    evals, _ = fit_rows(tokenizer, eval_rows, fit.max_length, window=fit.context_window)
+    skipped = fit.dropped
     if not train:
         raise ValueError("no training example fits finetune.max_length; raise it or shorten the examples")
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=frozen_dtype(cfg, bf16=bf16), local_files_only=True)
@@ -186,6 +177,9 @@ def train_lora(model_dir: Path, train_rows: Sequence[dict], eval_rows: Sequence[
         extra.append(ProgressCallback(throughput))
     if cfg.early_stopping_patience:
         extra.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+    knowledge = knowledge_callback(train_rows, model_dir, cfg, checkpoint_dir, world_size=args.world_size)
+    if knowledge is not None:
+        extra.append(knowledge)
     trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=evals or None,
                       data_collator=AnswerOnlyPackedCollator(), callbacks=extra)
     trainer.remove_callback(PrinterCallback)  # it prints log dicts on stdout, where --json output goes
@@ -200,6 +194,7 @@ def train_lora(model_dir: Path, train_rows: Sequence[dict], eval_rows: Sequence[
         "train_examples": len(train),
         "eval_examples": len(evals),
         "skipped_too_long": skipped,
+        "rows": fit.to_dict(),
         "tokens": int(state.num_input_tokens_seen),
         "tokens_per_second": round(throughput.tokens_per_second, 1),
         "load_seconds": round(load_seconds, 1),
@@ -217,7 +212,15 @@ def train_lora(model_dir: Path, train_rows: Sequence[dict], eval_rows: Sequence[
         metrics["eval_loss"] = round(float(final["eval_loss"]), 4)
         if cfg.early_stopping_patience:
             metrics["stopped_early"] = state.global_step < state.max_steps
+    kept = knowledge.finish(state.log_history) if knowledge is not None else None
+    if knowledge is not None:
+        metrics["knowledge"] = knowledge_summary(knowledge, kept, final_step=state.global_step)
+        if kept is not None and kept.get("eval_loss") is not None:
+            metrics["eval_loss"] = round(float(kept["eval_loss"]), 4)  # the kept epoch's, not the last one's
     if trainer.is_world_process_zero():
         out_dir.mkdir(parents=True, exist_ok=True)
-        trainer.model.save_pretrained(str(out_dir))
+        if kept is not None and kept["step"] != state.global_step:
+            keep_weights(kept, out_dir)
+        else:
+            trainer.model.save_pretrained(str(out_dir))
     return metrics
