@@ -35,7 +35,14 @@ NEW_LEAVE = DOCS["leave.md"].replace("28 days", "30 days")
 PARKING = "The parking garage is open from 07:00 to 22:00. Every employee may park one car there."
 
 
+# The default gate's two conditions with margins a tiny random model always meets: its answers are
+# word salad, so the default thresholds would let noise decide the outcome these tests check.
+LENIENT_GATE = ["candidate@unchanged.token_f1.delta.high >= -1",
+                "candidate@changed.token_f1 >= serving@changed.token_f1 - 1"]
+
+
 def refresh_config(tmp_path: Path, model: Path, **refresh) -> dict:
+    refresh.setdefault("gate", LENIENT_GATE)
     docs = tmp_path / "docs"
     docs.mkdir(exist_ok=True)
     for name, text in DOCS.items():
@@ -88,7 +95,7 @@ def test_one_refresh_takes_a_changed_corpus_to_a_promoted_adapter(project):
     questions = report.evaluation["questions"]
     assert questions["changed"] > 0 and questions["unchanged"] > 0
     assert set(report.evaluation["metrics"]) == {"all", "changed", "unchanged"}
-    assert report.gate["passed"] and len(report.gate["checks"]) == 3  # the default two, and the changed facts
+    assert report.gate["passed"] and len(report.gate["checks"]) == 3  # the two conditions, and the changed facts
     assert report.gate["checks"][2]["condition"].startswith("changed facts")  # 28 -> 30 days: by value
     assert set(report.seconds) >= {"ingest", "synthesize", "train", "evaluate", "total"}
     saved = json.loads((Path(report.report) / "refresh.json").read_text())
