@@ -255,6 +255,9 @@ class ServeConfig(_Section):
     max_messages: int = Field(default=32, ge=1, le=1024)
     max_chars: int = Field(default=8000, ge=1)
     max_body_bytes: int = Field(default=65536, ge=1024)
+    # one line per request and refusal, and the startup line (docs/guides/serving.md, "Logs"); --log-level/--log-format
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["plain", "json"] = "plain"
 
 
 def _known_mode(mode: str) -> str:
