@@ -15,6 +15,10 @@ request, 403 an adapter outside the caller's audience, 404 unknown model or an a
 served, 413 oversized body); an unexpected failure is a 500 naming the request id, never
 a stack trace (that goes to the server log).
 
+Every `/v1/` request and every refusal gets one log line (serving/server_log.py: request id, user,
+model, mode, adapter, time; status and reason), plain or JSON lines; HTTP sources carry no server
+paths (serving/citations.py).
+
 The server holds no state of its own beyond the model in memory: answers go through the
 router to the one generation worker, so concurrent requests are batched per adapter; the
 exposures and outcomes of experiments go to their store (SQLite in WAL mode or a database URL),
@@ -195,7 +199,7 @@ def create_app(router: Router, cfg: ServeConfig, *, tokens: TokenTable, catalog:
         except ValueError as err:
             raise ApiError(400, str(err)) from None
         requests.served(f"req-{uuid.uuid4().hex}", route="/v1/feedback", user=caller.user,
-                        seconds=time.perf_counter() - start, request_id_answered=body.request_id, name=body.name)
+                        seconds=time.perf_counter() - start, answer_id=body.request_id, name=body.name)
         return JSONResponse({"object": "feedback", "request_id": body.request_id, "name": body.name,
                              "value": float(body.value)})
 
