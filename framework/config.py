@@ -82,6 +82,9 @@ class GeneratorConfig(_Section):
     max_new_tokens: int = Field(default=96, ge=1, le=4096)
     max_sentences: int | None = Field(default=3, ge=1)
     batch_size: int = Field(default=8, ge=1)
+    # prompts padded to a multiple of this many tokens, batched only with prompts of the same padded length,
+    # so an answer never depends on what it is batched with (docs/guides/serving.md); 0: pad to the batch's longest
+    pad_multiple: int = Field(default=64, ge=0, le=4096)
     repetition_penalty: float = Field(default=1.0, ge=1.0)
     no_repeat_ngram_size: int = Field(default=4, ge=0)
     answer_style: Literal["generative", "extractive"] = "generative"
@@ -284,6 +287,9 @@ class ServeConfig(_Section):
     max_messages: int = Field(default=32, ge=1, le=1024)
     max_chars: int = Field(default=8000, ge=1)
     max_body_bytes: int = Field(default=65536, ge=1024)
+    # one line per request and refusal, and the startup line (docs/guides/serving.md, "Logs"); --log-level/--log-format
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["plain", "json"] = "plain"
 
 
 def _known_mode(mode: str) -> str:

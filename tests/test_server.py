@@ -67,7 +67,7 @@ def test_every_mode_answers_as_the_project_does_with_extras(live):
         assert (extra["mode"], extra["adapter"], extra["reason"]) == (direct.mode, direct.adapter, direct.reason)
         assert [s["chunk_id"] for s in extra["sources"]] == [s.chunk_id for s in direct.sources]
         for s in extra["sources"]:
-            assert {"uri", "section", "page", "score", "title"} <= set(s) and s["uri"].startswith("file://")
+            assert {"uri", "path", "section", "page", "score", "title"} <= set(s) and s["uri"] is None  # no server path
     assert _ask(url, "hana", "finetuned").ragtune["adapter"] == "hr-v0001"
     assert _ask(url, "sam", "finetuned").ragtune["adapter"] == "t-v0001"
     assert _ask(url, "hana", "ragtune").ragtune["mode"] == "rag"  # no group default: router.default_mode

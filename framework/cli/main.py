@@ -267,24 +267,32 @@ def _names(text: str) -> list[str]:
 @app.command()
 def serve(host: Optional[str] = typer.Option(None, "--host", help="Interface to bind; default serve.host (127.0.0.1)."),
           port: Optional[int] = typer.Option(None, "--port", help="Default serve.port (8100)."),
+          log_level: Optional[str] = typer.Option(None, "--log-level", help="debug, info (one line per request), "
+                                                  "warning (refusals and problems) or error; default serve.log_level."),
+          log_format: Optional[str] = typer.Option(None, "--log-format", help="plain or json (JSON lines); default "
+                                                   "serve.log_format."),
           config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt):
     """Serve the OpenAI-compatible HTTP API: /v1/chat/completions, /v1/models, /health, /metrics.
 
     Callers authenticate with the bearer tokens of serve.tokens (docs/guides/serving.md)."""
+    from framework.serving import server_log
     from framework.serving.ab import check_arms
     from framework.serving.auth import TokenTable
     from framework.serving.server import create_app
     from framework.serving.server import run as run_server
 
-    proj = run(lambda: project(config, set_, True))
+    overrides = [*(set_ or []), *([f"serve.log_level={log_level}"] if log_level else []),
+                 *([f"serve.log_format={log_format}"] if log_format else [])]
+    proj = run(lambda: project(config, overrides, True))
     cfg = proj.config.serve
+    server_log.configure(cfg.log_level, cfg.log_format)
     tokens = run(lambda: TokenTable.from_config(cfg.tokens, environ=os.environ))
     run(lambda: check_arms(proj.experiments.configs, proj.adapters, serve=proj.config.adapters.serve))
     api = run(lambda: create_app(proj.router, cfg, tokens=tokens, experiments=proj.experiments))  # loads the model
     where = f"http://{host or cfg.host}:{cfg.port if port is None else port}"
-    err.print(f"ragtune serving on {where}/v1 for {len(tokens.principals)} token(s); models: GET {where}/v1/models",
-              highlight=False)
-    run_server(api, host=host or cfg.host, port=cfg.port if port is None else port)
+    server_log.startup(proj.router, precision=proj.config.precision, where=where, tokens=len(tokens.principals),
+                       experiments=proj.experiments)
+    run_server(api, host=host or cfg.host, port=cfg.port if port is None else port, log_level=cfg.log_level)
 
 
 @app.command()

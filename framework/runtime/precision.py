@@ -17,13 +17,21 @@ from pathlib import Path
 import torch
 
 
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
 @functools.cache
-def cpu_has_bf16() -> bool:
+def cpu_bf16_flags() -> tuple[str, ...]:
+    """The CPU's bf16 matrix-unit flags (from /proc/cpuinfo; empty where there are none or it cannot be read)."""
     try:
-        flags = Path("/proc/cpuinfo").read_text()
+        flags = set(Path("/proc/cpuinfo").read_text().split())
     except OSError:
-        return False
-    return any(flag in flags for flag in ("amx_bf16", "avx512_bf16"))
+        return ()
+    return tuple(f for f in BF16_FLAGS if f in flags)
+
+
+def cpu_has_bf16() -> bool:
+    return bool(cpu_bf16_flags())
 
 
 def bf16_available() -> bool:
@@ -41,3 +49,17 @@ def resolve_dtype(precision: str) -> torch.dtype:
     if precision == "auto":
         return torch.bfloat16 if bf16_available() else torch.float32
     raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
+
+
+def describe(precision: str, dtype: torch.dtype | None = None) -> str:
+    """What `precision` ran as, and why, for logs and the `serve` startup line.
+
+    Example:
+        >>> describe("fp32")
+        'fp32'
+    """
+    name = {torch.bfloat16: "bf16", torch.float32: "fp32"}.get(dtype or resolve_dtype(precision), str(dtype))
+    if precision != "auto":
+        return name
+    why = "cuda" if torch.cuda.is_available() else (", ".join(cpu_bf16_flags()) or "no CPU bf16 units")
+    return f"{name} (auto: {why})"

@@ -62,11 +62,18 @@ class HFGenerator:
     `repetition_penalty` and `no_repeat_ngram_size` apply to the answer's own tokens only;
     `max_sentences` ends an answer after that many sentences; an answer the token budget cut
     off is trimmed back to its last complete sentence (and reported as truncated).
+
+    Batch-independent answers (`pad_multiple`): a prompt's numerics depend on how far it is
+    left-padded (in bf16, the attention of a padded row rounds differently), not on the other
+    rows. So every prompt is padded to its length rounded up to `pad_multiple` tokens, alone or
+    batched, and only prompts of the same padded length share a batch: a request's answer is
+    the one it gets alone, whatever it is batched with. 0 pads each batch to its longest prompt
+    (faster under mixed lengths, but in bf16 an answer can change with its batch).
     """
 
     def __init__(self, model_dir: Path, *, dtype: torch.dtype = torch.float32, batch_size: int = 8,
                  repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0,
-                 max_sentences: int | None = None) -> None:
+                 max_sentences: int | None = None, pad_multiple: int = 0) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model_dir = Path(model_dir)
@@ -80,6 +87,7 @@ class HFGenerator:
         self.repetition_penalty = repetition_penalty
         self.no_repeat_ngram_size = no_repeat_ngram_size
         self.max_sentences = max_sentences
+        self.pad_multiple = pad_multiple
         self._adapters: set[str] = set()
 
     @classmethod
@@ -87,7 +95,7 @@ class HFGenerator:
         """The model in `model_dir`, decoded as the `generator` section says."""
         return cls(model_dir, dtype=resolve_dtype(precision), batch_size=cfg.batch_size,
                    repetition_penalty=cfg.repetition_penalty, no_repeat_ngram_size=cfg.no_repeat_ngram_size,
-                   max_sentences=cfg.max_sentences)
+                   max_sentences=cfg.max_sentences, pad_multiple=cfg.pad_multiple)
 
     def has_adapter(self, key: str) -> bool:
         return key in self._adapters
@@ -131,17 +139,31 @@ class HFGenerator:
         prompts = [self.render(c) for c in conversations]
         budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
         stops = [tuple(s) for s in stop] if stop else [()] * len(prompts)
-        out: list[Generation] = []
+        out: list[Generation | None] = [None] * len(prompts)
         with self._adapter_context(adapter):
-            for start in range(0, len(prompts), self.batch_size):
-                out.extend(self._generate_batch(prompts[start:start + self.batch_size],
-                                                budgets[start:start + self.batch_size],
-                                                stops[start:start + self.batch_size]))
+            for rows in self._batches(prompts):
+                answers = self._generate_batch([prompts[i] for i in rows], [budgets[i] for i in rows],
+                                               [stops[i] for i in rows])
+                for i, generation in zip(rows, answers):
+                    out[i] = generation
         return out
+
+    def _batches(self, prompts: list[str]) -> list[list[int]]:
+        """Indices of the prompts answered together, at most `batch_size` each; with `pad_multiple`, only
+        prompts of the same padded length (see the class docstring)."""
+        groups: dict[int, list[int]] = {}
+        if self.pad_multiple:
+            lengths = [len(ids) for ids in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+            for i, n in enumerate(lengths):
+                groups.setdefault(-(-n // self.pad_multiple), []).append(i)
+        else:
+            groups[0] = list(range(len(prompts)))
+        return [rows[s:s + self.batch_size] for rows in groups.values() for s in range(0, len(rows), self.batch_size)]
 
     def _generate_batch(self, prompts: list[str], budgets: list[int],
                         stops: list[tuple[str, ...]] | None = None) -> list[Generation]:
-        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False,
+                             pad_to_multiple_of=self.pad_multiple or None)
         enc = enc.to(self.model.device)
         length = enc["input_ids"].shape[1]
         processors, stopping = decoding_controls(prompt_length=length, repetition_penalty=self.repetition_penalty,

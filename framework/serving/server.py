@@ -15,6 +15,10 @@ request, 403 an adapter outside the caller's audience, 404 unknown model or an a
 served, 413 oversized body); an unexpected failure is a 500 naming the request id, never
 a stack trace (that goes to the server log).
 
+Every `/v1/` request and every refusal gets one log line (serving/server_log.py: request id, user,
+model, mode, adapter, time; status and reason), plain or JSON lines; HTTP sources carry no server
+paths (serving/citations.py).
+
 The server holds no state of its own beyond the model in memory: answers go through the
 router to the one generation worker, so concurrent requests are batched per adapter; the
 exposures and outcomes of experiments go to their store (SQLite in WAL mode or a database URL),
@@ -51,6 +55,7 @@ from framework.serving.auth import TokenTable
 from framework.serving.metrics import ServerMetrics
 from framework.serving.remote import BackendError
 from framework.serving.router import Router
+from framework.serving.server_log import RequestLog
 from framework.serving.wire import (ApiError, Catalog, Choice, completion, model_list, parse_feedback, parse_request,
                                     stream_events)
 from framework.serving.wire import cut_at_stop
@@ -106,29 +111,38 @@ def create_app(router: Router, cfg: ServeConfig, *, tokens: TokenTable, catalog:
     ab = ExperimentRouter(router, experiments)
     metrics = ServerMetrics(router.worker)
     app.state.metrics = metrics
+    requests = RequestLog()
+
+    def refused(request: Request, err: ApiError, request_id: str | None = None, **more) -> JSONResponse:
+        """The error response, logged with the caller's user where the token was known (never the token)."""
+        request_id = request_id or getattr(request.state, "request_id", None) or f"req-{uuid.uuid4().hex}"
+        requests.refused(request_id, err.status, err.message, route=request.url.path, code=err.code,
+                         user=getattr(request.state, "user", None), **more)
+        return _error(err, request_id)
 
     def principal(request: Request) -> Principal:
         found = tokens.principal(request.headers.get("authorization"))
         if found is None:
             raise ApiError(401, "missing or unknown bearer token; send `Authorization: Bearer <token>` with a token "
                                 "from serve.tokens", code="invalid_api_key")
+        request.state.user = found.user  # for the request log
         return found
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, err: ApiError) -> JSONResponse:
-        return _error(err)
+        return refused(request, err)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, err: HTTPException) -> JSONResponse:
         message = (f"no route {request.method} {request.url.path}; ragtune serves {ROUTES}"
                    if err.status_code in (404, 405) else str(err.detail))
-        return _error(ApiError(err.status_code, message, code="unknown_route" if err.status_code in (404, 405)
-                               else None))
+        return refused(request, ApiError(err.status_code, message, code="unknown_route"
+                                         if err.status_code in (404, 405) else None))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, err: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return _error(ApiError(500, "internal error; the server log has the details", kind="server_error"))
+        return refused(request, ApiError(500, "internal error; the server log has the details", kind="server_error"))
 
     @app.get("/health")
     async def health() -> dict:
@@ -140,12 +154,16 @@ def create_app(router: Router, cfg: ServeConfig, *, tokens: TokenTable, catalog:
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict:
-        principal(request)
+        start = time.perf_counter()
+        caller = principal(request)
+        requests.served(f"req-{uuid.uuid4().hex}", route="/v1/models", user=caller.user,
+                        seconds=time.perf_counter() - start)
         return model_list(catalog)
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
         request_id, start = f"chatcmpl-{uuid.uuid4().hex}", time.perf_counter()
+        req, request.state.request_id = None, request_id
         try:
             caller = principal(request)
             req = parse_request(await _read_body(request, cfg.max_body_bytes), max_messages=cfg.max_messages,
@@ -156,12 +174,12 @@ def create_app(router: Router, cfg: ServeConfig, *, tokens: TokenTable, catalog:
             answer = cut_at_stop(answer, req.stops())
         except ApiError as err:
             metrics.observe(None, err.status)
-            log.info("%s refused %d: %s", request_id, err.status, err.message)
-            return _error(err, request_id)
+            return refused(request, err, request_id, model=req.model if req else None,
+                           seconds=time.perf_counter() - start)
         seconds = time.perf_counter() - start
         metrics.observe(answer.mode, 200, seconds)
-        log.info("%s user=%s model=%s mode=%s adapter=%s arm=%s %.3fs", request_id, caller.user, req.model,
-                 answer.mode, answer.adapter, f"{answer.experiment}/{answer.arm}" if answer.arm else None, seconds)
+        requests.answered(request_id, user=caller.user, model=req.model, answer=answer, seconds=seconds,
+                          stream=req.stream)
         headers = {"x-request-id": request_id}
         if req.stream:
             return StreamingResponse(iter(stream_events(answer, model=req.model, request_id=request_id,
@@ -171,7 +189,8 @@ def create_app(router: Router, cfg: ServeConfig, *, tokens: TokenTable, catalog:
 
     @app.post("/v1/feedback")
     async def feedback(request: Request) -> JSONResponse:
-        principal(request)
+        start = time.perf_counter()
+        caller = principal(request)
         body = parse_feedback(await _read_body(request, cfg.max_body_bytes))
         if experiments is None:
             raise ApiError(404, f"request {body.request_id!r} was not served under an experiment: this server runs "
@@ -182,14 +201,19 @@ def create_app(router: Router, cfg: ServeConfig, *, tokens: TokenTable, catalog:
             raise ApiError(404, str(err), code="unknown_request", param="request_id") from None
         except ValueError as err:
             raise ApiError(400, str(err)) from None
+        requests.served(f"req-{uuid.uuid4().hex}", route="/v1/feedback", user=caller.user,
+                        seconds=time.perf_counter() - start, answer_id=body.request_id, name=body.name)
         return JSONResponse({"object": "feedback", "request_id": body.request_id, "name": body.name,
                              "value": float(body.value)})
 
     return app
 
 
-def run(app: FastAPI, *, host: str, port: int) -> None:
-    """Serve until interrupted (Ctrl-C or SIGTERM finish the requests in flight first)."""
+def run(app: FastAPI, *, host: str, port: int, log_level: str = "info") -> None:
+    """Serve until interrupted (Ctrl-C or SIGTERM finish the requests in flight first). Logging is configured by
+    the caller (serving/server_log.py, `configure`): uvicorn's own lines go through it, and its access log is off
+    since every `/v1/` request has its line in `ragtune.requests`."""
     import uvicorn
 
-    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info", server_header=False)).run()
+    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, log_config=None, access_log=False,
+                                  server_header=False)).run()

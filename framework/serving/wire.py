@@ -4,9 +4,9 @@ Requests are validated strictly (wrong types are errors, not coerced; arrays and
 most `MAX_DEPTH` levels, checked before any parser recurses into them) and every problem
 becomes an `ApiError` in OpenAI's error shape, so the official client raises its usual
 exceptions with a message that says what to fix. Responses are OpenAI's, plus one extra
-top-level field, `ragtune`, holding what an auditor needs: mode, reason, sources (uri,
-section, page, score), adapter version, request id, generated tokens. The official client keeps unknown
-fields (`completion.ragtune`, `chunk.ragtune`).
+top-level field, `ragtune`, holding what an auditor needs: mode, reason, sources (document id,
+path in its source, section, page, score; a uri for http(s) documents only: serving/citations.py),
+adapter version, request id, generated tokens. The official client keeps unknown fields (`completion.ragtune`, `chunk.ragtune`).
 
 The question is the last message, which must be the user's; earlier turns and system
 messages are accepted but not shown to the model: ragtune's prompts (framework/prompts.py)
@@ -43,6 +43,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from framework.records import MODES, Answer
+from framework.serving.citations import evidence_view, source_view
 
 
 class ApiError(Exception):
@@ -276,11 +277,9 @@ def extras(answer: Answer, request_id: str) -> dict:
     return {"request_id": request_id, "mode": answer.mode, "reason": answer.reason, "adapter": answer.adapter,
             "confidence": answer.confidence, "abstained": answer.abstained, "latency_s": round(answer.latency_s, 4),
             "generated_tokens": answer.generated_tokens, "experiment": answer.experiment, "arm": answer.arm,
-            "sources": [{"title": s.title, "uri": s.uri, "section": s.section, "page": s.page, "page_end": s.page_end,
-                         "score": s.score, "chunk_id": s.chunk_id, "doc_id": s.doc_id} for s in answer.sources],
+            "sources": [source_view(s) for s in answer.sources],  # no server paths (serving/citations.py)
             "truncated": answer.truncated,
-            "evidence": [{"text": e.text, "title": e.title, "uri": e.uri, "section": e.section, "page": e.page,
-                          "score": e.score, "chunk_id": e.chunk_id, "doc_id": e.doc_id} for e in answer.evidence]}
+            "evidence": [evidence_view(e) for e in answer.evidence]}
 
 
 def _finish(answer: Answer) -> str:

@@ -22,7 +22,9 @@ requests) of each other group, before its own group runs; if more than `max_batc
 requests of its own group are ahead of it, one such round per `max_batch` of them. No
 group can starve another, however much traffic it gets. The worker adds no delay: a
 lone request runs at once, and under load the queue fills while a batch runs, so the
-next batch is larger and throughput rises with load.
+next batch is larger and throughput rises with load. The generator may answer a batch in several
+forward passes (one per padded prompt length, `generator.pad_multiple`), so that an answer never
+depends on what it was batched with.
 
 Example:
     >>> worker = GenerationWorker(generator, max_batch=8)                              # doctest: +SKIP
