@@ -1,0 +1,145 @@
+"""Abstention: how often `router.abstain_below` declines questions nobody's documents answer, and how
+often it wrongly declines answerable ones (opt in: -m benchmark; retrieval only, no generation).
+
+    pytest tests/benchmarks/bench_abstention.py -m benchmark -s
+
+One index holds both shared sets, each readable by one group only: contoso (6 PDFs and one
+Markdown file, group `hr`) and anthropic_docs (232 pages, group `eng`). Retrieval is the default
+(bundled all-MiniLM embedder, hybrid, top_k 3). For each question the router's abstention feature is
+recorded: the best retrieved chunk's cosine similarity (no calibration, as after `ragtune init`).
+
+- answerable: a set's questions asked by its own group (contoso's 100, anthropic_docs' 100);
+- unanswerable: the same questions asked by the other group, whose readable documents do not answer
+  them (the index holds the answer; the user may not read it, as in a company with restricted folders);
+- unanswerable, single corpus: each set's questions asked of the *other* set's index alone
+  (`BENCH_ABSTAIN_SINGLE=1`; slower, a second and third ingest).
+
+The threshold is chosen on one side (contoso's answerable questions against the anthropic questions
+an `hr` user asks) as the highest floor that wrongly declines at most 5% of the answerable questions,
+and the rates are then reported on the other side it never saw (anthropic_docs' answerable questions
+against the contoso questions an `eng` user asks), and the reverse, with 95% Wilson intervals and a
+sweep table. `BENCH_WORKSPACE=/tmp/x` keeps the ingested index for reruns.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from framework.project import Project, load_config_dict
+from framework.records import Principal
+from framework.retrieval.confidence import top_score
+
+sys.path.insert(0, str(Path(__file__).parent))  # llamaindex_baseline.py lives beside this file
+from llamaindex_baseline import write_anthropic_pages  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets"
+SWEEP = [round(0.20 + 0.025 * i, 3) for i in range(13)]  # 0.20 .. 0.50
+MAX_FALSE_ABSTENTION = 0.05
+HR, ENG = Principal(user="hr-user", groups=("hr",)), Principal(user="eng-user", groups=("eng",))
+
+
+def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion (stays inside [0, 1] at 0 or n hits)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _questions() -> tuple[Path, list[str], list[str]]:
+    contoso, anthropic = SHARED / "contoso", SHARED / "anthropic_docs"
+    if not (contoso / "evals" / "ground_truth.jsonl").is_file() or not (anthropic / "anthropic_docs.json").is_file():
+        pytest.skip(f"{SHARED} not present; the benchmark needs the shared data sets")
+    c = [json.loads(line)["question"] for line in (contoso / "evals" / "ground_truth.jsonl").read_text().splitlines()
+         if line.strip()]
+    a = [q["question"] for q in json.loads((anthropic / "docs_evaluation_dataset.json").read_text())]
+    return contoso / "data", c, a
+
+
+def _project(workspace: Path, sources: list[dict]) -> Project:
+    project = Project(load_config_dict({"workspace": str(workspace), "sources": sources}), show_progress=False)
+    start = time.perf_counter()
+    project.ingest()
+    print(f"\ningest {[s['name'] for s in sources]}: {time.perf_counter() - start:.1f} s, {project.index.count()} chunks")
+    return project
+
+
+def _scores(project: Project, questions: list[str], principal: Principal) -> list[float | None]:
+    retriever = project.retriever
+    return [top_score(s) for s in retriever.retrieve_many(questions, principal=principal)]
+
+
+def _rate(scores: list[float | None], floor: float) -> tuple[int, int]:
+    """(abstentions, questions) at `floor`, as the router decides: no source, or a top score below it."""
+    return sum(s is None or s < floor for s in scores), len(scores)
+
+
+def _fmt(hits: int, n: int) -> str:
+    lo, hi = wilson(hits, n)
+    return f"{hits / n:.2f} [{lo:.2f}, {hi:.2f}]"
+
+
+def _choose(answerable: list[float | None]) -> float:
+    """The highest sweep floor that declines at most MAX_FALSE_ABSTENTION of the answerable questions."""
+    ok = [f for f in SWEEP if _rate(answerable, f)[0] / len(answerable) <= MAX_FALSE_ABSTENTION]
+    return max(ok) if ok else min(SWEEP)
+
+
+def _table(sides: dict[str, tuple[list, list]]) -> None:
+    names = list(sides)
+    print("floor  " + "  ".join(f"{n + ': abstain on unanswerable':<40} {n + ': false abstention':<34}" for n in names))
+    for f in SWEEP:
+        cells = []
+        for n in names:
+            ans, unans = sides[n]
+            cells.append(f"{_fmt(*_rate(unans, f)):<40} {_fmt(*_rate(ans, f)):<34}")
+        print(f"{f:<6} " + "  ".join(cells))
+
+
+@pytest.mark.benchmark
+def test_bench_abstention(tmp_path):
+    contoso_docs, contoso_q, anthropic_q = _questions()
+    root = Path(os.environ.get("BENCH_WORKSPACE") or tmp_path)
+    pages = write_anthropic_pages(SHARED / "anthropic_docs", root / "anthropic-pages")
+    contoso_src = {"name": "contoso", "type": "files", "path": str(contoso_docs), "acl": ["hr"]}
+    anthropic_src = {"name": "anthropic", "type": "files", "path": str(pages), "acl": ["eng"]}
+    mixed = _project(root / "mixed", [contoso_src, anthropic_src])
+    sides = {
+        "contoso": (_scores(mixed, contoso_q, HR), _scores(mixed, anthropic_q, HR)),
+        "anthropic": (_scores(mixed, anthropic_q, ENG), _scores(mixed, contoso_q, ENG)),
+    }
+    if os.environ.get("BENCH_ABSTAIN_SINGLE"):
+        only_c = _project(root / "contoso-only", [contoso_src])
+        only_a = _project(root / "anthropic-only", [anthropic_src])
+        sides["contoso index alone"] = (_scores(only_c, contoso_q, HR), _scores(only_c, anthropic_q, HR))
+        sides["anthropic index alone"] = (_scores(only_a, anthropic_q, ENG), _scores(only_a, contoso_q, ENG))
+    (root / "abstention-scores.json").write_text(json.dumps(sides))
+    print("\nsweep (rate [95% Wilson interval]); unanswerable: the other set's questions, same user")
+    _table(sides)
+    for chooser, other in (("contoso", "anthropic"), ("anthropic", "contoso")):
+        floor = _choose(sides[chooser][0])
+        print(f"\nchosen on {chooser} (false abstention <= {MAX_FALSE_ABSTENTION}): abstain_below {floor}")
+        for name, (ans, unans) in sides.items():
+            tag = "chosen here" if name == chooser else "held out" if name == other else "extra"
+            print(f"  {name:<24} ({tag}): abstains on unanswerable {_fmt(*_rate(unans, floor))}, "
+                  f"false abstention {_fmt(*_rate(ans, floor))}")
+    from framework.config import RouterConfig
+
+    default = RouterConfig().abstain_below
+    if default is not None:
+        print(f"\nshipped default router.abstain_below {default}:")
+        for name, (ans, unans) in sides.items():
+            print(f"  {name:<24}: abstains on unanswerable {_fmt(*_rate(unans, default))}, "
+                  f"false abstention {_fmt(*_rate(ans, default))}")
+        for name, (ans, unans) in sides.items():
+            assert _rate(unans, default)[0] / len(unans) >= 0.8, f"{name}: the default misses unanswerable questions"
+            assert _rate(ans, default)[0] / len(ans) <= 0.1, f"{name}: the default declines answerable questions"
