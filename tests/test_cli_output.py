@@ -74,3 +74,34 @@ def test_building_the_lexical_index_logs_nothing_below_the_application_level():
         root.removeHandler(handler)
         root.setLevel(level)
     assert stream.getvalue() == "", stream.getvalue()
+
+
+def _published(tmp_path):
+    from framework.adapters.manifest import AdapterManifest
+    from framework.adapters.registry import AdapterRegistry
+
+    reg = AdapterRegistry(tmp_path / "ws" / "adapters")
+    for name, audience in (("support-team-answers-2026", ("support-tier-2", "support-tier-3")), ("hr", ("hr",))):
+        for _ in range(2):
+            staging = reg.staging_dir(name)
+            staging.mkdir(parents=True, exist_ok=True)
+            reg.publish(name, staging, AdapterManifest(audience=audience, metrics={"eval_loss": 1.234567891}))
+    reg.promote("support-team-answers-2026", "v0002")
+    config = tmp_path / "ragtune.yaml"
+    config.write_text(yaml.safe_dump({"workspace": str(tmp_path / "ws"),
+                                      "router": {"adapter": "support-team-answers-2026"}}))
+    return config
+
+
+def test_adapters_list_never_cuts_names_versions_or_status(tmp_path):
+    config = _published(tmp_path)
+    for env in ({}, {"COLUMNS": "100"}):  # a file or pipe: whole lines; a narrower terminal: other columns wrap
+        result = CliRunner().invoke(app, ["adapters", "list", "-c", str(config)], env=env)
+        assert result.exit_code == 0, result.output
+        text = result.stdout
+        assert "…" not in text, text
+        lines = [line for line in text.splitlines() if "support-team-answers-2026" in line]
+        assert len(lines) == 2 and "v0001" in lines[0] and "v0002" in lines[1], text
+        assert "promoted serving" in lines[1], text
+        if not env:
+            assert "support-tier-2, support-tier-3" in lines[0] and "1.2346" in lines[0], text

@@ -39,7 +39,7 @@ class PlainWidthConsole(Console):
     @property
     def size(self) -> ConsoleDimensions:
         size = Console.size.fget(self)
-        if self._width is None and not self.is_terminal:
+        if self._width is None and not self.is_terminal and "COLUMNS" not in self._environ:
             return ConsoleDimensions(self.UNWRAPPED, size.height)
         return size
 
