@@ -6,7 +6,8 @@ often it wrongly declines answerable ones (opt in: -m benchmark; retrieval only,
 One index holds both shared sets, each readable by one group only: contoso (6 PDFs and one
 Markdown file, group `hr`) and anthropic_docs (232 pages, group `eng`). Retrieval is the default
 (bundled all-MiniLM embedder, hybrid, top_k 3). For each question the router's abstention feature is
-recorded: the best retrieved chunk's cosine similarity (no calibration, as after `ragtune init`).
+recorded: the best retrieved chunk's cosine similarity (no calibration, as after `ragtune init`). The
+hashing embedder (tests, smoke runs) is measured the same way for its own floor.
 
 - answerable: a set's questions asked by its own group (contoso's 100, anthropic_docs' 100);
 - unanswerable: the same questions asked by the other group, whose readable documents do not answer
@@ -34,7 +35,7 @@ import pytest
 
 from framework.project import Project, load_config_dict
 from framework.records import Principal
-from framework.retrieval.confidence import top_score
+from framework.retrieval.confidence import measured_floor, top_score
 
 sys.path.insert(0, str(Path(__file__).parent))  # llamaindex_baseline.py lives beside this file
 from llamaindex_baseline import write_anthropic_pages  # noqa: E402
@@ -65,11 +66,13 @@ def _questions() -> tuple[Path, list[str], list[str]]:
     return contoso / "data", c, a
 
 
-def _project(workspace: Path, sources: list[dict]) -> Project:
-    project = Project(load_config_dict({"workspace": str(workspace), "sources": sources}), show_progress=False)
+def _project(workspace: Path, sources: list[dict], embedder: str) -> Project:
+    project = Project(load_config_dict({"workspace": str(workspace), "sources": sources,
+                                        "index": {"embedder": embedder}}), show_progress=False)
     start = time.perf_counter()
     project.ingest()
-    print(f"\ningest {[s['name'] for s in sources]}: {time.perf_counter() - start:.1f} s, {project.index.count()} chunks")
+    print(f"\n[{embedder}] ingest {[s['name'] for s in sources]}: {time.perf_counter() - start:.1f} s, "
+          f"{project.index.count()} chunks")
     return project
 
 
@@ -106,40 +109,39 @@ def _table(sides: dict[str, tuple[list, list]]) -> None:
 
 
 @pytest.mark.benchmark
-def test_bench_abstention(tmp_path):
+@pytest.mark.parametrize("embedder", ["bundled", "hashing"])
+def test_bench_abstention(embedder, tmp_path):
     contoso_docs, contoso_q, anthropic_q = _questions()
     root = Path(os.environ.get("BENCH_WORKSPACE") or tmp_path)
     pages = write_anthropic_pages(SHARED / "anthropic_docs", root / "anthropic-pages")
     contoso_src = {"name": "contoso", "type": "files", "path": str(contoso_docs), "acl": ["hr"]}
     anthropic_src = {"name": "anthropic", "type": "files", "path": str(pages), "acl": ["eng"]}
-    mixed = _project(root / "mixed", [contoso_src, anthropic_src])
+    mixed = _project(root / f"mixed-{embedder}", [contoso_src, anthropic_src], embedder)
     sides = {
         "contoso": (_scores(mixed, contoso_q, HR), _scores(mixed, anthropic_q, HR)),
         "anthropic": (_scores(mixed, anthropic_q, ENG), _scores(mixed, contoso_q, ENG)),
     }
     if os.environ.get("BENCH_ABSTAIN_SINGLE"):
-        only_c = _project(root / "contoso-only", [contoso_src])
-        only_a = _project(root / "anthropic-only", [anthropic_src])
+        only_c = _project(root / f"contoso-only-{embedder}", [contoso_src], embedder)
+        only_a = _project(root / f"anthropic-only-{embedder}", [anthropic_src], embedder)
         sides["contoso index alone"] = (_scores(only_c, contoso_q, HR), _scores(only_c, anthropic_q, HR))
         sides["anthropic index alone"] = (_scores(only_a, anthropic_q, ENG), _scores(only_a, contoso_q, ENG))
-    (root / "abstention-scores.json").write_text(json.dumps(sides))
-    print("\nsweep (rate [95% Wilson interval]); unanswerable: the other set's questions, same user")
+    (root / f"abstention-scores-{embedder}.json").write_text(json.dumps(sides))
+    print(f"\n[{embedder}] sweep (rate [95% Wilson interval]); unanswerable: the other set's questions, same user")
     _table(sides)
     for chooser, other in (("contoso", "anthropic"), ("anthropic", "contoso")):
         floor = _choose(sides[chooser][0])
-        print(f"\nchosen on {chooser} (false abstention <= {MAX_FALSE_ABSTENTION}): abstain_below {floor}")
+        print(f"\n[{embedder}] chosen on {chooser} (false abstention <= {MAX_FALSE_ABSTENTION}): floor {floor}")
         for name, (ans, unans) in sides.items():
             tag = "chosen here" if name == chooser else "held out" if name == other else "extra"
             print(f"  {name:<24} ({tag}): abstains on unanswerable {_fmt(*_rate(unans, floor))}, "
                   f"false abstention {_fmt(*_rate(ans, floor))}")
-    from framework.config import RouterConfig
-
-    default = RouterConfig().abstain_below
-    if default is not None:
-        print(f"\nshipped default router.abstain_below {default}:")
+    shipped = measured_floor(embedder, "hybrid")
+    print(f"\n[{embedder}] shipped floor (router.abstain_below: auto) {shipped}:")
+    for name, (ans, unans) in sides.items():
+        print(f"  {name:<24}: abstains on unanswerable {_fmt(*_rate(unans, shipped))}, "
+              f"false abstention {_fmt(*_rate(ans, shipped))}")
+    if embedder == "bundled":  # the product's default: its floor must hold on both sets
         for name, (ans, unans) in sides.items():
-            print(f"  {name:<24}: abstains on unanswerable {_fmt(*_rate(unans, default))}, "
-                  f"false abstention {_fmt(*_rate(ans, default))}")
-        for name, (ans, unans) in sides.items():
-            assert _rate(unans, default)[0] / len(unans) >= 0.8, f"{name}: the default misses unanswerable questions"
-            assert _rate(ans, default)[0] / len(ans) <= 0.1, f"{name}: the default declines answerable questions"
+            assert _rate(unans, shipped)[0] / len(unans) >= 0.8, f"{name}: the floor misses unanswerable questions"
+            assert _rate(ans, shipped)[0] / len(ans) <= 0.1, f"{name}: the floor declines answerable questions"
