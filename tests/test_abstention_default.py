@@ -1,6 +1,7 @@
 """Abstention is on by default: a question whose retrieved context is unrelated (nothing the user may
 read answers it) gets the documented abstention text, without generating; a related one is answered.
-A real index (hashing embedder, the default hybrid retrieval) and the default router config."""
+A real index with the default embedder (the bundled all-MiniLM) and the default hybrid retrieval and
+router config; the tiny generator answers what is not declined."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from conftest import project_config
 from framework.config import RouterConfig
 from framework.project import Project, load_config_dict
 from framework.records import Principal
-from framework.retrieval.confidence import MEASURED_FLOORS
+from framework.retrieval.confidence import MEASURED_FLOORS, abstain_floor
 from framework.serving.router import ABSTAIN_TEXT
 
 RELATED = ["How many days of annual leave does every employee receive?", "When is the office open on working days?"]
@@ -24,12 +25,11 @@ def test_the_documented_text_and_the_default_floor():
 
 def test_by_default_unrelated_questions_abstain_and_related_ones_are_answered(tmp_path, corpus, tiny_model):
     cfg = project_config(tmp_path, corpus, model=tiny_model)
-    cfg["index"].pop("top_k")  # the default retrieval depth too
+    cfg["index"] = {}  # the default embedder, retrieval and depth
     cfg["sources"][0] = {"name": "docs", "type": "files", "path": str(corpus),
                          "acl_paths": {"handbook.md": ["staff"], "policies/*": ["finance"]}}
     project = Project(load_config_dict(cfg), show_progress=False)
-    assert project.config.router.abstain_below == "auto"
-    assert project.router.abstain_floor == MEASURED_FLOORS["hashing"]
+    assert project.router.abstain_floor == MEASURED_FLOORS["bundled"]
     project.ingest()
     staff, finance = Principal(user="ana", groups=("staff",)), Principal(user="bo", groups=("finance",))
 
@@ -49,15 +49,17 @@ def test_by_default_unrelated_questions_abstain_and_related_ones_are_answered(tm
     closed = project.ask_many(UNRELATED[:1], mode="prompt_only", principal=staff)
     assert not closed[0].abstained and closed[0].confidence is None
 
-    off = Project(load_config_dict({**cfg, "router": {**cfg["router"], "abstain_below": None}}), show_progress=False)
+    off = Project(load_config_dict({**cfg, "router": {**cfg["router"], "abstain_below": None}}),
+                  show_progress=False, embedder=project.embedder)
     assert not any(a.abstained for a in off.ask_many(UNRELATED, mode="rag", principal=staff))
 
 
-def test_an_embedder_nobody_measured_gets_no_floor_and_a_warning(caplog):
-    from framework.retrieval.confidence import abstain_floor
-
+def test_an_embedder_without_a_measured_floor_gets_none_and_a_warning(caplog):
     assert abstain_floor("auto", "bundled", "hybrid") == MEASURED_FLOORS["bundled"]
     assert abstain_floor(0.42, "/models/e5-large", "hybrid") == 0.42 and abstain_floor(None, "bundled", "dense") is None
+    with caplog.at_level("WARNING"):
+        assert abstain_floor("auto", "hashing", "hybrid") is None  # measured: no floor separates
+    assert caplog.text == ""
     with caplog.at_level("WARNING"):
         assert abstain_floor("auto", "/models/e5-large", "hybrid") is None
         assert abstain_floor("auto", "bundled", "lexical") is None

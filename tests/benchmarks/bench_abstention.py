@@ -108,6 +108,47 @@ def _table(sides: dict[str, tuple[list, list]]) -> None:
         print(f"{f:<6} " + "  ".join(cells))
 
 
+DEMO = Path(__file__).resolve().parents[2] / "framework" / "demo"
+
+
+def _report(embedder: str, sides: dict[str, tuple[list, list]], choosers: tuple[str, ...]) -> None:
+    print(f"\n[{embedder}] sweep (rate [95% Wilson interval]); unanswerable: questions no readable document answers")
+    _table(sides)
+    for chooser in choosers:
+        floor = _choose(sides[chooser][0])
+        print(f"\n[{embedder}] chosen on {chooser} (false abstention <= {MAX_FALSE_ABSTENTION}): floor {floor}")
+        for name, (ans, unans) in sides.items():
+            tag = "chosen here" if name == chooser else "held out"
+            print(f"  {name:<24} ({tag}): abstains on unanswerable {_fmt(*_rate(unans, floor))}, "
+                  f"false abstention {_fmt(*_rate(ans, floor))}")
+    shipped = measured_floor(embedder, "hybrid")
+    if shipped is None:
+        print(f"\n[{embedder}] no floor ships for this embedder")
+        return
+    print(f"\n[{embedder}] shipped floor (router.abstain_below: auto) {shipped}:")
+    for name, (ans, unans) in sides.items():
+        print(f"  {name:<24}: abstains on unanswerable {_fmt(*_rate(unans, shipped))}, "
+              f"false abstention {_fmt(*_rate(ans, shipped))}")
+
+
+@pytest.mark.benchmark
+def test_bench_abstention_markdown_corpora(tmp_path):
+    """Without the PDFs (light): anthropic_docs alone and the demo corpus alone, each asked its own
+    questions (answerable) and the other sets' questions (unanswerable)."""
+    _, contoso_q, anthropic_q = _questions()
+    demo_q = [json.loads(line)["question"] for line in (DEMO / "questions.jsonl").read_text().splitlines() if line]
+    root = Path(os.environ.get("BENCH_WORKSPACE") or tmp_path)
+    pages = write_anthropic_pages(SHARED / "anthropic_docs", root / "anthropic-pages")
+    anthropic = _project(root / "anthropic-only-bundled", [{"name": "anthropic", "type": "files", "path": str(pages),
+                                                            "public": True}], "bundled")
+    demo = _project(root / "demo-bundled", [{"name": "demo", "type": "files", "path": str(DEMO / "documents"),
+                                             "include": ["*.md"], "public": True}], "bundled")
+    sides = {"anthropic index": (_scores(anthropic, anthropic_q, ENG), _scores(anthropic, contoso_q + demo_q, ENG)),
+             "demo index": (_scores(demo, demo_q, ENG), _scores(demo, contoso_q + anthropic_q, ENG))}
+    (root / "abstention-scores-markdown.json").write_text(json.dumps(sides))
+    _report("bundled", sides, ("anthropic index", "demo index"))
+
+
 @pytest.mark.benchmark
 @pytest.mark.parametrize("embedder", ["bundled", "hashing"])
 def test_bench_abstention(embedder, tmp_path):
