@@ -60,3 +60,38 @@ def test_files_cut_short_to_no_real_text_keep_their_version_and_are_reported(tmp
         assert failed[name]["kept_previous"] and failed[name]["reason"].endswith("; kept previous version"), name
         assert _chunks(project, f"docs:{name}") == before[name], name
     assert "cut short" in failed["page.html"]["reason"] and "no real text" in failed["notes.md"]["reason"]
+
+
+class _Pages:
+    """A connector built in Python (as `Project.ingest(extra=...)` takes): one page whose text it returns."""
+
+    name = "wiki"
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def scan(self):
+        import hashlib
+
+        from framework.ingest.contract import SourceItem
+        from framework.records import Document
+
+        digest = hashlib.sha256(self.text.encode()).hexdigest()
+        yield SourceItem(doc_id="wiki:parking", uri="https://wiki.example/parking", content_hash=digest,
+                         acl=("public",), read=lambda: Document(id="wiki:parking", text=self.text, source="wiki",
+                                                                uri="https://wiki.example/parking", title="Parking",
+                                                                content_hash=digest, acl=("public",)))
+
+
+def test_any_connector_whose_document_turns_into_markup_keeps_its_version(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text(GOOD)
+    project = Project(load_config_dict(project_config(tmp_path, docs)), show_progress=False)
+    project.ingest(extra=[_Pages(f"<p>{GOOD}</p>")])
+    before = _chunks(project, "wiki:parking")
+    assert before
+    report = project.ingest(extra=[_Pages("<div>\n  <p></p>\n</div>")]).to_dict()  # a page saved empty
+    [entry] = report["failures"]
+    assert entry["doc_id"] == "wiki:parking" and entry["kept_previous"] and "no real text" in entry["reason"]
+    assert _chunks(project, "wiki:parking") == before
