@@ -70,3 +70,19 @@ def test_training_into_a_log_reports_steps_loss_tokens_per_second_and_eval_loss(
                for line in lines), lines
     assert "epoch 1.00: eval loss 0.5000" in lines
     assert lines[-1].startswith("finetune: 20/20 (100%)") and len(lines) == 1 + 10 + 1, lines
+
+
+def test_a_value_updated_after_the_last_line_is_printed_when_the_work_ends():
+    from rich.progress import TextColumn
+
+    buffer, clock = io.StringIO(), Clock()
+    bar = progress.PlainProgress(TextColumn("loss {task.fields[loss]}"), console=Console(file=buffer, width=200),
+                                 clock=clock)
+    task = bar.add_task("finetune", total=2, loss="-")
+    for _ in range(2):
+        clock.now += 1
+        bar.update(task, advance=1)
+    bar.update(task, loss="0.5000")  # the trainer logs the loss after the last step
+    bar.stop()
+    lines = buffer.getvalue().splitlines()
+    assert lines[-1] == "finetune: 2/2 (100%), 1/s, 0:02 elapsed, loss 0.5000" and len(lines) == 4, lines

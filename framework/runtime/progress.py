@@ -58,13 +58,13 @@ class PlainProgress:
 
     def stop(self) -> None:
         for task in self.tasks:
-            if task.printed_at_count != task.completed:
+            if task.dirty:  # the last state (a loss logged after the last line) is never left unsaid
                 self._line(task)
 
     def add_task(self, description: str, total: float | None = None, completed: float = 0, **fields) -> int:
         now = self.clock()
         task = SimpleNamespace(description=description, total=total, completed=completed, start_count=completed,
-                               fields=fields, started=now, printed=now, printed_at_count=None)
+                               fields=fields, started=now, printed=now, dirty=False)
         self.tasks.append(task)
         self._line(task)
         return len(self.tasks) - 1
@@ -82,6 +82,7 @@ class PlainProgress:
             task.completed = completed
         if advance is not None:
             task.completed += advance
+        task.dirty = task.dirty or task.completed != before or any(task.fields.get(k) != v for k, v in fields.items())
         task.fields.update(fields)
         if task.completed != before and self._due(task, before):
             self._line(task)
@@ -111,7 +112,7 @@ class PlainProgress:
             if text.strip() and not text.startswith("- ") and not text.endswith(" -"):  # "-": no value yet
                 parts.append(text)
         self.console.print(f"{task.description}: " + ", ".join(parts), highlight=False, markup=False)
-        task.printed, task.printed_at_count = now, task.completed
+        task.printed, task.dirty = now, False
 
 
 def _progress(*extra: TextColumn) -> Progress | PlainProgress:
