@@ -7,9 +7,10 @@ an aborted run. Two ingests on one workspace are refused: the second fails at on
 
 Nothing is lost to a bad read: a document that still exists but fails (emptied by a cut-short
 save, corrupt, over a limit, or parsed to no real text: only whitespace or markup fragments such as
-"<ht", judged by framework.ingest.contract.real_text for every connector) keeps its indexed chunks, and its report entry says
-`kept previous version`, until it reads again or is deleted. Each entry's reason names the
-document once, then the cause and what to do; warnings its parser raised are in the entry.
+"<ht", judged by framework.ingest.contract.real_text for every connector) keeps its indexed chunks,
+and its report entry says `kept previous version`, until it reads again or is deleted. Each
+entry's reason names the document once, then the cause and what to do; warnings its parser raised
+are in the entry.
 
 Nothing is kept wider than the config says, either: kept chunks are given the ACL the config
 gives their document now, when the connector can tell it without reading the document
