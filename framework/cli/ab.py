@@ -27,9 +27,11 @@ from framework.experiments.output import to_markdown
 
 SRM_FLAGGED = 6
 
+
 def _named(fn):
     """Run `fn` as `run` does, except that an experiment the config does not name is an invalid argument:
     exit code 2 with the configured names, as for every other bad argument (not 1, a failure)."""
+
     def call():
         try:
             return fn()
