@@ -4,7 +4,7 @@ Reads: any folder; `include`/`exclude` are glob patterns relative to it.
 Document id: `<source name>:<relative posix path>`, stable across runs and machines.
 ACL: every file gets the source's groups (`acl:`, `public: true`) plus those of each matching
 `acl_paths:` pattern (see framework.ingest.acl).
-Bad files (empty, binary junk, oversized, undecodable, corrupt or encrypted) are reported,
+Bad files (empty or without real text, binary junk, oversized, undecodable, corrupt or encrypted) are reported,
 never fatal, and symbolic links are never followed out of the folder. A file that was indexed
 and then turns bad (emptied by a cut-short save, corrupted) keeps its indexed chunks until it
 parses again or is deleted: its failure carries its document id and its ACL as the config says
@@ -40,7 +40,7 @@ from connectors.formats import (
     pptx_text,
 )
 from framework.ingest.acl import AclPolicy
-from framework.ingest.contract import LoadFailure, SourceConfig, SourceItem
+from framework.ingest.contract import NO_REAL_TEXT, LoadFailure, SourceConfig, SourceItem, real_text
 from framework.records import Document
 
 
@@ -146,10 +146,12 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+_NO_VISIBLE = ("no visible text: the page holds only markup, scripts or styles, or was cut short; if a save or "
+               "sync was cut short, save it again, else exclude it")
 _NO_TEXT = {
     ".pdf": "no text layer: the PDF may hold scanned images; run OCR on it (e.g. ocrmypdf) or exclude it",
-    ".html": "no visible text: the page holds only markup, scripts or styles; exclude it if that is expected",
-    ".htm": "no visible text: the page holds only markup, scripts or styles; exclude it if that is expected",
+    ".html": _NO_VISIBLE,
+    ".htm": _NO_VISIBLE,
     ".docx": "the document holds no text (images only?); exclude it if that is expected",
     ".pptx": "the slides hold no text (images only?); exclude it if that is expected",
     ".json": "no string values to index; exclude it if that is expected",
@@ -185,6 +187,6 @@ def parse_file(path: Path, raw: bytes) -> tuple[str, str]:
         raise ParseError(f"unsupported file type {suffix}; supported: {', '.join(sorted(SUPPORTED))}")
     # Blank pages keep their form feed: dropping one would renumber every page after it.
     text = re.sub(r"[ \t]+\n", "\n", text).strip(" \t\r\n")
-    if not text.strip():
-        raise ParseError(_NO_TEXT.get(suffix, "holds no text; add some or exclude the file"))
+    if not real_text(text):
+        raise ParseError(_NO_TEXT.get(suffix, NO_REAL_TEXT))
     return title or path.stem, text

@@ -229,7 +229,9 @@ class RouterConfig(_Section):
     group_adapters: dict[GroupName, AdapterSpec] = {}
     auto_min_score: float = Field(default=0.35, ge=-1.0, le=1.0)
     auto_min_confidence: float = Field(default=0.5, ge=0.0, le=1.0)
-    abstain_below: float | None = Field(default=None, ge=-1.0, le=1.0)
+    # auto: the floor measured for index.embedder (framework.retrieval.confidence; docs/results.md, "Abstention")
+    abstain_below: Annotated[float, Field(ge=-1.0, le=1.0)] | Literal["auto"] | None = "auto"
+    abstain_below_confidence: float | None = Field(default=None, ge=0.0, le=1.0)
 
 
 AdapterName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]

@@ -36,7 +36,7 @@ def test_calibrated_confidence_separates_answerable_questions_and_abstains(tmp_p
     fit = project.calibrate(_rows())
     assert fit["questions"] == 10 and project.workspace.calibration(project.config.index.collection).is_file()
 
-    calibrated = Project(load_config_dict({**cfg, "router": {**cfg["router"], "abstain_below": 0.5}}),
+    calibrated = Project(load_config_dict({**cfg, "router": {**cfg["router"], "abstain_below_confidence": 0.5}}),
                          show_progress=False)
     known = calibrated.ask_many([q for q, _ in ANSWERABLE], mode="rag")
     unknown = calibrated.ask_many(UNANSWERABLE, mode="rag")

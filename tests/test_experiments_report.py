@@ -197,7 +197,7 @@ def test_ab_report_exits_5_on_a_sample_ratio_mismatch_and_names_it(tmp_path):
     written = list((tmp_path / "ws" / "reports" / "ab" / "greeting").glob("*/report.json"))
     assert len(written) == 1 and json.loads(written[0].read_text())["srm"]["flagged"] is True
     unknown = CliRunner().invoke(app, ["ab", "report", "nope", "-c", str(config)])
-    assert unknown.exit_code == 1 and "no experiment named 'nope' in `experiments:` of the config; configured: greeting" \
+    assert unknown.exit_code == 2 and "no experiment named 'nope' in `experiments:` of the config; configured: greeting" \
         in unknown.output
     listed = CliRunner().invoke(app, ["ab", "list", "-c", str(config), "--json"])
     assert json.loads(listed.output)[0]["exposures"] == 2000

@@ -20,10 +20,25 @@ from rich.markup import escape
 from framework.cli.common import ConfigOpt, JsonOpt, SetOpt, err, out
 from framework.cli.common import project as _project
 from framework.cli.common import run as _run
+from framework.config import ConfigError
 from framework.experiments.assignment import assign_unit
+from framework.experiments.live import UnknownExperimentError
 from framework.experiments.output import to_markdown
 
 SRM_FLAGGED = 6
+
+
+def _named(fn):
+    """Run `fn` as `run` does, except that an experiment the config does not name is an invalid argument:
+    exit code 2 with the configured names, as for every other bad argument (not 1, a failure)."""
+
+    def call():
+        try:
+            return fn()
+        except UnknownExperimentError as e:
+            raise ConfigError(str(e)) from None
+    return _run(call)
+
 
 ab_app = typer.Typer(no_args_is_help=True, help="A/B experiments: reports, status and assignments.")
 
@@ -36,7 +51,7 @@ def report(name: str, out_dir: Optional[Path] = typer.Option(None, "--out", help
            config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json: bool = JsonOpt):
     """Report one experiment: arms, outcomes with intervals, differences to the control, sample-ratio check."""
     project = _run(lambda: _project(config, set_, True))
-    result, paths = _run(lambda: project.ab_report(name, folder=out_dir, per_unit=per_unit))
+    result, paths = _named(lambda: project.ab_report(name, folder=out_dir, per_unit=per_unit))
     if as_json:
         print(json.dumps({**result.to_dict(), "files": [str(p) for p in paths]}, indent=2))
     else:
@@ -70,7 +85,7 @@ def assign(name: str, unit: str, config: Path = ConfigOpt, set_: Optional[List[s
            as_json: bool = JsonOpt):
     """The arm UNIT (a user id, or the request's `user` with unit: end_user) gets in experiment NAME."""
     project = _run(lambda: _project(config, set_, True))
-    got = _run(lambda: assign_unit(project.experiments.get(name), unit))
+    got = _named(lambda: assign_unit(project.experiments.get(name), unit))
     if as_json:
         print(json.dumps({"experiment": got.experiment, "unit": got.unit_id, "bucket": got.bucket, "arm": got.arm,
                           "mode": got.mode}))

@@ -80,15 +80,26 @@ def list_(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_json:
     if not rows:
         out.print(f"no adapters in {reg.root}; train one with `ragtune finetune`")
         return
+    out.print(adapters_table(rows))
+
+
+def adapters_table(rows: list[dict]) -> Table:
+    """`adapters list` as a table: names, versions and status never cut (they are what a user types next);
+    a narrow terminal wraps the date, dataset and audience columns instead."""
+    statuses = [" ".join([*(s for s, on in (("promoted", r["promoted"]), ("serving", r["serving"])) if on),
+                          *(f"arm {a}" for a in r.get("arms", ()))]) for r in rows]
     table = Table()
-    for col in ("name", "version", "status", "created", "dataset", "audience", "eval loss"):
-        table.add_column(col)
-    for r in rows:
-        status = " ".join([*(s for s, on in (("promoted", r["promoted"]), ("serving", r["serving"])) if on),
-                           *(f"arm {a}" for a in r["arms"])])
+    for col, values in (("name", [r["name"] for r in rows]), ("version", [r["version"] for r in rows]),
+                        ("status", statuses)):
+        table.add_column(col, no_wrap=True, min_width=max(len(col), *map(len, values)))
+    for col in ("created", "dataset", "audience"):
+        table.add_column(col, overflow="fold")
+    table.add_column("eval loss", no_wrap=True, min_width=9)
+    for r, status in zip(rows, statuses):
+        loss = r["eval_loss"]
         table.add_row(r["name"], r["version"], status, r["created_at"] or "", r["dataset"],
-                      ",".join(r["audience"]) or "everyone", str(r["eval_loss"]))
-    out.print(table)
+                      ", ".join(r["audience"]) or "everyone", f"{loss:.4f}" if isinstance(loss, float) else str(loss))
+    return table
 
 
 def _show(project, spec: str) -> tuple[AdapterRef, dict]:

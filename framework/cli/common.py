@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, List, Optional
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 
 from framework.adapters.registry import AdapterError
 from framework.config import ConfigError
@@ -28,7 +28,27 @@ from framework.serving.router import UnknownModeError
 GATE_FAILED = 4
 NOTHING_TO_DO = 5
 
-out = Console()
+
+class PlainWidthConsole(Console):
+    """rich's Console, except that output to a file or a pipe is not wrapped at rich's default 80 columns
+    (a report's table rows, cut into pieces, no longer read as a table in a log or through `grep`).
+    A terminal keeps its width; `COLUMNS` still sets one."""
+
+    UNWRAPPED = 10_000
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        size = Console.size.fget(self)
+        if self._width is None and not self.is_terminal and "COLUMNS" not in self._environ:
+            return ConsoleDimensions(self.UNWRAPPED, size.height)
+        return size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)
+
+
+out = PlainWidthConsole()
 err = Console(stderr=True, soft_wrap=True)
 
 ConfigOpt = typer.Option(Path("ragtune.yaml"), "--config", "-c", help="Project config file.")

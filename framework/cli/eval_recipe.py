@@ -35,7 +35,7 @@ import yaml
 from rich.console import Console
 from rich.markup import escape
 
-from framework.cli.common import _quiet_libraries
+from framework.cli.common import PlainWidthConsole, _quiet_libraries
 from framework.cli.eval_view import show
 from framework.evaluation.subset import Subset, pick_subset, plan_budget
 from framework.project import Project, load_config_dict
@@ -147,6 +147,6 @@ def run_eval_recipe(doc: str, script: str, *, name: str, load: Callable[[Path], 
     timings["total"] = round(time.perf_counter() - start, 1)
     saved = result.report.with_suffix(".json")  # the report was written before the evaluation's time was known
     saved.write_text(json.dumps({**json.loads(saved.read_text()), "timings_s": timings}, indent=2, ensure_ascii=False))
-    show(result, Console())
+    show(result, PlainWidthConsole())
     print(f"timings (s): {timings}; budget {args.budget_minutes:g} min")
     print(f"report: {result.report.parent}")

@@ -47,6 +47,12 @@ def _bars(ax, result: EvaluationResult, metric: str, split_kind: str | None) -> 
 
 
 def metrics_chart(result: EvaluationResult, path: Path, split_kind: str | None = ALL) -> Path:
+    metrics_figure(result, split_kind).savefig(path)
+    return path
+
+
+def metrics_figure(result: EvaluationResult, split_kind: str | None = ALL):
+    """One panel per metric, as a matplotlib Figure."""
     cols = 4
     rows = math.ceil(len(METRICS) / cols)
     fig = _figure(4 * cols, 3 * rows)
@@ -54,11 +60,16 @@ def metrics_chart(result: EvaluationResult, path: Path, split_kind: str | None =
         _bars(fig.add_subplot(rows, cols, i + 1), result, metric, split_kind)
     where = "all questions" if split_kind is ALL else f"{split_kind} questions"
     fig.suptitle(f"{where}: value and 95% interval per row")
-    fig.savefig(path)
-    return path
+    return fig
 
 
 def quality_latency_chart(result: EvaluationResult, path: Path) -> Path:
+    quality_latency_figure(result).savefig(path)
+    return path
+
+
+def quality_latency_figure(result: EvaluationResult):
+    """Token F1 and new-word recall against median latency, as a matplotlib Figure."""
     fig = _figure(11, 4.5)
     for i, metric in enumerate(("token_f1", "new_word_recall")):
         ax = fig.add_subplot(1, 2, i + 1)
@@ -74,8 +85,7 @@ def quality_latency_chart(result: EvaluationResult, path: Path) -> Path:
         ax.set_xlabel("median latency, s per question")
         ax.set_ylabel(metric)
         ax.set_title(f"{metric} against latency")
-    fig.savefig(path)
-    return path
+    return fig
 
 
 def write_charts(result: EvaluationResult, folder: Path) -> list[Path]:

@@ -77,6 +77,30 @@ class DocumentError(ValueError):
     """
 
 
+# What is not text a reader could use: whole tags and comments, a tag cut off at either end ("<ht",
+# "v>"), character references. Whatever is left must hold a letter or a digit (any script).
+_MARKUP = re.compile(r"<!--.*?(-->|$)|<[^<>]*>|<[A-Za-z!/?][^<>\s]*$|^[^<>\s]*>|&#?\w+;", re.S)
+_LETTER_OR_DIGIT = re.compile(r"[^\W_]")
+NO_REAL_TEXT = ("holds no real text (only whitespace or markup fragments); if a save or sync was cut short, "
+                "save it again, else delete or exclude it")
+
+
+def real_text(text: str) -> bool:
+    """Whether a document's text holds anything to index: a letter or digit outside markup fragments.
+
+    The one test for "empty", for every format and connector (framework.ingest.pipeline applies it to
+    each parsed document): a file cut short to "<ht", emptied to blank lines, or left with only tags
+    keeps its indexed version and is reported, rather than replacing it with nothing useful.
+
+    Example:
+        >>> [real_text(t) for t in ("<ht", "   ", "<p></p>", "# ", "28 days", "<p>Hi</p>")]
+        [False, False, False, False, True, True]
+    """
+    if "<" not in text and "&" not in text:  # most documents: no markup to look past
+        return bool(_LETTER_OR_DIGIT.search(text))
+    return bool(_LETTER_OR_DIGIT.search(_MARKUP.sub(" ", text)))
+
+
 @runtime_checkable
 class Connector(Protocol):
     """A document source. A connector whose access rules come from config also exposes them as `acl`

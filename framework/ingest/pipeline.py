@@ -6,9 +6,11 @@ stale ids deleted); deleted ones leave the index. One bad file is a report entry
 an aborted run. Two ingests on one workspace are refused: the second fails at once.
 
 Nothing is lost to a bad read: a document that still exists but fails (emptied by a cut-short
-save, corrupt, over a limit) keeps its indexed chunks, and its report entry says
-`kept previous version`, until it reads again or is deleted. Each entry's reason names the
-document once, then the cause and what to do; warnings its parser raised are in the entry.
+save, corrupt, over a limit, or parsed to no real text: only whitespace or markup fragments such as
+"<ht", judged by framework.ingest.contract.real_text for every connector) keeps its indexed chunks,
+and its report entry says `kept previous version`, until it reads again or is deleted. Each
+entry's reason names the document once, then the cause and what to do; warnings its parser raised
+are in the entry.
 
 Nothing is kept wider than the config says, either: kept chunks are given the ACL the config
 gives their document now, when the connector can tell it without reading the document
@@ -35,7 +37,7 @@ from typing import Callable, Iterator, Sequence
 
 from framework.config import IndexConfig, IngestConfig
 from framework.ingest.chunking import chunk_document, chunk_layout, embedding_text, make_splitter
-from framework.ingest.contract import Connector, LoadFailure, SourceItem
+from framework.ingest.contract import NO_REAL_TEXT, Connector, LoadFailure, SourceItem, real_text
 from framework.ingest.keep import Keeper, acl_config
 from framework.ingest.ledger import Ledger
 from framework.ingest.parse_pool import ParsePool
@@ -130,6 +132,8 @@ def ingest(connectors: Sequence[Connector], *, embedder: Embedder, index: ChunkS
             for position, doc, error, seconds, warned in results:
                 item, state = todo[position]
                 report.seconds["parse"] += seconds
+                if doc is not None and not real_text(doc.text):  # every connector's "empty", decided once
+                    doc, error = None, NO_REAL_TEXT
                 if doc is None:
                     with _timed(report, "write"):
                         note, kept = keeper.settle(item.doc_id, item.acl)

@@ -5,9 +5,14 @@ embedder and per corpus. `ragtune eval --retrieval-only --calibrate` fits a one-
 logistic model (top similarity -> probability that a gold chunk is in the top k) on
 questions with known gold documents, and saves it beside the index. With it, every
 answer carries `confidence`; `auto` mode compares it with `router.auto_min_confidence`
-and `router.abstain_below` makes rag/combined answer "The documents don't say."
-instead of guessing from unrelated passages. Questions whose `document` is an empty
-list (nothing in the corpus answers them) are negatives for the fit.
+and `router.abstain_below_confidence` makes rag/combined answer "The documents I can read
+don't say." instead of guessing from unrelated passages. Questions whose `document` is an
+empty list (nothing in the corpus answers them) are negatives for the fit.
+
+Without a calibration, abstention compares the top similarity itself with a floor:
+`router.abstain_below: auto` (the default) takes the floor measured for the configured
+embedder (MEASURED_FLOORS, from tests/benchmarks/bench_abstention.py on the shared sets;
+docs/results.md, "Abstention"); an embedder nobody measured gets no floor, and a warning.
 
 Example:
     >>> cal = Calibration.fit([0.2, 0.3, 0.6, 0.7, 0.25, 0.65], [0, 0, 1, 1, 0, 1], k=3)
@@ -91,6 +96,47 @@ class Calibration:
                         "--calibrate` again", path, cal.embedder, cal.retrieval)
             return None
         return cal
+
+
+# The top cosine similarity under which `router.abstain_below: auto` abstains, per `index.embedder` kind,
+# with hybrid or dense retrieval: the highest floor that declines at most 5% of the answerable questions
+# on each measured corpus, checked on the others (docs/results.md, "Abstention"). The hashing embedder
+# (tests, smoke runs) gets none: its similarity depends on chunk length more than on relevance (a related
+# question scored 0.115 and an unrelated one 0.156 on the test corpus; demo questions score from 0.045).
+MEASURED_FLOORS = {"bundled": 0.25}
+NO_FLOOR = frozenset({"hashing"})
+
+
+def measured_floor(embedder: str, retrieval: str) -> float | None:
+    """The measured abstention floor for `index.embedder` and `index.retrieval`; None where none was
+    measured: another embedder (its similarities have another scale), or lexical retrieval (chunks ranked
+    by BM25 can be relevant with a low cosine).
+
+    Example:
+        >>> measured_floor("bundled", "hybrid") == MEASURED_FLOORS["bundled"], measured_floor("/m/e5", "hybrid")
+        (True, None)
+    """
+    if retrieval == "lexical":
+        return None
+    return MEASURED_FLOORS.get(embedder.split(":", 1)[0])
+
+
+def _known_without_floor(embedder: str) -> bool:
+    return embedder.split(":", 1)[0] in NO_FLOOR
+
+
+def abstain_floor(setting: float | str | None, embedder: str, retrieval: str) -> float | None:
+    """The cosine floor `router.abstain_below` stands for: a number as given, None (never abstain), or
+    `auto`: the measured one, with a warning where there is none."""
+    if setting != "auto":
+        return setting  # type: ignore[return-value]
+    floor = measured_floor(embedder, retrieval)
+    if floor is None and not _known_without_floor(embedder):
+        log.warning("router.abstain_below: auto has no measured floor for index.embedder %r with %s retrieval, so "
+                    "answers never abstain; run `ragtune eval --retrieval-only --calibrate` and set "
+                    "router.abstain_below_confidence, or set router.abstain_below to a similarity floor",
+                    embedder, retrieval)
+    return floor
 
 
 def top_score(sources) -> float | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import tempfile
 from functools import lru_cache
@@ -40,6 +41,17 @@ TOKENIZER = "bm25s-en-stopwords-snowball-english"
 
 
 @lru_cache(maxsize=1)
+def _bm25s():
+    """bm25s, imported once. It sets its own logger to DEBUG on import, which printed its internal
+    "Building index from IDs objects" under every command that rebuilds the index; its records follow
+    the application's logging level instead."""
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.NOTSET)
+    return bm25s
+
+
+@lru_cache(maxsize=1)
 def _stemmer():
     import Stemmer
 
@@ -48,9 +60,7 @@ def _stemmer():
 
 def _tokenize(texts: list[str], *, return_ids: bool = True):
     """Stopwords out, Snowball stems in: 'benefits' finds 'benefit', 'covered' finds 'cover'."""
-    import bm25s
-
-    return bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer(), return_ids=return_ids, show_progress=False)
+    return _bm25s().tokenize(texts, stopwords="en", stemmer=_stemmer(), return_ids=return_ids, show_progress=False)
 
 
 def correct_typos(tokens: list[str], vocabulary: Sequence[str], *, min_length: int = 4,
@@ -89,9 +99,7 @@ class LexicalIndex:
 
     @classmethod
     def build(cls, *, ids: list[str], texts: list[str], acls: list[list[str]]) -> "LexicalIndex":
-        import bm25s
-
-        bm25 = bm25s.BM25()
+        bm25 = _bm25s().BM25()
         if ids:
             bm25.index(_tokenize(texts), show_progress=False)
         return cls(bm25, list(ids), [list(a) for a in acls])
@@ -112,8 +120,7 @@ class LexicalIndex:
 
     @classmethod
     def load(cls, folder: Path) -> "LexicalIndex | None":
-        import bm25s
-
+        bm25s = _bm25s()
         meta = folder / "chunks.json"
         if not meta.is_file():
             return None

@@ -13,8 +13,15 @@ they are in its audience, and the generator can answer with it (`Router.unusable
 maps the version; local weights fit the base model); an adapter served but unusable is named in
 the reason. Confidence is the calibrated
 probability when the index has a calibration (framework.retrieval.confidence), else the
-raw top cosine score; it is computed once per question and also decides abstention
-(`router.abstain_below`: "The documents don't say." instead of guessing).
+raw top cosine score; it is computed once per question.
+
+Abstention: `rag` and `combined` (and `auto` when it resolves to one of them) answer ABSTAIN_TEXT,
+without generating, when the best retrieved chunk's cosine similarity is below `router.abstain_below`
+(default `auto`: the floor measured for the configured embedder, docs/results.md), or, with a calibration and
+`router.abstain_below_confidence` set, when the calibrated confidence is below that; a principal who
+may read nothing relevant is told the documents they can read don't say, rather than given an answer
+invented from unrelated passages. `prompt_only` and `finetuned` retrieve nothing, so nothing to judge:
+they never abstain.
 
 Adapter: the principal's group adapter (`router.group_adapters`) or `router.adapter`, at
 the version pinned in config, else the promoted one (or the newest, with `adapters.serve:
@@ -61,13 +68,13 @@ from framework.adapters.registry import (
 from framework.config import GeneratorConfig, RouterConfig
 from framework.experiments.assignment import Assignment
 from framework.records import MODE_TABLE, MODES, Answer, Principal, Source
-from framework.retrieval.confidence import Calibration, top_score
+from framework.retrieval.confidence import Calibration, abstain_floor, top_score
 from framework.retrieval.retriever import Retriever
 from framework.serving.evidence import extractive_answer, supporting_evidence
 from framework.serving.generator import Generation
 from framework.serving.worker import GenerationWorker, results
 
-ABSTAIN_TEXT = "The documents don't say."
+ABSTAIN_TEXT = "The documents I can read don't say."
 
 
 class UnknownModeError(ValueError):
@@ -144,12 +151,27 @@ def served_version(registry: AdapterRegistry, cfg: RouterConfig, name: str, *,
     return versions[0] if versions else None
 
 
-def abstention(value: float | None, floor: float | None, label: str) -> str | None:
-    """Why a retrieving answer abstains (the reason's suffix), or None when it answers."""
+def abstention(value: float | None, floor: float | None, label: str, key: str = "router.abstain_below") -> str | None:
+    """Why a retrieving answer abstains (the reason's suffix), or None when it answers. No value (nothing
+    readable was retrieved) abstains whenever a floor is set."""
     if floor is None or (value is not None and value >= floor):
         return None
     shown = "none" if value is None else f"{value:.3f}"
-    return f"abstained: {label} {shown} < router.abstain_below {floor}"
+    return f"abstained: {label} {shown} < {key} {floor}"
+
+
+def abstains(sources: Sequence[Source], confidence: float | None, cfg: RouterConfig, floor: float | None) -> str | None:
+    """The abstention rule of a retrieving answer: the calibrated confidence against
+    `router.abstain_below_confidence` when both exist, else the top cosine score against `floor`
+    (`router.abstain_below`, resolved by framework.retrieval.confidence.abstain_floor).
+
+    Example:
+        >>> abstains([], None, RouterConfig(), 0.3)
+        'abstained: top score none < router.abstain_below 0.3'
+    """
+    if confidence is not None and cfg.abstain_below_confidence is not None:
+        return abstention(confidence, cfg.abstain_below_confidence, "confidence", "router.abstain_below_confidence")
+    return abstention(top_score(sources), floor, "top score")
 
 
 @dataclass(frozen=True)
@@ -191,6 +213,8 @@ class Router:
         self.serve = serve
         self.answer_style = generator_cfg.answer_style
         self.evidence_sentences = generator_cfg.evidence_sentences
+        index_cfg = retriever.cfg
+        self.abstain_floor = abstain_floor(cfg.abstain_below, index_cfg.embedder, index_cfg.retrieval)
 
     @property
     def generator(self):
@@ -249,10 +273,7 @@ class Router:
         elif sources is None:
             sources = self.retriever.retrieve(question, principal=principal, k=k)
         confidence = self._confidence(sources) if retrieve else None
-        why = None
-        if retrieve:
-            value = confidence if confidence is not None else top_score(sources)
-            why = abstention(value, self.cfg.abstain_below, "confidence" if confidence is not None else "top score")
+        why = abstains(sources, confidence, self.cfg, self.abstain_floor) if retrieve else None
         adapter = self.adapter_ref(principal, spec) if use_adapter and why is None else None
         if settings and settings.prompt:
             conversation = prompts.with_variant(settings.prompt, question, sources if retrieve else None)
