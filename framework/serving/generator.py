@@ -22,7 +22,7 @@ import torch
 from framework.config import GeneratorConfig, Precision
 from framework.runtime.precision import resolve_dtype
 from framework.serving.decoding import cut_after_sentences, decoding_controls, trim_unfinished
-from framework.text import sentence_ends
+from framework.text import sentence_ends, strip_list_marker
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +54,11 @@ class Generator(Protocol):
 class HFGenerator:
     """A local Hugging Face causal LM; greedy decoding with the controls of framework.serving.decoding.
 
-    `repetition_penalty` and `no_repeat_ngram_size` apply to the answer's own tokens only;
+    `repetition_penalty` and `no_repeat_ngram_size` apply to the answer's own words only, never to
+    a number, a code or a span copied from the prompt;
     `max_sentences` ends an answer after that many sentences; an answer the token budget cut
-    off is trimmed back to its last complete sentence (and reported as truncated).
+    off is trimmed back to its last complete sentence (and reported as truncated); no answer ends
+    on a bare list marker.
     """
 
     def __init__(self, model_dir: Path, *, dtype: torch.dtype = torch.float32, batch_size: int = 8,
@@ -153,4 +155,4 @@ class HFGenerator:
         text = cut_after_sentences(self.tokenizer.decode(row[:n], skip_special_tokens=True).strip(), self.max_sentences)
         if truncated and len(sentence_ends(text)) < (self.max_sentences or 10**9):
             text = trim_unfinished(text)
-        return Generation(text=text, tokens=n, truncated=truncated)
+        return Generation(text=strip_list_marker(text), tokens=n, truncated=truncated)
