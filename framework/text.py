@@ -59,8 +59,25 @@ def sentences(text: str, *, min_chars: int = 20) -> list[str]:
         line = _BULLET.sub("", line).strip()
         if not line or line.startswith("#") or len(line) < min_chars:
             continue
-        out.extend(s.strip() for s in _SENTENCE_SPLIT.split(line) if len(s.strip()) >= min_chars)
+        out.extend(s.strip() for s in _split(line) if len(s.strip()) >= min_chars)
     return out
+
+
+def _abbreviation(text: str) -> bool:
+    """Whether `text` ends in a known abbreviation or an initial ("ext." "e.g." "J."): no sentence ends there."""
+    before = text.rsplit(None, 1)[-1].lower() if text.strip() else ""
+    before = before.rstrip(".!?\"')]")
+    return before in _ABBREVIATIONS or (len(before) == 1 and before.isalpha())
+
+
+def _split(line: str) -> list[str]:
+    """A line's sentences; "ext. 4417" and "e.g. Visa" stay inside theirs."""
+    parts, start = [], 0
+    for m in _SENTENCE_SPLIT.finditer(line):
+        if not _abbreviation(line[:m.start()]):
+            parts.append(line[start:m.start()])
+            start = m.end()
+    return parts + [line[start:]]
 
 
 def sentence_ends(text: str) -> list[int]:
@@ -71,8 +88,7 @@ def sentence_ends(text: str) -> list[int]:
     full stop of its own, so a list answer is counted by its items and never cut after a bare marker."""
     ends, start = [], 0
     for m in _SENTENCE_END.finditer(text):
-        before = text[:m.start()].rsplit(None, 1)[-1].lower() if text[:m.start()].strip() else ""
-        if before.rstrip(".") in _ABBREVIATIONS or (len(before) == 1 and before.isalpha()):
+        if _abbreviation(text[:m.start()]):
             continue
         segment = text[max(start, text.rfind("\n", 0, m.start()) + 1):m.end()].strip()
         if _MARKER.fullmatch(segment) or not any(c.isalnum() for c in segment):

@@ -11,8 +11,9 @@ Token-level controls also reach inside words. Tokenizers that split digits (the 
 SmolLM2 writes "121,000" as 1 2 1 , 0 0 0) make ",000" a 4-gram, so a plain
 `no_repeat_ngram_size: 4` turned "98,000 to 121,000 euros" into "121,001". So a control may
 only act on a token that starts a word of letters (" euros", " The"), never on a digit,
-punctuation, whitespace or the continuation of a word, and never right after a digit
-(banning " euros" after "121,000" would make the model go on with "0"). A span of the prompt
+punctuation, whitespace, the continuation of a word, an all-capitals or one-letter start that may
+begin a code (" DE" of an IBAN, " v" of a version), and never right after a digit (banning
+" euros" after "121,000" would make the model go on with "0"). A span of the prompt
 may be copied as often as the prompt holds it: an n-gram the prompt has twice may be
 said twice, and a token that continues a span copied from the prompt is not penalised.
 Loops (the same sentence again) are still stopped, at the next word that repeats one.
@@ -62,8 +63,7 @@ def token_kinds(tokenizer) -> TokenKinds | None:
     """The kinds of every token of `tokenizer` (cached per tokenizer; None without one: every token is a word).
 
     Each token is decoded after a letter, so the answer is the same for byte-level BPE (" euros"),
-    SentencePiece ("▁euros") and word-level vocabularies: it starts a word when whitespace separates it
-    from the letter and what follows is letters without a digit."""
+    SentencePiece ("▁euros") and word-level vocabularies (see `_is_word`)."""
     if tokenizer is None:
         return None
     try:
@@ -76,7 +76,7 @@ def token_kinds(tokenizer) -> TokenKinds | None:
     head = tokenizer.decode([anchor])
     texts = [t[len(head):] if t.startswith(head) else t
              for t in tokenizer.batch_decode([[anchor, i] for i in range(len(tokenizer))])]
-    word = [t[:1].isspace() and any(c.isalpha() for c in t) and not any(c.isdigit() for c in t) for t in texts]
+    word = [_is_word(t) for t in texts]
     kinds = TokenKinds(torch.tensor(word, dtype=torch.bool),
                        torch.tensor([t.rstrip()[-1:].isdigit() for t in texts], dtype=torch.bool))
     try:
@@ -84,6 +84,13 @@ def token_kinds(tokenizer) -> TokenKinds | None:
     except TypeError:
         pass
     return kinds
+
+
+def _is_word(text: str) -> bool:
+    """A token a control may act on: whitespace, then two or more letters, not all capitals (" euros",
+    " The"); " IBAN", " DE", " v" and " a" may start a code or an identifier, so they are spared too."""
+    letters = text.strip()
+    return text[:1].isspace() and len(letters) >= 2 and letters.isalpha() and not letters.isupper()
 
 
 def _may_act(kinds: TokenKinds | None, previous: int | None, token: int) -> bool:
