@@ -20,7 +20,7 @@ import framework.serving.generator as generator_module
 from framework import prompts
 from framework.project import Project, load_config_dict
 from framework.records import Principal, Source
-from framework.serving.decoding import decoding_controls, token_kinds
+from framework.serving.decoding import SentenceBudget, decoding_controls, token_kinds
 from framework.serving.generator import HFGenerator
 from framework.text import sentence_ends
 
@@ -281,3 +281,15 @@ def test_every_mode_and_answer_style_copies_numbers_exactly(tmp_path, digit_mode
             if answer.generated_tokens:
                 target = documents[0] if answer.sources else CLOSED_BOOK
                 assert answer.text == _expected(target, project.config.generator.max_sentences)
+
+
+def test_a_small_budget_never_returns_a_bare_list_marker(digit_model, digit_tokenizer, scripted):
+    """A list answer cut by `max_sentences` or by the token budget ends after an item, never on "2." or "1."."""
+    scripted["target"] = "1. The senior band is 98,000 euros\n2. The staff band is 121,000 euros\n3. The"
+    gen = HFGenerator(digit_model, max_sentences=1)
+    conversation = [prompts.closed_book("bands")]
+    assert gen.complete([conversation], max_new_tokens=60)[0].text == "1. The senior band is 98,000 euros"
+    short = gen.complete([conversation], max_new_tokens=2)[0]  # the budget ends right after "1."
+    assert short.truncated and short.text == ""
+    stop = SentenceBudget(digit_tokenizer, prompt_length=0, max_sentences=1)
+    assert stop(torch.tensor([digit_tokenizer("1. The", add_special_tokens=False)["input_ids"]]), None).tolist() == [False]

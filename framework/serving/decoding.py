@@ -31,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 import weakref
 from collections import Counter
 from dataclasses import dataclass
@@ -215,3 +216,32 @@ def trim_unfinished(text: str) -> str:
     list marker ("... \\n2.") is dropped, so an answer never ends on a bare marker."""
     ends = sentence_ends(text)
     return text[:ends[-1]] if ends else strip_list_marker(text)
+
+
+_SOURCE = r"(?:the |these |this |your )?(?:company |provided |given |above |retrieved )?(?:documents?|context|passages?|texts?|sources?|information)(?: (?:provided|given|above|below))?"
+_PREAMBLES = [re.compile(p, re.IGNORECASE) for p in (
+    rf"^(?:according to|based on|as (?:stated|mentioned|described|shown) in|from|in) {_SOURCE}\s*[,:]\s*",
+    rf"^{_SOURCE} (?:clearly )?(?:states?|says?|mentions?|indicates?|shows?|explains?|notes?|specif(?:y|ies)|describes?"
+    r"|suggests?|confirms?)(?: that\b\s*,?|\s*[,:])\s*",
+    r"^(?:the )?answer(?: to (?:the|your|this) question)? is\s*:\s*",
+    r"^(?:sure|certainly|of course|great question)\s*[,!.]\s*",
+)]
+
+
+def strip_preamble(text: str) -> str:
+    """An answer without a leading clause that only says where it comes from ("The documents state that",
+    "According to the context,", "The answer to the question is:"), so it starts with its content; the first
+    word is capitalised when it is a plain lower-case word (never a code such as "v2.10").
+
+    Example:
+        >>> strip_preamble("The documents state that the expense limit for train travel is 200 EUR.")
+        'The expense limit for train travel is 200 EUR.'
+    """
+    out = text
+    for _ in range(3):  # "Based on the documents, the context says that ..."
+        for pattern in _PREAMBLES:
+            out = pattern.sub("", out, count=1)
+    if out == text or len(out.split()) < 2:
+        return text
+    first = out.split(None, 1)[0]
+    return out[0].upper() + out[1:] if first.isalpha() and first.islower() and len(first) > 1 else out

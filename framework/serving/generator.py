@@ -21,7 +21,7 @@ import torch
 
 from framework.config import GeneratorConfig, Precision
 from framework.runtime.precision import resolve_dtype
-from framework.serving.decoding import cut_after_sentences, decoding_controls, trim_unfinished
+from framework.serving.decoding import cut_after_sentences, decoding_controls, strip_preamble, trim_unfinished
 from framework.text import sentence_ends, strip_list_marker
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class HFGenerator:
     a number, a code or a span copied from the prompt;
     `max_sentences` ends an answer after that many sentences; an answer the token budget cut
     off is trimmed back to its last complete sentence (and reported as truncated); no answer ends
-    on a bare list marker.
+    on a bare list marker, and none starts with a clause that only says where it comes from.
     """
 
     def __init__(self, model_dir: Path, *, dtype: torch.dtype = torch.float32, batch_size: int = 8,
@@ -152,7 +152,8 @@ class HFGenerator:
         stop = next((i for i, token in enumerate(row.tolist()) if token in ends), None)
         n = len(row) if stop is None else stop
         truncated = stop is None and len(row) >= max_new_tokens
-        text = cut_after_sentences(self.tokenizer.decode(row[:n], skip_special_tokens=True).strip(), self.max_sentences)
+        text = strip_preamble(self.tokenizer.decode(row[:n], skip_special_tokens=True).strip())
+        text = cut_after_sentences(text, self.max_sentences)
         if truncated and len(sentence_ends(text)) < (self.max_sentences or 10**9):
             text = trim_unfinished(text)
         return Generation(text=strip_list_marker(text), tokens=n, truncated=truncated)
