@@ -287,7 +287,7 @@ def test_a_small_budget_never_returns_a_bare_list_marker(digit_model, digit_toke
     """A list answer cut by `max_sentences` or by the token budget ends after an item, never on "2." or "1."."""
     scripted["target"] = "1. The senior band is 98,000 euros\n2. The staff band is 121,000 euros\n3. The"
     gen = HFGenerator(digit_model, max_sentences=1)
-    conversation = [prompts.closed_book("bands")]
+    conversation = prompts.closed_book("bands")
     assert gen.complete([conversation], max_new_tokens=60)[0].text == "1. The senior band is 98,000 euros"
     short = gen.complete([conversation], max_new_tokens=2)[0]  # the budget ends right after "1."
     assert short.truncated and short.text == ""
