@@ -293,3 +293,38 @@ def test_a_small_budget_never_returns_a_bare_list_marker(digit_model, digit_toke
     assert short.truncated and short.text == ""
     stop = SentenceBudget(digit_tokenizer, prompt_length=0, max_sentences=1)
     assert stop(torch.tensor([digit_tokenizer("1. The", add_special_tokens=False)["input_ids"]]), None).tolist() == [False]
+
+
+NUMBER_DOCUMENTS = [
+    "Salary bands. Senior engineers earn 98,000 to 121,000 euros per year. Staff engineers earn 121,000 to "
+    "150,000 euros per year.",
+    "Office phone extensions: reception 4100, IT helpdesk 4417, HR 4410, facilities 4400.",
+    "Release history: version 2.10.0 shipped on 2024-03-15, version 2.10.1 on 2024-04-02, version 2.11.0 on "
+    "2024-06-30.",
+    "Payments go to IBAN DE89 3704 0044 0532 0130 00; the travel budget is 10,000 EUR and the training budget "
+    "is 100,000 EUR.",
+]
+NUMBER_QUESTIONS = ["What do senior and staff engineers earn?", "What is the salary range of a senior engineer?",
+                    "What are the phone extensions?", "When did the versions ship?",
+                    "Where do payments go and what are the budgets?", "What is the training budget?"]
+
+
+@pytest.mark.slow
+def test_the_bundled_model_copies_every_number_exactly():
+    """The trial's case on the real model: "98,000 to 121,000 euros" came back as "121,001" (and "150,001",
+    "200,010") under the default no_repeat_ngram_size 4. Every number a rag answer says must be in its documents."""
+    from framework.runtime.models import resolve_generator
+
+    sources = [Source(chunk_id=f"c{i}", doc_id=f"d{i}", title=f"Doc {i}", uri="u", score=1.0, text=t)
+               for i, t in enumerate(NUMBER_DOCUMENTS)]
+    corpus = " ".join(NUMBER_DOCUMENTS)
+    conversations = [prompts.with_context(q, sources) for q in NUMBER_QUESTIONS]
+    gen = HFGenerator(resolve_generator("bundled"), batch_size=len(conversations))
+    said = 0
+    for n, penalty, sentences in [DEFAULT, (2, 1.0, 3), (4, 1.5, None)]:
+        gen.no_repeat_ngram_size, gen.repetition_penalty, gen.max_sentences = n, penalty, sentences
+        for question, answer in zip(NUMBER_QUESTIONS, gen.complete(conversations, max_new_tokens=96)):
+            numbers = VALUE.findall(answer.text)
+            said += len(numbers)
+            assert all(x in corpus for x in numbers), (n, penalty, sentences, question, answer.text)
+    assert said > 0
