@@ -6,7 +6,10 @@ router will ask at serving time. No system message is added, so the model's chat
 template supplies its own (the 135M bundled model answers far worse with a custom one).
 
 A request that is not a question (a fragment such as "parental leave contractors") is
-asked as one (`as_question`), so the model answers it instead of restating it.
+asked as one (`as_question`), so the model answers it instead of restating it; a sentence
+start ("The expense limit for train travel is") is asked to be completed. An answer that
+still opens with where it comes from ("The documents state that ...") loses that clause
+(framework.serving.decoding.strip_preamble), so it starts with its content.
 
 Example:
     >>> closed_book("How many leave days?")[0]["content"]
@@ -56,14 +59,27 @@ _ASKING = set("what which who whom whose when where why how is are was were do d
               "find name please".split())
 FRAGMENT_QUESTION = "What do the documents say about {fragment}?"
 FRAGMENT_CLOSED_BOOK = "What can you tell me about {fragment}?"
+# A sentence start ("The expense limit for train travel is") asks for its end, not for a topic summary.
+SENTENCE_START = "Complete this sentence: {fragment}"
+_OPEN_ENDS = set("is are was were be been equals means costs takes lasts includes covers of for to at in on by with "
+                 "from and or than the a an per about".split())
 
 
 def as_question(text: str, template: str = FRAGMENT_QUESTION) -> str:
-    """`text` itself when it asks something; a fragment ("parental leave contractors") made a question."""
+    """`text` itself when it asks something; a fragment ("parental leave contractors") made a question; a
+    sentence start ("The expense limit for train travel is") asked to be completed.
+
+    Example:
+        >>> as_question("The expense limit for train travel is")
+        'Complete this sentence: The expense limit for train travel is'
+    """
     text = text.strip()
     first = text.split(None, 1)[0].lower().strip(",:;") if text else ""
     if text.endswith("?") or first in _ASKING:
         return text
+    last = text.rsplit(None, 1)[-1].lower() if text else ""
+    if len(text.split()) >= 3 and (last in _OPEN_ENDS or text.endswith(":")):
+        return SENTENCE_START.format(fragment=text.rstrip(":").rstrip())
     return template.format(fragment=text.rstrip(".!"))
 
 

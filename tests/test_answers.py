@@ -13,9 +13,11 @@ from framework.serving.decoding import (
     SentenceBudget,
     cut_after_sentences,
     decoding_controls,
+    strip_preamble,
     trim_unfinished,
 )
 from framework.serving.evidence import extractive_answer, supporting_evidence
+from framework.serving.generator import HFGenerator
 from framework.text import sentence_ends
 
 
@@ -146,3 +148,37 @@ def test_answers_carry_evidence_and_the_extractive_style_answers_verbatim(tmp_pa
     closed = extractive.ask("what is the meal limit ?", mode="prompt_only")
     assert not closed.evidence and not closed.sources  # nothing to quote: the model answers
     assert extractive.ask_many(["meal limit"], mode="rag", principal=Principal())[0].evidence
+
+
+def test_a_list_marker_is_not_a_sentence_and_no_answer_ends_on_one():
+    listing = "Two bands:\n1. Senior engineers earn 98,000 EUR\n2. Staff engineers earn 121,000 EUR\n3."
+    assert cut_after_sentences(listing, 1) == "Two bands:\n1. Senior engineers earn 98,000 EUR"
+    assert cut_after_sentences("1. The limit is 45 EUR.\n2. Receipts are due in 30 days.\n3.", 2) == \
+        "1. The limit is 45 EUR.\n2. Receipts are due in 30 days."
+    assert trim_unfinished("1. Senior eng") == "1. Senior eng" and trim_unfinished("The bands are:\n1.") == "The bands are:"
+    assert sentence_ends("1.") == [] and sentence_ends("Call ext. 4417 today. Then") == [21]
+
+
+def test_an_answer_starts_with_its_content_not_with_where_it_comes_from(tiny_model):
+    assert strip_preamble("The documents state that the expense limit for train travel is 200 EUR.") == \
+        "The expense limit for train travel is 200 EUR."
+    assert strip_preamble("According to the context, v2.10.1 shipped on 2024-04-02.") == "v2.10.1 shipped on 2024-04-02."
+    assert strip_preamble("The answer to the question is: 121,000 euros.") == "121,000 euros."
+    assert strip_preamble("The text says nothing about it.") == "The text says nothing about it."  # content
+    gen = HFGenerator(tiny_model)
+    ids = gen.tokenizer("the answer to the question is : the meal limit is 45 eur per day .", add_special_tokens=False)
+    assert gen._finished(torch.tensor(ids["input_ids"]), max_new_tokens=64).text == "The meal limit is 45 eur per day ."
+    assert prompts.as_question("The expense limit for train travel is") == \
+        "Complete this sentence: The expense limit for train travel is"
+    assert prompts.as_question("VPN client name") == "What do the documents say about VPN client name?"
+
+
+def test_the_bundled_generator_quotes_by_default_and_any_other_generates():
+    from framework.config import GeneratorConfig
+
+    assert GeneratorConfig().answer_style == "extractive"  # measured: docs/guides/answers.md
+    assert GeneratorConfig(model="/models/my-7b").answer_style == "generative"
+    remote = GeneratorConfig(backend="openai", base_url="http://127.0.0.1:8000/v1", api_model="base")
+    assert remote.answer_style == "generative"
+    assert GeneratorConfig(answer_style="generative").answer_style == "generative"  # one setting away
+    assert GeneratorConfig(model="/models/small", answer_style="extractive").answer_style == "extractive"

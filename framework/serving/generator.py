@@ -22,9 +22,9 @@ import torch
 
 from framework.config import GeneratorConfig, Precision
 from framework.runtime.precision import resolve_dtype
-from framework.serving.decoding import cut_after_sentences, decoding_controls, trim_unfinished
-from framework.serving.decoding import StopSequences
-from framework.text import sentence_ends
+from framework.serving.decoding import StopSequences, cut_after_sentences, decoding_controls, strip_preamble
+from framework.serving.decoding import trim_unfinished
+from framework.text import sentence_ends, strip_list_marker
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +59,11 @@ class Generator(Protocol):
 class HFGenerator:
     """A local Hugging Face causal LM; greedy decoding with the controls of framework.serving.decoding.
 
-    `repetition_penalty` and `no_repeat_ngram_size` apply to the answer's own tokens only;
+    `repetition_penalty` and `no_repeat_ngram_size` apply to the answer's own words only, never to
+    a number, a code or a span copied from the prompt;
     `max_sentences` ends an answer after that many sentences; an answer the token budget cut
-    off is trimmed back to its last complete sentence (and reported as truncated).
+    off is trimmed back to its last complete sentence (and reported as truncated); no answer ends
+    on a bare list marker, and none starts with a clause that only says where it comes from.
 
     Batch-independent answers (`pad_multiple`): a prompt's numerics depend on how far it is
     left-padded (in bf16, the attention of a padded row rounds differently), not on the other
@@ -186,7 +188,8 @@ class HFGenerator:
         stop = next((i for i, token in enumerate(row.tolist()) if token in ends), None)
         n = len(row) if stop is None else stop
         truncated = stop is None and len(row) >= max_new_tokens
-        text = cut_after_sentences(self.tokenizer.decode(row[:n], skip_special_tokens=True).strip(), self.max_sentences)
+        text = strip_preamble(self.tokenizer.decode(row[:n], skip_special_tokens=True).strip())
+        text = cut_after_sentences(text, self.max_sentences)
         if truncated and len(sentence_ends(text)) < (self.max_sentences or 10**9):
             text = trim_unfinished(text)
-        return Generation(text=text, tokens=n, truncated=truncated)
+        return Generation(text=strip_list_marker(text), tokens=n, truncated=truncated)

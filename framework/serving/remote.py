@@ -9,7 +9,10 @@ version missing from the map is refused with what to add, never answered by the 
 
 The chat template is applied by the endpoint, so the prompt an Answer records is the
 conversation sent, one `role: content` line per message. Conversations of one batch are
-sent concurrently (the endpoint batches them); decoding is greedy (`temperature: 0`).
+sent concurrently (the endpoint batches them); decoding is greedy (`temperature: 0`), with the
+endpoint's own repetition settings: `generator.no_repeat_ngram_size` and `repetition_penalty`
+are local decoding controls and are not sent, so they can never change a number here. A
+leading "The documents state that" is dropped as in local answers (decoding.strip_preamble).
 The API key is read from the environment variable `generator.api_key_env` names.
 
 Example:
@@ -29,6 +32,7 @@ import httpx
 
 from framework.adapters.registry import AdapterError
 from framework.config import GeneratorConfig
+from framework.serving.decoding import strip_preamble
 from framework.serving.generator import Generation
 
 RETRYABLE = {408, 425, 429, 500, 502, 503, 504}
@@ -121,6 +125,6 @@ class OpenAIGenerator:
             raise BackendError(f"generation endpoint {self.endpoint} (model {model!r}) sent an answer without "
                                f"choices[0].message.content ({err!r}): {reply.text[:200]}") from None
         usage = body.get("usage") or {}
-        return Generation(text=text.strip(), tokens=int(usage.get("completion_tokens") or 0),
+        return Generation(text=strip_preamble(text.strip()), tokens=int(usage.get("completion_tokens") or 0),
                           truncated=choice.get("finish_reason") == "length",
                           prompt_tokens=int(usage.get("prompt_tokens") or 0))
