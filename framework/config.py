@@ -94,6 +94,8 @@ class GeneratorConfig(_Section):
     timeout_s: float = Field(default=60.0, gt=0)
     http_retries: int = Field(default=2, ge=0, le=10)
     concurrency: int = Field(default=8, ge=1, le=256)
+    # the base loaded for serving in 8-bit or 4-bit (bitsandbytes, CUDA only), e.g. the one a QLoRA adapter trained on
+    quantization: Literal["none", "8bit", "4bit"] = "none"
 
     @model_validator(mode="after")
     def _endpoint_settings(self) -> "GeneratorConfig":
@@ -114,6 +116,8 @@ class RuntimeConfig(_Section):
     """What the process may use of the machine (see framework.runtime.threads)."""
 
     threads: int | None = Field(default=None, ge=1, le=1024)
+    # auto: the first CUDA GPU torch sees, else the CPU (framework.runtime.device)
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")
 
 
 class RaftConfig(_Section):
@@ -194,6 +198,12 @@ class FinetuneConfig(_Section):
     early_stopping_patience: int = Field(default=0, ge=0)
     report_to: list[ReportTarget] = []
     base_precision: Literal["fp32", "bf16"] = "fp32"
+    # QLoRA: the frozen base in 8-bit or 4-bit NF4 (bitsandbytes, CUDA only; framework.runtime.quantization)
+    quantization: Literal["none", "8bit", "4bit"] = "none"
+    # auto: on when the memory estimate does not fit the device without it (framework.training.memory)
+    gradient_checkpointing: Literal["auto"] | bool = "auto"
+    # several examples per row without padding; false pads each batch to its longest example
+    packing: bool = True
 
 
 # An adapter name, optionally pinned to a version: "support" or "support@v0003".

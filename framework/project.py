@@ -36,7 +36,7 @@ from framework.retrieval.index import ChromaIndex
 from framework.retrieval.rerank import Reranker
 from framework.retrieval.retriever import Retriever
 from framework.runtime.models import resolve_generator
-from framework.runtime.threads import configure_threads
+from framework.runtime.device import configure_runtime
 from framework.workspace import Workspace
 
 
@@ -60,7 +60,7 @@ class Project:
         self.show_progress = show_progress
         self._embedder = embedder
         self._reranker = reranker
-        configure_threads(config.runtime.threads)  # torch's threads: the CPUs this process may use
+        self.device = configure_runtime(config.runtime)  # torch's threads, and the device models run on
         self._build_lock = threading.RLock()  # one component built at a time, each once (see _built)
 
     @_built
@@ -75,7 +75,7 @@ class Project:
     @_built
     def retriever(self) -> Retriever:
         return Retriever.from_config(self.index, self.embedder, self.config.index, workspace=self.workspace,
-                                     reranker=self._reranker)
+                                     reranker=self._reranker, device=self.device)
 
     @_built
     def base_model_dir(self) -> Path:
@@ -89,7 +89,7 @@ class Project:
 
         g = self.config.generator
         return OpenAIGenerator.from_config(g) if g.backend == "openai" else \
-            HFGenerator.from_config(self.base_model_dir, g, precision=self.config.precision)
+            HFGenerator.from_config(self.base_model_dir, g, precision=self.config.precision, device=self.device)
 
     @_built
     def worker(self):

@@ -57,12 +57,12 @@ class HashingEmbedder:
 class SentenceTransformerEmbedder:
     """A local sentence-transformers model, in bf16 where the CPU runs it fast."""
 
-    def __init__(self, path: Path, *, dtype=None, batch_size: int = 64) -> None:
+    def __init__(self, path: Path, *, dtype=None, batch_size: int = 64, device: str = "cpu") -> None:
         import torch
         from sentence_transformers import SentenceTransformer
 
-        self.model = SentenceTransformer(str(path), device="cuda" if torch.cuda.is_available() else "cpu",
-                                         local_files_only=True)
+        self.model = SentenceTransformer(str(path), device=device, local_files_only=True)
+        self.device = device
         if dtype is not None and dtype != torch.float32:
             self.model.to(dtype)
         self.batch_size = batch_size
@@ -83,12 +83,16 @@ class SentenceTransformerEmbedder:
         return self._tokenizer.encode(text, add_special_tokens=False)
 
 
-def build_embedder(spec: str, *, precision: str = "auto", batch_size: int = 64) -> Embedder:
-    """Build the embedder that config's `index.embedder` names: `bundled`, `hashing` or a path."""
+def build_embedder(spec: str, *, precision: str = "auto", batch_size: int = 64, device: str | None = None) -> Embedder:
+    """Build the embedder that config's `index.embedder` names: `bundled`, `hashing` or a path, on `device`
+    (framework.runtime.device; None: `auto`)."""
     if spec == "hashing" or spec.startswith("hashing:"):
         dim = int(spec.split(":", 1)[1]) if ":" in spec else 256
         return HashingEmbedder(dim=dim)
+    from framework.runtime.device import default_device
     from framework.runtime.models import resolve_embedder
     from framework.runtime.precision import resolve_dtype
 
-    return SentenceTransformerEmbedder(resolve_embedder(spec), dtype=resolve_dtype(precision), batch_size=batch_size)
+    device = device or default_device()
+    return SentenceTransformerEmbedder(resolve_embedder(spec), dtype=resolve_dtype(precision, device),
+                                       batch_size=batch_size, device=device)
