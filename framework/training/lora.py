@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Sequence
@@ -182,8 +183,6 @@ def make_collator(cfg: FinetuneConfig, tokenizer):
 def use_device(device: str) -> None:
     """Make `cuda:N` the current GPU of a single process, so the Trainer (which uses the current one) trains there.
     Under a launcher each process already has its GPU (LOCAL_RANK)."""
-    import os
-
     if device.startswith("cuda") and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         torch.cuda.set_device(int(device.split(":")[1]))
 
@@ -306,7 +305,22 @@ def train_lora(model_dir: Path, train_rows: Sequence[dict], eval_rows: Sequence[
         metrics["eval_loss"] = round(float(final["eval_loss"]), 4)
         if cfg.early_stopping_patience:
             metrics["stopped_early"] = state.global_step < state.max_steps
+    metrics["distributed"] = str(trainer.accelerator.distributed_type.value).lower()
+    if os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not trainer.is_fsdp_enabled:
+        log.warning("FSDP shards only across GPUs (accelerate); this run was data-parallel (%s): every process "
+                    "held the whole base", metrics["distributed"])
+    save_adapter(trainer, out_dir)
+    return metrics
+
+
+def save_adapter(trainer, out_dir: Path) -> None:
+    """Write the LoRA weights (peft files only) into out_dir from the main process. Under FSDP the weights
+    are sharded: every process takes part in gathering them (Trainer.save_model), the main one writes."""
+    if trainer.is_fsdp_enabled:
+        trainer.save_model(str(out_dir))
+        if trainer.is_world_process_zero():
+            (out_dir / "training_args.bin").unlink(missing_ok=True)  # the Trainer's, not part of an adapter
+        return
     if trainer.is_world_process_zero():
         out_dir.mkdir(parents=True, exist_ok=True)
         trainer.model.save_pretrained(str(out_dir))
-    return metrics
