@@ -42,6 +42,23 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class EmbeddingEndpointConfig(_Section):
+    """An OpenAI-compatible `/v1/embeddings` server for `index.embedder: openai` (framework.retrieval.remote_embedder)."""
+
+    base_url: str = Field(pattern=r"^https?://")
+    model: str = Field(min_length=1)
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    max_batch_tokens: int = Field(default=8192, ge=16)
+    max_batch_texts: int = Field(default=128, ge=1, le=4096)
+    max_tokens: int = Field(default=256, ge=16)
+    concurrency: int = Field(default=2, ge=1, le=64)
+    timeout_s: float = Field(default=60.0, gt=0)
+    retries: int = Field(default=5, ge=0, le=20)
+    backoff_s: float = Field(default=0.5, ge=0.0, le=60.0)
+    dimensions: int | None = Field(default=None, ge=1)
+    tokenizer: str | None = None  # a local copy of the served model's tokenizer (`bundled` or a folder) for chunking
+
+
 class IndexConfig(_Section):
     embedder: str = "bundled"
     batch_size: int = Field(default=64, ge=1)
@@ -59,6 +76,15 @@ class IndexConfig(_Section):
     typo_tolerance: bool = True
     reranker: str | None = None
     rerank_candidates: int = Field(default=20, ge=1, le=200)
+    endpoint: EmbeddingEndpointConfig | None = None
+
+    @model_validator(mode="after")
+    def _endpoint_for_openai(self) -> "IndexConfig":
+        if self.embedder == "openai" and self.endpoint is None:
+            raise ValueError("embedder openai needs endpoint: {base_url: http://host:port/v1, model: NAME}")
+        if self.embedder != "openai" and self.endpoint is not None:
+            raise ValueError("endpoint applies only to embedder: openai; set index.embedder: openai or remove it")
+        return self
 
 
 class IngestConfig(_Section):

@@ -31,7 +31,7 @@ from framework.experiments.store import ExperimentStore
 from framework.ingest.pipeline import IngestReport, ingest_sources, scan_changes
 from framework.records import ANSWER_MODES, Answer, Principal, Source
 from framework.retrieval.confidence import Calibration
-from framework.retrieval.embedder import Embedder, build_embedder
+from framework.retrieval.embedder import Embedder, embedder_from_config
 from framework.retrieval.index import ChromaIndex
 from framework.retrieval.rerank import Reranker
 from framework.retrieval.retriever import Retriever
@@ -66,7 +66,7 @@ class Project:
     @_built
     def embedder(self) -> Embedder:
         c = self.config
-        return self._embedder or build_embedder(c.index.embedder, precision=c.precision, batch_size=c.index.batch_size)
+        return self._embedder or embedder_from_config(c.index, precision=c.precision, device=self.device)
 
     @_built
     def index(self) -> ChromaIndex:

@@ -1,8 +1,9 @@
 """Embedders: text to unit vectors, in batches.
 
-Two implementations of the `Embedder` protocol ship: the sentence-transformers model
-named in config (the bundled all-MiniLM-L6-v2 by default) and a deterministic hashing
-embedder that needs no model at all (for tests, CI and smoke runs).
+Three implementations of the `Embedder` protocol ship: the sentence-transformers model
+named in config (the bundled all-MiniLM-L6-v2 by default), a deterministic hashing
+embedder that needs no model at all (for tests, CI and smoke runs), and an
+OpenAI-compatible embedding server (`embedder: openai`, framework.retrieval.remote_embedder).
 
 Example:
     >>> emb = HashingEmbedder(dim=64)
@@ -24,7 +25,7 @@ from framework.ingest.protocols import Embedder
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Embedder", "HashingEmbedder", "SentenceTransformerEmbedder", "build_embedder"]
+__all__ = ["Embedder", "HashingEmbedder", "SentenceTransformerEmbedder", "build_embedder", "embedder_from_config"]
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -96,3 +97,13 @@ def build_embedder(spec: str, *, precision: str = "auto", batch_size: int = 64, 
     device = device or default_device()
     return SentenceTransformerEmbedder(resolve_embedder(spec), dtype=resolve_dtype(precision, device),
                                        batch_size=batch_size, device=device)
+
+
+def embedder_from_config(index, *, precision: str = "auto", device: str | None = None) -> Embedder:
+    """The embedder of config's `index` section: an embedding server for `embedder: openai`
+    (framework.retrieval.remote_embedder), else `build_embedder`."""
+    if index.embedder == "openai":
+        from framework.retrieval.remote_embedder import OpenAIEmbedder
+
+        return OpenAIEmbedder(**index.endpoint.model_dump())
+    return build_embedder(index.embedder, precision=precision, batch_size=index.batch_size, device=device)
