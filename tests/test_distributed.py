@@ -40,6 +40,16 @@ def synthesized(tmp_path_factory, tiny_model):
     return path
 
 
+@pytest.mark.parametrize("recipe, kind", [("ddp", "MULTI_GPU"), ("fsdp", "FSDP")])
+def test_recipes_are_accelerate_configs(recipe, kind):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    cfg = load_config_from_file(str(ROOT / "recipes" / "accelerate" / f"{recipe}.yaml"))
+    assert str(cfg.distributed_type).endswith(kind) and cfg.num_processes == 2 and str(cfg.mixed_precision).endswith("no")
+    if recipe == "fsdp":
+        assert cfg.fsdp_config["fsdp_version"] == 2 and cfg.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", ["ddp", "fsdp"])
 def test_two_processes_train_and_only_the_main_one_publishes(synthesized, recipe, tmp_path):
