@@ -152,13 +152,22 @@ def test_padded_and_packed_batches_give_the_same_loss(tiny_model):
 
 
 def test_gradient_checkpointing_auto_turns_on_only_when_the_estimate_needs_it(tiny_model):
-    from framework.training.memory import estimate_memory
+    from framework.training.memory import ModelShape, estimate_for_shape, estimate_memory
 
     cfg = FinetuneConfig(batch_size=4, max_length=64)
     items = [{"input_ids": [1] * 60, "labels": [-100] * 40 + [1] * 20}] * 8
     roomy = estimate_memory(tiny_model, cfg, bf16=False, device="cuda:0", items=items, device_bytes=10**12)
-    assert roomy.fits and not roomy.checkpointing
-    need = roomy.total_bytes - (roomy.activation_bytes - roomy.checkpointed_activation_bytes) // 2
-    tight = estimate_memory(tiny_model, cfg, bf16=False, device="cuda:0", items=items, device_bytes=need)
+    assert roomy.fits and not roomy.checkpointing and roomy.tokens_per_step == 240
+    json.dumps(roomy.to_dict())
+    deep = ModelShape(hidden=64, intermediate=128, layers=24, heads=4, kv_heads=2, head_dim=16, vocab=500)
+    kw = dict(bf16=True, device="cuda:0", lengths=[60] * 8)
+    free = estimate_for_shape(deep, cfg, device_bytes=10**12, **kw)
+    assert free.checkpointed_activation_bytes < free.activation_bytes / 3 and not free.checkpointing
+    need = free.total_bytes - (free.activation_bytes - free.checkpointed_activation_bytes) // 2
+    tight = estimate_for_shape(deep, cfg, device_bytes=need, **kw)
     assert tight.checkpointing and tight.fits
-    json.dumps(tight.to_dict())
+    hopeless = estimate_for_shape(deep, cfg, device_bytes=1000, **kw)
+    assert hopeless.checkpointing and not hopeless.fits and "to fit: a smaller base model" in hopeless.describe()
+    forced = estimate_for_shape(deep, cfg.model_copy(update={"gradient_checkpointing": False}), device_bytes=need,
+                                checkpointing=False, **kw)
+    assert not forced.fits and "finetune.gradient_checkpointing: true" in forced.describe()

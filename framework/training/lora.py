@@ -211,11 +211,10 @@ def use_checkpointing(cfg: FinetuneConfig, model_dir: Path, items: Sequence[dict
     from framework.training.memory import estimate_memory
 
     est = estimate_memory(model_dir, cfg, bf16=bf16, device=device, items=items)
-    if not est.fits and est.fits_with_checkpointing:
+    if est.checkpointing:
         log.info("gradient checkpointing on: the run needs about %.1f GB without it, %.1f GB with it, and %s has "
-                 "%.1f GB", est.total_gb, est.total_with_checkpointing_gb, device, est.device_gb)
-        return True
-    return False
+                 "%.1f GB", est._total(False) / 2**30, est.total_with_checkpointing_gb, device, est.device_gb)
+    return est.checkpointing
 
 
 def train_lora(model_dir: Path, train_rows: Sequence[dict], eval_rows: Sequence[dict], cfg: FinetuneConfig,

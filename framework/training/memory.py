@@ -10,11 +10,11 @@ The estimate adds what a training step holds at its peak, from the base model's 
   `batch_size` longest examples end to end; padded: `batch_size` x the longest): per
   token and layer the inputs of every linear layer, the LoRA dropout copies, the MLP's
   intermediate values and, where the attention kernel materializes it, the attention
-  matrix; with gradient checkpointing only each layer's input is kept, plus one layer's
-  worth while it is recomputed;
+  matrix (only the `eager` kernel does; SDPA and FlashAttention do not); with gradient
+  checkpointing only each layer's input is kept, plus one layer's worth while it is recomputed;
 - the logits, only at the answer positions (framework.training.lora), in fp32, with their
   softmax and gradient;
-- on a CPU, the process itself (Python, torch and the libraries, about 0.9 GB resident),
+- on a CPU, the process itself (Python, torch and the libraries, about 0.65 GB resident),
   since CPU memory is what the comparison is against; a GPU adds its CUDA context (about
   0.5 GB) outside `torch.cuda.max_memory_allocated`, which the figure is compared with.
 
@@ -39,7 +39,11 @@ from typing import Sequence
 from framework.config import FinetuneConfig
 
 GB = 1024**3
-CPU_RUNTIME_BYTES = int(0.9 * GB)  # python + torch + transformers + peft resident before any model (measured here)
+CPU_RUNTIME_BYTES = int(0.65 * GB)  # python + torch + transformers + peft resident besides the model (measured here)
+# The autograd graph keeps more than the inputs of each matmul (casts, norms, rotary embeddings, SiLU, masks):
+# measured on a CPU, a scaled-down SmolLM2 shape kept 2.2x the elements counted below, in bf16 and fp32 alike
+# (docs/guides/training.md, Memory). Not yet measured on a GPU: tests/benchmarks/gpu_check.py prints both.
+ACTIVATION_FACTOR = 2.2
 BYTES_PER_PARAM = {"fp32": 4.0, "bf16": 2.0, "8bit": 1.0, "4bit": 0.53}
 LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -177,18 +181,20 @@ def estimate_for_shape(shape: ModelShape, cfg: FinetuneConfig, *, bf16: bool, de
     q = shape.heads * shape.head_dim
     adapted_inputs = sum(1 for m in targets if m in ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")) * h \
         + ("o_proj" in targets) * q + ("down_proj" in targets) * i  # LoRA dropout copies of each input
-    per_token_layer = (act * (3 * h + q + 2 * kv + 4 * i + adapted_inputs) + 4 * (4 * h)) if cfg.dropout else \
-        (act * (3 * h + q + 2 * kv + 4 * i) + 4 * (4 * h))
+    kept = 3 * h + q + 2 * kv + 4 * i + (adapted_inputs if cfg.dropout else 0)
+    per_token_layer = ACTIVATION_FACTOR * (act * kept + 4 * (4 * h))
     attention = attention or ("flash_attention_2" if cuda else "sdpa")
-    # a kernel that materializes the attention matrix (sdpa's math path on a CPU, with a mask) keeps the scores and
-    # probabilities of every head; packed examples share one row, so the matrix spans the whole step
-    if attention == "flash_attention_2" or (cuda and attention == "sdpa"):
+    # FlashAttention and SDPA (its fused kernels, on a CPU too: measured, packed and padded alike) keep no attention
+    # matrix; the eager implementation keeps the scores and probabilities of every head, and packed examples share
+    # one row, so there the matrix spans the whole step
+    if attention != "eager":
         attn = 0
     else:
         blocks = [tokens] if cfg.packing else [max(lengths)] * min(cfg.batch_size, len(lengths))
         attn = 2 * 4 * shape.heads * sum(t * t for t in blocks)
-    activations = shape.layers * (tokens * per_token_layer + attn)
-    checkpointed = shape.layers * tokens * h * act + tokens * per_token_layer + attn
+    activations = int(shape.layers * (tokens * per_token_layer + attn))
+    # each layer's fp32 input, plus one layer recomputed and its gradients during the backward pass
+    checkpointed = int(shape.layers * tokens * h * 4 + 2 * tokens * per_token_layer + attn)
     answer_tokens = max(1, int(tokens * answer_fraction))
     logits = answer_tokens * shape.vocab * 4 * 3  # fp32 logits, log-softmax, gradient
     runtime = 0 if cuda else CPU_RUNTIME_BYTES
@@ -196,7 +202,7 @@ def estimate_for_shape(shape: ModelShape, cfg: FinetuneConfig, *, bf16: bool, de
                          base_bytes=base, lora_bytes=lora, activation_bytes=activations,
                          checkpointed_activation_bytes=checkpointed, logits_bytes=logits, runtime_bytes=runtime,
                          checkpointing=False)
-    on = est.fits_with_checkpointing and not est.fits if checkpointing is None else checkpointing
+    on = (not est.fits) if checkpointing is None else checkpointing  # auto: on when it does not fit without
     est = replace(est, checkpointing=on)
     return replace(est, suggestions=[] if est.fits else _suggestions(shape, cfg, est, bf16=bf16, lengths=lengths,
                                                                    answer_fraction=answer_fraction))
@@ -227,7 +233,9 @@ def _suggestions(shape: ModelShape, cfg: FinetuneConfig, est: MemoryEstimate, *,
                                  device_bytes=est.device_bytes, lengths=lengths, answer_fraction=answer_fraction,
                                  checkpointing=True if update.get("gradient_checkpointing") else None)
         if alt.fits:
-            out.append(f"{label} (about {alt.total_gb:.1f} GB)")
+            extra = " and gradient checkpointing" if alt.checkpointing and not est.checkpointing and \
+                "gradient_checkpointing" not in label else ""
+            out.append(f"{label}{extra} (about {alt.total_gb:.1f} GB)")
     if not out:
         out.append("a smaller base model, or a device with more memory"
                    + (" (several GPUs: recipes/accelerate/fsdp.yaml)" if est.device.startswith("cuda") else ""))

@@ -69,8 +69,12 @@ def test_bench_memory_estimate_against_peak_rss(tmp_path):
     rows = [json.loads(x) for x in (project.dataset_dir() / "train.jsonl").read_text().splitlines()]
     from transformers import AutoTokenizer
 
+    from framework.training.lora import tokenize_example
+
     tok = AutoTokenizer.from_pretrained(project.base_model_dir)
-    longest = sorted(rows, key=lambda r: -len(tok.apply_chat_template(r["messages"], tokenize=True)))
+    length = {id(r): len((tokenize_example(tok, r["messages"], 10**6) or {"input_ids": []})["input_ids"]) for r in rows}
+    longest = sorted((r for r in rows if length[id(r)] <= project.config.finetune.max_length),
+                     key=lambda r: -length[id(r)])
     batch = project.config.finetune.batch_size
     rows_file = tmp_path / "rows.jsonl"
     rows_file.write_text("\n".join(json.dumps(r) for r in longest[:batch]))
