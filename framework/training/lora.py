@@ -309,7 +309,22 @@ def train_lora(model_dir: Path, train_rows: Sequence[dict], eval_rows: Sequence[
         log.warning("FSDP shards only across GPUs (accelerate); this run was data-parallel (%s): every process "
                     "held the whole base", metrics["distributed"])
     save_adapter(trainer, out_dir)
+    model = None  # noqa: F841  (this frame's reference: the model is freed with the trainer's)
+    release(trainer)
     return metrics
+
+
+def release(trainer) -> None:
+    """Free the trained model, its optimizer and the Trainer before the caller goes on (the demo evaluates next in
+    the same process), and hand the freed memory back to the operating system (framework.runtime.device)."""
+    import gc
+
+    from framework.runtime.device import return_freed_memory
+
+    trainer.accelerator.free_memory()
+    trainer.model = trainer.model_wrapped = trainer.optimizer = trainer.lr_scheduler = None
+    gc.collect()
+    return_freed_memory()
 
 
 def save_adapter(trainer, out_dir: Path) -> None:

@@ -6,8 +6,9 @@ The estimate adds what a training step holds at its peak, from the base model's 
 - the frozen base weights: 4 bytes a parameter in fp32, 2 in bf16, about 1 in 8-bit and
   0.53 in 4-bit NF4 with double quantization (embeddings and the output layer stay 16-bit);
 - the LoRA weights, their gradients and AdamW's two moments, all fp32 (16 bytes each);
-- activations kept for the backward pass, for the largest batch of this run (packed: the
-  `batch_size` longest examples end to end; padded: `batch_size` x the longest): per
+- activations kept for the backward pass, for the largest batch this run is likely to see
+  (its batches drawn in random orders as the Trainer draws them; packed: the examples'
+  tokens end to end; padded: `batch_size` x the batch's longest): per
   token and layer the inputs of every linear layer, the LoRA dropout copies, the MLP's
   intermediate values and, where the attention kernel materializes it, the attention
   matrix (only the `eager` kernel does; SDPA and FlashAttention do not); with gradient
@@ -32,6 +33,8 @@ Example:
 from __future__ import annotations
 
 import json
+import math
+import random
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
@@ -153,10 +156,25 @@ class MemoryEstimate:
         return {**asdict(self), "total_bytes": self.total_bytes, "fits": self.fits}
 
 
-def step_tokens(lengths: Sequence[int], batch_size: int, *, packing: bool) -> int:
-    """Tokens in the largest batch: the `batch_size` longest examples end to end, or padded to the longest."""
-    longest = sorted(lengths, reverse=True)[:batch_size]
-    return sum(longest) if packing else len(longest) * (longest[0] if longest else 0)
+def step_tokens(lengths: Sequence[int], batch_size: int, *, packing: bool, epochs: float = 1.0, seed: int = 0) -> int:
+    """Tokens in the largest batch this run is likely to see. The Trainer draws batches in a random order each
+    epoch, so the batch of the `batch_size` longest examples together is rare; this draws the run's batches in
+    several random orders (16 runs' worth, fewer for a large set) and takes the largest batch of all of them:
+    packed, the examples' tokens end to end; padded, `batch_size` x its longest example."""
+    lengths = list(lengths)
+    if not lengths:
+        return 0
+    passes = max(1, math.ceil(epochs))
+    runs = max(1, min(16, 2_000_000 // (len(lengths) * passes)))
+    rng = random.Random(seed)
+    largest = 0
+    for _ in range(runs * passes):
+        order = lengths[:]
+        rng.shuffle(order)
+        for i in range(0, len(order), batch_size):
+            batch = order[i:i + batch_size]
+            largest = max(largest, sum(batch) if packing else len(batch) * max(batch))
+    return largest
 
 
 def estimate_for_shape(shape: ModelShape, cfg: FinetuneConfig, *, bf16: bool, device: str, device_bytes: int,
@@ -175,7 +193,7 @@ def estimate_for_shape(shape: ModelShape, cfg: FinetuneConfig, *, bf16: bool, de
     lora_params = shape.layers * sum(cfg.rank * (a + b) for m, (a, b) in shape.linear_shapes().items() if m in targets)
     lora = lora_params * 16
     lengths = list(lengths) if lengths else [cfg.max_length] * cfg.batch_size
-    tokens = step_tokens(lengths, cfg.batch_size, packing=cfg.packing)
+    tokens = step_tokens(lengths, cfg.batch_size, packing=cfg.packing, epochs=cfg.epochs, seed=cfg.seed)
     act = 2 if bf16 else 4  # autocast keeps matmul outputs in bf16; norms and residuals stay fp32
     h, i, kv = shape.hidden, shape.intermediate, shape.kv_heads * shape.head_dim
     q = shape.heads * shape.head_dim
