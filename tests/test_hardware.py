@@ -99,6 +99,13 @@ def test_quantization_without_cuda_fails_before_loading_and_says_what_to_set():
     assert bnb_config("none", "cpu") is None
 
 
+def test_serving_a_quantized_base_without_cuda_fails_with_the_fix(tiny_model):
+    from framework.serving.generator import HFGenerator
+
+    with pytest.raises(QuantizationError, match="generator.quantization: 8bit needs a CUDA GPU"):
+        HFGenerator(tiny_model, device="cpu", quantization="8bit")
+
+
 def test_qlora_config_is_nf4_with_double_quantization(monkeypatch):
     import framework.runtime.quantization as q
 
@@ -171,3 +178,4 @@ def test_gradient_checkpointing_auto_turns_on_only_when_the_estimate_needs_it(ti
     forced = estimate_for_shape(deep, cfg.model_copy(update={"gradient_checkpointing": False}), device_bytes=need,
                                 checkpointing=False, **kw)
     assert not forced.fits and "finetune.gradient_checkpointing: true" in forced.describe()
+
