@@ -194,7 +194,7 @@ def extras(answer: Answer, request_id: str) -> dict:
             "generated_tokens": answer.generated_tokens, "experiment": answer.experiment, "arm": answer.arm,
             "sources": [{"title": s.title, "uri": s.uri, "section": s.section, "page": s.page, "page_end": s.page_end,
                          "score": s.score, "chunk_id": s.chunk_id, "doc_id": s.doc_id} for s in answer.sources],
-            "truncated": answer.truncated,
+            "truncated": answer.truncated, "device": answer.device, "precision": answer.precision,
             "evidence": [{"text": e.text, "title": e.title, "uri": e.uri, "section": e.section, "page": e.page,
                           "score": e.score, "chunk_id": e.chunk_id, "doc_id": e.doc_id} for e in answer.evidence]}
 
