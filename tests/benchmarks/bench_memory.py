@@ -58,6 +58,7 @@ def _measure(model_dir: str, rows_file: str, overrides: dict, out: str) -> dict:
 
 
 @pytest.mark.benchmark
+@pytest.mark.timeout(3600)  # five trainings of the bundled model: about 5 minutes each on a shared 2-core machine
 def test_bench_memory_estimate_against_peak_rss(tmp_path):
     from framework.cli.demo import demo_dir
     from framework.project import Project, load_config
