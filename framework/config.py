@@ -42,6 +42,23 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class EmbeddingEndpointConfig(_Section):
+    """An OpenAI-compatible `/v1/embeddings` server for `index.embedder: openai` (framework.retrieval.remote_embedder)."""
+
+    base_url: str = Field(pattern=r"^https?://")
+    model: str = Field(min_length=1)
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    max_batch_tokens: int = Field(default=8192, ge=16)
+    max_batch_texts: int = Field(default=128, ge=1, le=4096)
+    max_tokens: int = Field(default=256, ge=16)
+    concurrency: int = Field(default=2, ge=1, le=64)
+    timeout_s: float = Field(default=60.0, gt=0)
+    retries: int = Field(default=5, ge=0, le=20)
+    backoff_s: float = Field(default=0.5, ge=0.0, le=60.0)
+    dimensions: int | None = Field(default=None, ge=1)
+    tokenizer: str | None = None  # a local copy of the served model's tokenizer (`bundled` or a folder) for chunking
+
+
 class IndexConfig(_Section):
     embedder: str = "bundled"
     batch_size: int = Field(default=64, ge=1)
@@ -59,6 +76,15 @@ class IndexConfig(_Section):
     typo_tolerance: bool = True
     reranker: str | None = None
     rerank_candidates: int = Field(default=20, ge=1, le=200)
+    endpoint: EmbeddingEndpointConfig | None = None
+
+    @model_validator(mode="after")
+    def _endpoint_for_openai(self) -> "IndexConfig":
+        if self.embedder == "openai" and self.endpoint is None:
+            raise ValueError("embedder openai needs endpoint: {base_url: http://host:port/v1, model: NAME}")
+        if self.embedder != "openai" and self.endpoint is not None:
+            raise ValueError("endpoint applies only to embedder: openai; set index.embedder: openai or remove it")
+        return self
 
 
 class IngestConfig(_Section):
@@ -98,6 +124,8 @@ class GeneratorConfig(_Section):
     timeout_s: float = Field(default=60.0, gt=0)
     http_retries: int = Field(default=2, ge=0, le=10)
     concurrency: int = Field(default=8, ge=1, le=256)
+    # the base loaded for serving in 8-bit or 4-bit (bitsandbytes, CUDA only), e.g. the one a QLoRA adapter trained on
+    quantization: Literal["none", "8bit", "4bit"] = "none"
 
     @model_validator(mode="before")
     @classmethod
@@ -128,6 +156,8 @@ class RuntimeConfig(_Section):
     """What the process may use of the machine (see framework.runtime.threads)."""
 
     threads: int | None = Field(default=None, ge=1, le=1024)
+    # auto: the first CUDA GPU torch sees, else the CPU (framework.runtime.device)
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")
 
 
 class RaftConfig(_Section):
@@ -226,6 +256,12 @@ class FinetuneConfig(_Section):
     knowledge_questions: str | None = None  # JSONL of your own questions (question, answer, document), also asked
     # `finetune --promote` promotes only when these hold on the eval split (framework.evaluation.promotion)
     gate: list[str] = list(DEFAULT_PROMOTION_GATE)
+    # QLoRA: the frozen base in 8-bit or 4-bit NF4 (bitsandbytes, CUDA only; framework.runtime.quantization)
+    quantization: Literal["none", "8bit", "4bit"] = "none"
+    # auto: on when the memory estimate does not fit the device without it (framework.training.memory)
+    gradient_checkpointing: Literal["auto"] | bool = "auto"
+    # several examples per row without padding; false pads each batch to its longest example
+    packing: bool = True
 
 
 # An adapter name, optionally pinned to a version: "support" or "support@v0003".

@@ -31,12 +31,12 @@ from framework.experiments.store import ExperimentStore
 from framework.ingest.pipeline import IngestReport, ingest_sources, scan_changes
 from framework.records import ANSWER_MODES, Answer, Principal, Source
 from framework.retrieval.confidence import Calibration
-from framework.retrieval.embedder import Embedder, build_embedder
+from framework.retrieval.embedder import Embedder, embedder_from_config
 from framework.retrieval.index import ChromaIndex
 from framework.retrieval.rerank import Reranker
 from framework.retrieval.retriever import Retriever
 from framework.runtime.models import resolve_generator
-from framework.runtime.threads import configure_threads
+from framework.runtime.device import configure_runtime
 from framework.workspace import Workspace
 
 
@@ -60,14 +60,14 @@ class Project:
         self.show_progress = show_progress
         self._embedder = embedder
         self._reranker = reranker
-        configure_threads(config.runtime.threads)  # torch's threads: the CPUs this process may use
+        self.device = configure_runtime(config.runtime)  # torch's threads, and the device models run on
         self._build_lock = threading.RLock()  # one component built at a time, each once (see _built)
         check_arm_audiences(config, self.adapters, serve=config.adapters.serve)  # audiences: in the manifests
 
     @_built
     def embedder(self) -> Embedder:
         c = self.config
-        return self._embedder or build_embedder(c.index.embedder, precision=c.precision, batch_size=c.index.batch_size)
+        return self._embedder or embedder_from_config(c.index, precision=c.precision, device=self.device)
 
     @_built
     def index(self) -> ChromaIndex:
@@ -76,7 +76,7 @@ class Project:
     @_built
     def retriever(self) -> Retriever:
         return Retriever.from_config(self.index, self.embedder, self.config.index, workspace=self.workspace,
-                                     reranker=self._reranker)
+                                     reranker=self._reranker, device=self.device)
 
     @_built
     def base_model_dir(self) -> Path:
@@ -90,7 +90,7 @@ class Project:
 
         g = self.config.generator
         return OpenAIGenerator.from_config(g) if g.backend == "openai" else \
-            HFGenerator.from_config(self.base_model_dir, g, precision=self.config.precision)
+            HFGenerator.from_config(self.base_model_dir, g, precision=self.config.precision, device=self.device)
 
     @_built
     def worker(self):

@@ -182,6 +182,8 @@ class Answer:
     request_id: str | None = None  # what an outcome names (`record_outcome`, POST /v1/feedback)
     experiment: str | None = None  # the A/B experiment and arm that chose how to answer, if any
     arm: str | None = None
+    device: str | None = None  # where the local generator ran (cpu, cuda:0); None for an endpoint
+    precision: str | None = None  # its weights: fp32, bf16, 8bit, 4bit-nf4
 
     def to_dict(self) -> dict:
         return {
@@ -202,6 +204,8 @@ class Answer:
             "request_id": self.request_id,
             "experiment": self.experiment,
             "arm": self.arm,
+            "device": self.device,
+            "precision": self.precision,
         }
 
 

@@ -193,6 +193,8 @@ def test_finetune_dry_run_prints_only_the_estimate(tmp_path, corpus, tiny_model)
     assert result.exit_code == 0, result.output
     est = json.loads(result.stdout)
     assert est["steps"] == 2 and est["tokens"] > 0 and est["tokens_per_second"] > 0
+    assert est["memory"]["fits"] and est["memory"]["base_bytes"] > 0  # the peak memory estimate (training.memory)
     assert not (tmp_path / "ws" / "adapters" / "t").exists()
     result = runner.invoke(app, ["finetune", "-c", str(path)])
     assert result.exit_code == 0 and "finetune estimate:" in result.output and "adapter t/v0001" in result.output
+    assert "memory estimate on " in result.output and "activations for" in result.output

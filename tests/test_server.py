@@ -65,6 +65,7 @@ def test_every_mode_answers_as_the_project_does_with_extras(live):
         assert got.choices[0].message.content == direct.text and got.model == model
         assert got.choices[0].finish_reason in ("stop", "length") and got.id == extra["request_id"]
         assert (extra["mode"], extra["adapter"], extra["reason"]) == (direct.mode, direct.adapter, direct.reason)
+        assert (extra["device"], extra["precision"]) == (direct.device, direct.precision) and direct.device
         assert [s["chunk_id"] for s in extra["sources"]] == [s.chunk_id for s in direct.sources]
         for s in extra["sources"]:
             assert {"uri", "path", "section", "page", "score", "title"} <= set(s) and s["uri"] is None  # no server path

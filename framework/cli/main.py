@@ -108,10 +108,16 @@ def finetune(config: Path = ConfigOpt, set_: Optional[List[str]] = SetOpt, as_js
 
             adapter = proj.config.finetune.adapter
             run(lambda: check_free(proj.workspace.training_lock(adapter), adapter))
+        from framework.training.run import estimate_run_memory
+
+        memory = run(lambda: estimate_run_memory(  # first: instant, and says why a run would not fit
+            dataset_dir=proj.dataset_dir(), base_model_dir=proj.base_model_dir, cfg=proj.config.finetune,
+            precision=proj.config.precision, device=proj.device))
+        (out if dry_run and not as_json else err).print(memory.describe(), highlight=False)
         estimate = run(proj.estimate_finetune)
         if dry_run:
             if as_json:
-                print(json.dumps(estimate.to_dict(), indent=2))
+                print(json.dumps({**estimate.to_dict(), "memory": memory.to_dict()}, indent=2))
             else:
                 out.print(estimate.describe(), highlight=False)
             return

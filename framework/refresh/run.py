@@ -46,6 +46,7 @@ from framework.refresh.gate import parse_refresh_gate
 from framework.refresh.plan import RefreshPlan, make_plan
 from framework.refresh.report import RefreshReport, write_report
 from framework.refresh.state import RefreshState, clear_state, load_last, load_state, refresh_lock, save_last, save_state
+from framework.runtime.device import resolve_device
 from framework.serving.router import served_version
 from framework.training.checkpoints import NOT_IDENTITY
 from framework.workspace import Workspace
@@ -216,7 +217,7 @@ def _train(run: _Run, state: RefreshState, *, cfg, rows, warm_start, refresh):
                              base_model_dir=run.stages.base_model_dir(), base_model=c.generator.model, cfg=cfg,
                              precision=c.precision, registry=run.registry, workspace=run.workspace, resume="auto",
                              callbacks=run.callbacks, show_progress=run.show_progress, rows=rows,
-                             warm_start=warm_start, refresh=refresh)
+                             warm_start=warm_start, refresh=refresh, device=resolve_device(c.runtime.device))
 
 
 def _finish(run: _Run, state: RefreshState, *, serving: AdapterRef, ingested: dict, ledger: str,

@@ -1,8 +1,9 @@
 """Embedders: text to unit vectors, in batches.
 
-Two implementations of the `Embedder` protocol ship: the sentence-transformers model
-named in config (the bundled all-MiniLM-L6-v2 by default) and a deterministic hashing
-embedder that needs no model at all (for tests, CI and smoke runs).
+Three implementations of the `Embedder` protocol ship: the sentence-transformers model
+named in config (the bundled all-MiniLM-L6-v2 by default), a deterministic hashing
+embedder that needs no model at all (for tests, CI and smoke runs), and an
+OpenAI-compatible embedding server (`embedder: openai`, framework.retrieval.remote_embedder).
 
 Example:
     >>> emb = HashingEmbedder(dim=64)
@@ -24,7 +25,7 @@ from framework.ingest.protocols import Embedder
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Embedder", "HashingEmbedder", "SentenceTransformerEmbedder", "build_embedder"]
+__all__ = ["Embedder", "HashingEmbedder", "SentenceTransformerEmbedder", "build_embedder", "embedder_from_config"]
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -57,12 +58,12 @@ class HashingEmbedder:
 class SentenceTransformerEmbedder:
     """A local sentence-transformers model, in bf16 where the CPU runs it fast."""
 
-    def __init__(self, path: Path, *, dtype=None, batch_size: int = 64) -> None:
+    def __init__(self, path: Path, *, dtype=None, batch_size: int = 64, device: str = "cpu") -> None:
         import torch
         from sentence_transformers import SentenceTransformer
 
-        self.model = SentenceTransformer(str(path), device="cuda" if torch.cuda.is_available() else "cpu",
-                                         local_files_only=True)
+        self.model = SentenceTransformer(str(path), device=device, local_files_only=True)
+        self.device = device
         if dtype is not None and dtype != torch.float32:
             self.model.to(dtype)
         self.batch_size = batch_size
@@ -83,12 +84,26 @@ class SentenceTransformerEmbedder:
         return self._tokenizer.encode(text, add_special_tokens=False)
 
 
-def build_embedder(spec: str, *, precision: str = "auto", batch_size: int = 64) -> Embedder:
-    """Build the embedder that config's `index.embedder` names: `bundled`, `hashing` or a path."""
+def build_embedder(spec: str, *, precision: str = "auto", batch_size: int = 64, device: str | None = None) -> Embedder:
+    """Build the embedder that config's `index.embedder` names: `bundled`, `hashing` or a path, on `device`
+    (framework.runtime.device; None: `auto`)."""
     if spec == "hashing" or spec.startswith("hashing:"):
         dim = int(spec.split(":", 1)[1]) if ":" in spec else 256
         return HashingEmbedder(dim=dim)
+    from framework.runtime.device import default_device
     from framework.runtime.models import resolve_embedder
     from framework.runtime.precision import resolve_dtype
 
-    return SentenceTransformerEmbedder(resolve_embedder(spec), dtype=resolve_dtype(precision), batch_size=batch_size)
+    device = device or default_device()
+    return SentenceTransformerEmbedder(resolve_embedder(spec), dtype=resolve_dtype(precision, device),
+                                       batch_size=batch_size, device=device)
+
+
+def embedder_from_config(index, *, precision: str = "auto", device: str | None = None) -> Embedder:
+    """The embedder of config's `index` section: an embedding server for `embedder: openai`
+    (framework.retrieval.remote_embedder), else `build_embedder`."""
+    if index.embedder == "openai":
+        from framework.retrieval.remote_embedder import OpenAIEmbedder
+
+        return OpenAIEmbedder(**index.endpoint.model_dump())
+    return build_embedder(index.embedder, precision=precision, batch_size=index.batch_size, device=device)

@@ -58,6 +58,23 @@ def _client(path: str | None, url: str | None):
 class ChromaIndex:
     def __init__(self, collection) -> None:
         self.collection = collection
+        self._dimension: int | None = None  # of the stored vectors, read once
+
+    def check_dimension(self, dimension: int) -> None:
+        """Raise IndexConfigError when vectors of `dimension` cannot go with the stored ones (an embedding
+        server's model changed under the same name, or a `dimensions` setting did)."""
+        if self._dimension is None:
+            stored = self.collection.get(limit=1, include=["embeddings"])["embeddings"]
+            if stored is None or len(stored) == 0:
+                return
+            self._dimension = len(stored[0])
+        if dimension != self._dimension:
+            name = (self.collection.metadata or {}).get("embedder", "?")
+            raise IndexConfigError(
+                f"index.collection: {self.collection.name!r} holds {self._dimension}-dimensional vectors and the "
+                f"embedder {name!r} now gives {dimension}-dimensional ones; they cannot be mixed. Use a new "
+                "index.collection name (or re-ingest into an empty workspace), or set index.endpoint.dimensions "
+                f"to {self._dimension} if the server can reduce its vectors")
 
     @classmethod
     def from_config(cls, cfg: IndexConfig, *, workspace: Workspace, embedder_name: str) -> "ChromaIndex":
@@ -88,6 +105,7 @@ class ChromaIndex:
     def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
         if not chunks:
             return
+        self.check_dimension(int(vectors.shape[1]))
         self.collection.upsert(
             ids=[c.id for c in chunks],
             embeddings=vectors.tolist(),
@@ -161,6 +179,7 @@ class ChromaIndex:
         n = self.collection.count()
         if n == 0:
             return []
+        self.check_dimension(int(len(vector)))
         readable = set(_groups(principal))
         wide = min(n, max(4 * k, 40))
         res = self.collection.query(query_embeddings=[vector.tolist()], n_results=wide,

@@ -34,7 +34,7 @@ class Reranker(Protocol):
 class CrossEncoderReranker:
     """A local sentence-transformers cross-encoder; nothing is downloaded."""
 
-    def __init__(self, path: str | Path, *, batch_size: int = 32) -> None:
+    def __init__(self, path: str | Path, *, batch_size: int = 32, device: str = "cpu") -> None:
         path = Path(path).expanduser()
         if not (path / "config.json").is_file():
             raise FileNotFoundError(
@@ -42,7 +42,8 @@ class CrossEncoderReranker:
                 "sentence-transformers cross-encoder, or remove the key to turn reranking off")
         from sentence_transformers import CrossEncoder
 
-        self.model = CrossEncoder(str(path), local_files_only=True)
+        self.model = CrossEncoder(str(path), local_files_only=True, device=device)
+        self.device = device
         self.batch_size = batch_size
         self.name = path.name
 

@@ -58,10 +58,10 @@ class Retriever:
 
     @classmethod
     def from_config(cls, index: ChromaIndex, embedder: Embedder, cfg: IndexConfig, *, workspace: Workspace,
-                    reranker: Reranker | None = None) -> "Retriever":
-        """Retrieval as the `index` section says; a local cross-encoder when `reranker` names one."""
+                    reranker: Reranker | None = None, device: str = "cpu") -> "Retriever":
+        """Retrieval as the `index` section says; a local cross-encoder on `device` when `reranker` names one."""
         if reranker is None and cfg.reranker:
-            reranker = CrossEncoderReranker(cfg.reranker)
+            reranker = CrossEncoderReranker(cfg.reranker, device=device)
         return cls(index, embedder, workspace.lexical(cfg.collection), cfg, reranker=reranker)
 
     @property

@@ -21,7 +21,10 @@ from typing import Protocol, Sequence
 import torch
 
 from framework.config import GeneratorConfig, Precision
+from framework.runtime.device import default_device
+from framework.runtime.loading import load_causal_lm
 from framework.runtime.precision import resolve_dtype
+from framework.runtime.quantization import weights_label
 from framework.serving.decoding import StopSequences, cut_after_sentences, decoding_controls, strip_preamble
 from framework.serving.decoding import trim_unfinished
 from framework.text import sentence_ends, strip_list_marker
@@ -75,16 +78,20 @@ class HFGenerator:
 
     def __init__(self, model_dir: Path, *, dtype: torch.dtype = torch.float32, batch_size: int = 8,
                  repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0,
-                 max_sentences: int | None = None, pad_multiple: int = 0) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+                 max_sentences: int | None = None, pad_multiple: int = 0, device: str = "cpu",
+                 quantization: str = "none") -> None:
+        from transformers import AutoTokenizer
 
         self.model_dir = Path(model_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, local_files_only=True)
+        self.model = load_causal_lm(model_dir, dtype=dtype, device=device, quantization=quantization,
+                                    key="generator.quantization")
         self.model.eval()
+        self.device = device
+        self.precision = weights_label(quantization, dtype)
         self.batch_size = batch_size
         self.repetition_penalty = repetition_penalty
         self.no_repeat_ngram_size = no_repeat_ngram_size
@@ -93,11 +100,20 @@ class HFGenerator:
         self._adapters: set[str] = set()
 
     @classmethod
-    def from_config(cls, model_dir: Path, cfg: GeneratorConfig, *, precision: Precision = "auto") -> "HFGenerator":
-        """The model in `model_dir`, decoded as the `generator` section says."""
-        return cls(model_dir, dtype=resolve_dtype(precision), batch_size=cfg.batch_size,
+    def from_config(cls, model_dir: Path, cfg: GeneratorConfig, *, precision: Precision = "auto",
+                    device: str | None = None) -> "HFGenerator":
+        """The model in `model_dir` on `device` (None: the process's, framework.runtime.device), decoded as the
+        `generator` section says."""
+        device = device or default_device()
+        return cls(model_dir, dtype=resolve_dtype(precision, device), batch_size=cfg.batch_size,
                    repetition_penalty=cfg.repetition_penalty, no_repeat_ngram_size=cfg.no_repeat_ngram_size,
-                   max_sentences=cfg.max_sentences, pad_multiple=cfg.pad_multiple)
+                   max_sentences=cfg.max_sentences, pad_multiple=cfg.pad_multiple, device=device,
+                   quantization=cfg.quantization)
+
+    def serving_info(self) -> dict:
+        """Where and how this generator runs, for answer metadata and `ragtune serve`'s startup line."""
+        return {"device": self.device, "precision": self.precision,
+                "attention": getattr(self.model.config, "_attn_implementation", None) or "eager"}
 
     def has_adapter(self, key: str) -> bool:
         return key in self._adapters

@@ -250,11 +250,12 @@ class Router:
                     supporting_evidence(g.text, p.sources, limit=self.evidence_sentences)
                     for i, (p, g) in enumerate(zip(plans, outs))]
         per_question = (time.perf_counter() - start) / max(1, len(questions))
+        served = self.generator.serving_info() if hasattr(self.generator, "serving_info") else {}
         return [Answer(text=g.text, question=p.question, mode=p.mode, prompt=self.generator.render(p.conversation),
                        sources=p.sources, adapter=p.adapter, latency_s=per_question, reason=p.reason,
                        confidence=p.confidence, abstained=p.abstain, generated_tokens=g.tokens,
-                       truncated=g.truncated, evidence=e, prompt_tokens=g.prompt_tokens)
-                for p, g, e in zip(plans, outs, evidence)]
+                       truncated=g.truncated, evidence=e, prompt_tokens=g.prompt_tokens, device=served.get("device"),
+                       precision=served.get("precision")) for p, g, e in zip(plans, outs, evidence)]
 
     def plan(self, question: str, mode: str, reason: str, principal: Principal, *,
              arm: Assignment | None = None) -> Plan:

@@ -278,7 +278,7 @@ def extras(answer: Answer, request_id: str) -> dict:
             "confidence": answer.confidence, "abstained": answer.abstained, "latency_s": round(answer.latency_s, 4),
             "generated_tokens": answer.generated_tokens, "experiment": answer.experiment, "arm": answer.arm,
             "sources": [source_view(s) for s in answer.sources],  # no server paths (serving/citations.py)
-            "truncated": answer.truncated,
+            "truncated": answer.truncated, "device": answer.device, "precision": answer.precision,
             "evidence": [evidence_view(e) for e in answer.evidence]}
 
 

@@ -88,7 +88,7 @@ class _StepTimer(TrainerCallback):
 
 
 def measure_tokens_per_second(model_dir: Path, rows: list[dict], cfg: FinetuneConfig, *, bf16: bool,
-                              steps: int = 2) -> float:
+                              steps: int = 2, device: str | None = None) -> float:
     """Tokens/s of `steps` real LoRA training steps (after one warm-up step) on `rows`; nothing is kept."""
     from framework.training.lora import train_lora
 
@@ -97,12 +97,12 @@ def measure_tokens_per_second(model_dir: Path, rows: list[dict], cfg: FinetuneCo
     timer = _StepTimer()
     with tempfile.TemporaryDirectory(prefix="ragtune-estimate-") as tmp:
         train_lora(model_dir, rows, [], probe, Path(tmp) / "adapter", bf16=bf16, checkpoint_dir=Path(tmp) / "ckpt",
-                   show_progress=False, callbacks=[timer])
+                   show_progress=False, callbacks=[timer], device=device)
     return timer.tokens / timer.seconds if timer.seconds else 0.0
 
 
 def estimate_training(*, rows: list[dict], model_dir: Path, cfg: FinetuneConfig, bf16: bool,
-                      measure_steps: int = 2) -> TrainingEstimate:
+                      measure_steps: int = 2, device: str | None = None) -> TrainingEstimate:
     """Examples, tokens and measured speed of training `cfg` on these chat rows (train.jsonl)."""
     from transformers import AutoTokenizer
 
@@ -117,7 +117,7 @@ def estimate_training(*, rows: list[dict], model_dir: Path, cfg: FinetuneConfig,
     steps_per_epoch = math.ceil(len(items) / (cfg.batch_size * cfg.gradient_accumulation))
     steps = cfg.max_steps if cfg.max_steps > 0 else math.ceil(steps_per_epoch * cfg.epochs)
     epochs = steps / steps_per_epoch if cfg.max_steps > 0 else cfg.epochs
-    speed = measure_tokens_per_second(model_dir, rows, cfg, bf16=bf16, steps=measure_steps)
+    speed = measure_tokens_per_second(model_dir, rows, cfg, bf16=bf16, steps=measure_steps, device=device)
     return TrainingEstimate(examples=len(items), skipped_too_long=skipped, tokens_per_epoch=per_epoch,
                             epochs=round(epochs, 2), steps=steps, tokens=round(per_epoch * epochs),
                             tokens_per_second=round(speed, 1), measured_steps=measure_steps,
