@@ -1,11 +1,15 @@
 import json
+import re
 from collections import Counter
 
 import pytest
 from conftest import project_config
 
+from framework.config import DatasetConfig
 from framework.dataset.pii import Scrubber
+from framework.dataset.redaction import Redactor
 from framework.project import Project, load_config_dict
+from framework.records import QAPair
 
 PLANTED = {
     "email": "jane.doe@example.org", "phone": "+44 20 7946 0958", "national_id": "401-23-4567",
@@ -71,6 +75,15 @@ def test_planted_pii_never_reaches_the_dataset(tmp_path, mode):
     assert sum(card.pii["found"].values()) >= len(PLANTED)
     if mode == "redact":
         assert "[EMAIL]" in written and "[CARD_NUMBER]" in written
-    else:
-        assert card.dropped["pii"] > 0 and "[EMAIL]" not in "".join(
-            json.loads(x)["answer"] for x in (project.dataset_dir() / "train.jsonl").read_text().splitlines())
+    else:  # no row holds a placeholder (the generator may skip such sentences or the pairs are dropped)
+        rows = [json.loads(x) for x in (project.dataset_dir() / "train.jsonl").read_text().splitlines()]
+        assert rows and not any(re.search(r"\[[A-Z_]+\]", r["question"] + r["answer"]) for r in rows)
+
+
+def test_drop_mode_leaves_out_every_pair_that_touched_personal_data():
+    guard = Redactor(DatasetConfig(pii_mode="drop"))
+    pairs = [QAPair("Who is the payroll contact?", "[EMAIL]", "short", "Reach payroll at [EMAIL]."),
+             QAPair("How many leave days?", "28 days", "short", "Every employee receives 28 days."),
+             QAPair(f"Is {PLANTED['email']} the contact?", "Yes", "short", "Contact.")]
+    kept = guard.pairs(pairs)
+    assert [p.answer for p in kept] == ["28 days"] and guard.dropped == 2
