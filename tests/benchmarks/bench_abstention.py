@@ -2,7 +2,7 @@
 and how often it wrongly declines answerable ones (opt in: -m benchmark; retrieval only, no generation).
 
     pytest tests/benchmarks/bench_abstention.py -m benchmark -s -k markdown   # light: no PDFs
-    flock /tmp/ragtune-heavy.lock pytest tests/benchmarks/bench_abstention.py -m benchmark -s
+    pytest tests/benchmarks/bench_abstention.py -m benchmark -s
 
 Retrieval is the default (bundled all-MiniLM embedder, hybrid, top_k 3). For each question the
 router's abstention feature is recorded: the best retrieved chunk's cosine similarity (no

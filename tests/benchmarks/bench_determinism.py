@@ -79,6 +79,7 @@ def _measure(worker: GenerationWorker, conversations: list[list[dict]], budget: 
 
 
 @pytest.mark.benchmark
+@pytest.mark.timeout(5400)  # four options x 32 requests twice on the bundled model: past the default 15 minutes
 def test_bench_determinism(tmp_path):
     project, conversations = _conversations(tmp_path)
     g = project.config.generator

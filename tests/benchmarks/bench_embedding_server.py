@@ -1,7 +1,7 @@
 """Embeddings from a server against in-process, on the shared anthropic_docs pages (opt in: -m benchmark).
 
     pytest tests/benchmarks/bench_embedding_server.py -m benchmark -s
-    BENCH_EMBEDDER=bundled flock /tmp/ragtune-heavy.lock pytest tests/benchmarks/bench_embedding_server.py -m benchmark -s
+    BENCH_EMBEDDER=bundled pytest tests/benchmarks/bench_embedding_server.py -m benchmark -s
 
 Ingests the 232 pages twice, once embedding in-process and once through a real
 `/v1/embeddings` HTTP server on 127.0.0.1 (tests/embedding_server.py) that embeds with the

@@ -1,6 +1,6 @@
 """The training memory estimate against the measured peak resident memory (opt in: -m benchmark).
 
-    flock /tmp/ragtune-heavy.lock pytest tests/benchmarks/bench_memory.py -m benchmark -s
+    pytest tests/benchmarks/bench_memory.py -m benchmark -s
 
 Synthesizes the demo's training set (hashing embedder), takes its `batch_size` longest
 rows (the batch the estimate sizes the peak by) and, in a fresh process per setting so

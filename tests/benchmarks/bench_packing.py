@@ -1,6 +1,6 @@
 """Packed against padded training batches: seconds per epoch, useful tokens/s and loss (opt in: -m benchmark).
 
-    flock /tmp/ragtune-heavy.lock pytest tests/benchmarks/bench_packing.py -m benchmark -s
+    pytest tests/benchmarks/bench_packing.py -m benchmark -s
 
 Trains the bundled SmolLM2-135M-Instruct with the demo's LoRA settings for one epoch over
 the same BENCH_ROWS training rows (default 96, in the same order) twice per dataset:
