@@ -68,12 +68,11 @@ class HFGenerator:
     off is trimmed back to its last complete sentence (and reported as truncated); no answer ends
     on a bare list marker, and none starts with a clause that only says where it comes from.
 
-    Batch-independent answers (`pad_multiple`): a prompt's numerics depend on how far it is
-    left-padded (in bf16, the attention of a padded row rounds differently), not on the other
-    rows. So every prompt is padded to its length rounded up to `pad_multiple` tokens, alone or
-    batched, and only prompts of the same padded length share a batch: a request's answer is
-    the one it gets alone, whatever it is batched with. 0 pads each batch to its longest prompt
-    (faster under mixed lengths, but in bf16 an answer can change with its batch).
+    Padding-independent answers (`pad_multiple`): in bf16 a prompt's numerics depend on how far
+    it is left-padded. So every prompt is padded to its length rounded up to `pad_multiple`
+    tokens, alone or batched, and only prompts of the same padded length share a batch. In bf16
+    the batch's shape still changes the kernels' rounding, so only fp32 makes a batched answer
+    always equal the one-by-one answer (measured: docs/guides/serving.md, "Equal answers").
     """
 
     def __init__(self, model_dir: Path, *, dtype: torch.dtype = torch.float32, batch_size: int = 8,

@@ -137,10 +137,14 @@ def startup(router, *, precision: str, where: str, tokens: int, experiments=None
                for e in (experiments.configs if experiments else ())]
     adapters = served_adapters(router, experiments)
     pad = getattr(gen, "pad_multiple", None)
-    equal = ("answers equal one-by-one answers (generator.pad_multiple " f"{pad})" if pad else
-             "batched answers may differ from one-by-one answers in bf16 (generator.pad_multiple 0)")
+    # Measured on the bundled model (docs/guides/serving.md, "Equal answers"): fp32 answers equal one-by-one
+    # answers; in bf16 the batch's size changes the matrix kernels' rounding, so padding alone cannot promise it.
+    invariant = None if pad is None else not dtype.startswith("bf16")
+    equal = ("answers equal one-by-one answers (fp32)" if invariant else
+             "in bf16 a batched answer can differ from the same request answered alone "
+             "(precision: fp32 makes them equal; docs/guides/serving.md)")
     fields = {"event": "startup", "url": f"{where}/v1", "tokens": tokens, "device": device, "precision": dtype,
-              "adapters": adapters, "experiments": running, "batch_invariant": bool(pad) if pad is not None else None}
+              "adapters": adapters, "experiments": running, "batch_invariant": invariant}
     logging.getLogger(STARTUP).info(
         "ragtune serving on %s/v1 for %d token(s); models: GET %s/v1/models; device %s, precision %s, %s; "
         "adapters: %s; experiments: %s", where, tokens, where, device, dtype,
