@@ -26,7 +26,7 @@ from framework.runtime.loading import load_causal_lm
 from framework.runtime.precision import resolve_dtype
 from framework.runtime.quantization import weights_label
 from framework.serving.decoding import StopSequences, cut_after_sentences, decoding_controls, strip_preamble
-from framework.serving.decoding import trim_unfinished
+from framework.serving.decoding import token_kinds, trim_unfinished
 from framework.text import sentence_ends, strip_list_marker
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,8 @@ class HFGenerator:
         self.max_sentences = max_sentences
         self.pad_multiple = pad_multiple
         self._adapters: set[str] = set()
+        if repetition_penalty != 1.0 or no_repeat_ngram_size:
+            token_kinds(self.tokenizer)  # a pass over the vocabulary (seconds): at load, not in the first answer
 
     @classmethod
     def from_config(cls, model_dir: Path, cfg: GeneratorConfig, *, precision: Precision = "auto",
