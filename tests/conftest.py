@@ -220,6 +220,17 @@ def make_chunk(text: str = "x", doc_id: str = "d", **fields):
     return Chunk(**{**values, **fields})
 
 
+def public_and_hr_sources(folder: Path) -> tuple[Path, list[dict]]:
+    """The handbook in a public source and the expense policy in an hr-only one, under `folder`."""
+    public, private = folder / "public", folder / "private"
+    public.mkdir()
+    private.mkdir()
+    (public / "handbook.md").write_text(HANDBOOK)
+    (private / "expenses.txt").write_text(EXPENSES)
+    return public, [{"name": "docs", "type": "files", "path": str(public), "public": True},
+                    {"name": "hr", "type": "files", "path": str(private), "acl": ["hr"]}]
+
+
 @pytest.fixture(scope="session")
 def two_audiences_config(tmp_path_factory, tiny_model) -> dict:
     """A trained workspace with two promoted adapters, as a config dict: `t` learned the public documents
@@ -228,13 +239,7 @@ def two_audiences_config(tmp_path_factory, tiny_model) -> dict:
     from framework.project import Project, load_config_dict
 
     tmp = tmp_path_factory.mktemp("two-audiences")
-    public, private = tmp / "public", tmp / "private"
-    public.mkdir()
-    private.mkdir()
-    (public / "handbook.md").write_text(HANDBOOK)
-    (private / "expenses.txt").write_text(EXPENSES)
-    sources = [{"name": "docs", "type": "files", "path": str(public), "public": True},
-               {"name": "hr", "type": "files", "path": str(private), "acl": ["hr"]}]
+    public, sources = public_and_hr_sources(tmp)
     cfg = project_config(tmp, public, tiny_model, sources=sources, generator={"max_new_tokens": 6, "batch_size": 8},
                          router={"adapter": "hr", "group_adapters": {"hr": "hr", "sales": "t"}},
                          finetune={"learning_rate": 0.02})  # the two adapters then answer visibly differently

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import yaml
-from conftest import EXPENSES, HANDBOOK, project_config
+from conftest import project_config, public_and_hr_sources
 from typer.testing import CliRunner
 
 from framework.cli.main import app
@@ -21,13 +21,7 @@ def _cli(path, *args):
 
 
 def test_one_profile_drives_synth_finetune_and_refresh(tmp_path, tiny_model):
-    public, private = tmp_path / "public", tmp_path / "private"
-    public.mkdir()
-    private.mkdir()
-    (public / "handbook.md").write_text(HANDBOOK)
-    (private / "expenses.txt").write_text(EXPENSES)
-    sources = [{"name": "docs", "type": "files", "path": str(public), "public": True},
-               {"name": "hr", "type": "files", "path": str(private), "acl": ["hr"]}]
+    public, sources = public_and_hr_sources(tmp_path)
     cfg = project_config(tmp_path, public, tiny_model, sources=sources,
                          adapters={"profiles": {"hr": {"audience": ["hr"], "dataset": "hr-set"}}})
     path = tmp_path / "ragtune.yaml"
