@@ -40,7 +40,7 @@ from framework.dataset.filters import (
     readable_by_audience,
     round_trip_filter,
 )
-from framework.dataset.formatting import format_examples, uniform_row
+from framework.dataset.formatting import format_examples, raw_text_rows, uniform_row
 from framework.dataset.generators import generate_per_chunk
 from framework.dataset.imports import read_import
 from framework.dataset.paraphrase import llm_paraphrases, template_paraphrases
@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 # Bump when the extractive rules change, so cached pairs are regenerated. Redacting chunks before
 # generation needed no bump: a chunk holding personal data has a new cache key (its redacted text's
 # hash), so it is generated again, and a chunk without any keeps its cached pairs.
-_FORMAT_VERSION = 3
+_FORMAT_VERSION = 4
 
 
 def generation_fingerprint(cfg: DatasetConfig, generator_model: str) -> str:
@@ -103,7 +103,8 @@ def _generate(chunks: list[Chunk], cfg: DatasetConfig, teacher: Callable, scrub:
     per_chunk = [None if ps is None else scrub.pairs(ps) for ps in per_chunk]
     if cfg.paraphrases:
         if cfg.generator == "extractive":
-            variants = [[v for p in ps for v in template_paraphrases(p, cfg.paraphrases, title=c.title)]
+            # each fact already comes in several phrasings: templates reword only each family's first question
+            variants = [[v for p in ps if p.parent is None for v in template_paraphrases(p, cfg.paraphrases, title=c.title)]
                         if ps else ps for c, ps in zip(chunks, per_chunk)]
         else:
             flat = [(i, p) for i, ps in enumerate(per_chunk) for p in ps or []]
@@ -202,7 +203,9 @@ def _rows(kept: list, cfg: DatasetConfig, heldout: set[str], distractors, scores
     evals = format_examples([(c, p) for c, p, _ in eval_triples], generator=cfg.generator,
                                raft=cfg.raft.model_copy(update={"fraction": 0.0}), retrieve=distractors, rng=rng,
                                scores=scores, split_kinds=[k for _, _, k in eval_triples])
-    train = [uniform_row(r) for r in scrub.rows(train) + imports]
+    trained_chunks = {c.id: c for c, _ in train_pairs}
+    raw = raw_text_rows(list(trained_chunks.values()), cfg.raw_text_share, seed=cfg.seed)
+    train = [uniform_row(r) for r in scrub.rows(train + raw) + imports]
     return train, [uniform_row(r) for r in scrub.rows(evals)], len(train_pairs)
 
 
