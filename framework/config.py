@@ -195,6 +195,8 @@ class DatasetConfig(_Section):
     generator: Literal["extractive", "llm"] = "extractive"
     teacher: TeacherConfig = TeacherConfig()
     max_questions_per_chunk: int = Field(default=12, ge=1)
+    # what the extractive generator's rows answer with: the source sentence, or the key span alone
+    answer_form: Literal["sentence", "short"] = "sentence"
     paraphrases: int = Field(default=2, ge=0, le=10)
     imports: list[str] = Field(default=[], alias="import")
     eval_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)

@@ -41,9 +41,20 @@ def _proper_words(text: str) -> set[str]:
     return {w for s in sentences(text) for w in re.findall(r"(?<=\s)[A-Z][\w-]*", s)}
 
 
-def fact_families(text: str, *, title: str = "") -> list[list[QAPair]]:
+def _sentence_answers(fam: list[QAPair], sentence: str) -> list[QAPair]:
+    """The family with the source sentence as every answer (a reordered form keeps its reordered sentence)."""
+    answer = sentence if sentence.endswith((".", "!")) else sentence + "."
+    return [p if p.kind.endswith(":reordered") else replace(p, answer=answer) for p in fam]
+
+
+def fact_families(text: str, *, title: str = "", answer_form: str = "sentence") -> list[list[QAPair]]:
     """Every fact of a chunk as a family of phrasings (framework.dataset.phrasings), in reading order,
-    then one entity family per name the chunk mentions in two sentences or more."""
+    then one entity family per name the chunk mentions in two sentences or more.
+
+    `answer_form: sentence` answers each phrasing with the source sentence (what a reader expects
+    from an assistant, and what one-sentence reference answers look like); `short` with the key
+    span alone where the form allows (`28 calendar days.`).
+    """
     proper = _proper_words(text)
     out: list[list[QAPair]] = []
     for s in sentences(text):
@@ -51,13 +62,14 @@ def fact_families(text: str, *, title: str = "") -> list[list[QAPair]]:
         body = s.rstrip(".!")
         if s.endswith("?") or not is_prose(s):
             continue
-        out.extend(term_families(s, title=title, proper=proper))
+        found = term_families(s, title=title, proper=proper)
         called = called_name(body)
         for span in find_spans(body, proper=proper):
             if called and called[0] <= span.start < called[1]:
                 continue
             if fam := span_family(s, span, title=title, proper=proper):
-                out.append(fam)
+                found.append(fam)
+        out.extend(_sentence_answers(f, s) if answer_form == "sentence" else f for f in found)
     return out + entity_families(text, title=title, proper=proper)
 
 
@@ -78,9 +90,10 @@ def select_rows(families: list[list[QAPair]], cap: int) -> list[QAPair]:
     return out
 
 
-def extractive_pairs(text: str, *, title: str = "", cap: int | None = None) -> list[QAPair]:
+def extractive_pairs(text: str, *, title: str = "", cap: int | None = None,
+                     answer_form: str = "sentence") -> list[QAPair]:
     """The chunk's question/answer pairs, every fact in several phrasings; at most `cap` (round-robin)."""
-    families = fact_families(text, title=title)
+    families = fact_families(text, title=title, answer_form=answer_form)
     return select_rows(families, cap) if cap else [p for fam in families for p in fam]
 
 
@@ -221,7 +234,8 @@ def generate_per_chunk(chunks: list[Chunk], cfg: DatasetConfig, teacher: Callabl
     from framework.runtime.progress import track
 
     if cfg.generator == "extractive":
-        per_chunk = [extractive_pairs(c.text, title=c.title, cap=cfg.max_questions_per_chunk)
+        per_chunk = [extractive_pairs(c.text, title=c.title, cap=cfg.max_questions_per_chunk,
+                                      answer_form=cfg.answer_form)
                      for c in track(chunks, "synthesize (extractive)", enabled=show_progress)]
         return per_chunk, Counter()
     t = cfg.teacher

@@ -58,6 +58,7 @@ _FORMAT_VERSION = 4
 def generation_fingerprint(cfg: DatasetConfig, generator_model: str) -> str:
     """What the cached pairs depend on; another value regenerates every chunk."""
     parts = {"v": _FORMAT_VERSION, "generator": cfg.generator, "max_q": cfg.max_questions_per_chunk,
+             "answer_form": cfg.answer_form,
              "paraphrases": cfg.paraphrases, "pii": [cfg.pii_mode, cfg.pii_patterns, cfg.pii_phone_region, cfg.pii_allow]}
     if cfg.generator == "llm":
         t = cfg.teacher
