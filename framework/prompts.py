@@ -34,14 +34,20 @@ LLM_QA_INSTRUCTION = (
     "- Ask each important fact (a number, name, date, place, term or rule) in two or three different ways: "
     "a who/what/when/where/how many question; the same fact asked from the other side (give the answer and ask "
     "what it belongs to); and a question with its words and clauses in another order than the passage's.\n"
-    "- Answer with the short fact itself (the number with its unit, the name, the date, the term) copied from "
-    "the passage, or with one sentence of the passage when the question needs it.\n"
+    "- {answer_rule}\n"
     "- Never answer a question with its own words, and never leave a blank such as 'what.' in a question.\n"
     "- If the passage says several things about one person, product or place, add one question asking what the "
     "passage says about it, answered with those sentences.\n\nPassage: {passage}\n\n"
     "Reply exactly in this format, one block per question:\nQuestion: ...\nAnswer: ..."
 )
 # Added when a reply did not follow the format: the retry asks again, more strictly.
+# `dataset.answer_form`: what each answer is (the same choice the extractive generator makes)
+LLM_ANSWER_RULES = {
+    "sentence": "Answer with one complete sentence that states the fact, its number with the unit, name, date or "
+                "term copied from the passage.",
+    "short": "Answer with the short fact itself (the number with its unit, the name, the date, the term) copied from "
+             "the passage, or with one sentence of the passage when the question needs it.",
+}
 LLM_QA_STRICT = "\n\nYour reply must start with 'Question:' and contain a line starting with 'Answer:'."
 
 LLM_PARAPHRASE_INSTRUCTION = (
@@ -93,8 +99,9 @@ def with_context(question: str, sources: Sequence[Source]) -> list[dict]:
     return [{"role": "user", "content": content}]
 
 
-def qa_from_passage(passage: str, *, strict: bool = False, n: int = 6) -> list[dict]:
-    content = LLM_QA_INSTRUCTION.format(passage=passage, n=n) + (LLM_QA_STRICT if strict else "")
+def qa_from_passage(passage: str, *, strict: bool = False, n: int = 6, answer_form: str = "sentence") -> list[dict]:
+    content = (LLM_QA_INSTRUCTION.format(passage=passage, n=n, answer_rule=LLM_ANSWER_RULES[answer_form])
+               + (LLM_QA_STRICT if strict else ""))
     return [{"role": "user", "content": content}]
 
 

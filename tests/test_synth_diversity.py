@@ -32,7 +32,8 @@ SPAN_KINDS = ("number", "amount", "date", "year", "time", "day")
 
 @pytest.mark.parametrize("text", [POLICY, PRODUCT, ARTICLE])
 def test_every_fact_with_a_clear_clause_gets_five_phrasings_and_a_short_answer(text):
-    families = [f for f in fact_families(text, title="Guide") if f[0].kind.split(":")[0] in SPAN_KINDS]
+    families = [f for f in fact_families(text, title="Guide", answer_form="short")
+                if f[0].kind.split(":")[0] in SPAN_KINDS]
     assert len(families) >= 4
     rich = 0
     for fam in families:
@@ -49,6 +50,23 @@ def test_every_fact_with_a_clear_clause_gets_five_phrasings_and_a_short_answer(t
 
 
 @pytest.mark.parametrize("text", [POLICY, PRODUCT, ARTICLE])
+def test_sentence_answers_state_the_fact_in_a_sentence_of_the_text(text):
+    """The default answer form: every phrasing of a fact is answered by its source sentence (a reordered
+    question by the sentence reordered the same way), so the fact is said whole, in the text's words."""
+    sentences = {s.strip().rstrip(".") for s in re.split(r"(?<=\.)\s", text.split("\n")[-1])}
+    short = fact_families(text, title="Guide", answer_form="short")
+    full = fact_families(text, title="Guide")
+    assert [[p.question for p in f] for f in full] == [[p.question for p in f] for f in short]
+    for fam in (f for f in full if not f[0].kind.startswith("entity")):
+        for p in fam:
+            if p.kind.endswith(":reordered"):
+                assert sorted(p.answer.rstrip(".").lower().replace(",", "").split()) == sorted(
+                    p.fact.lower().replace(",", "").split())
+            else:
+                assert p.answer.rstrip(".") in sentences and p.answer.rstrip(".") == p.fact
+
+
+@pytest.mark.parametrize("text", [POLICY, PRODUCT, ARTICLE])
 def test_no_answer_repeats_its_question_and_no_wh_fragments(text):
     pairs = extractive_pairs(text, title="Guide")
     assert not [p for p in pairs if repeats_question(p.question, p.answer)]
@@ -58,13 +76,13 @@ def test_no_answer_repeats_its_question_and_no_wh_fragments(text):
 
 
 def test_a_fact_is_asked_from_the_other_side_and_in_reverse():
-    questions = {p.kind.split(":")[1]: (p.question, p.answer) for f in fact_families(ARTICLE) for p in f
+    questions = {p.kind.split(":")[1]: (p.question, p.answer) for f in fact_families(ARTICLE, answer_form="short") for p in f
                  if p.kind.startswith("year") and "1897" in p.fact}
     assert questions["echo"] == ("The bridge was opened in which year by Queen Estrid?", "1897.")
     assert questions["fronted"][0] == "In which year was the bridge opened by Queen Estrid?"
     assert "subject" not in questions  # "Which bridge ...?" "The bridge." would answer with the question's words
     assert questions["reverse"][0] == "What is said about 1897 in the documents?"
-    led = {p.kind.split(":")[1]: (p.question, p.answer) for f in fact_families(POLICY) for p in f
+    led = {p.kind.split(":")[1]: (p.question, p.answer) for f in fact_families(POLICY, answer_form="short") for p in f
            if p.fact.startswith("The travel desk") and p.kind.startswith("name")}
     assert led["subject"] == ("Which desk is led by Amira Haddad?", "The travel desk.")
     assert led["fronted"] == ("By whom is the travel desk led?", "Amira Haddad.")
@@ -161,6 +179,7 @@ def test_the_teacher_is_asked_for_varied_forms_and_short_answers(tmp_path, teach
     teacher = {"base_url": f"http://127.0.0.1:{teacher_server.server_address[1]}/v1", "api_model": "fake",
                "http_retries": 0}
     cfg = project_config(tmp_path, docs, dataset={"generator": "llm", "teacher": teacher, "paraphrases": 0,
+                                                  "answer_form": "short",
                                                   "min_examples": 1, "eval_fraction": 0.0, "round_trip": False,
                                                   "heldout_documents_fraction": 0.0})
     project = Project(load_config_dict(cfg), show_progress=False)
@@ -176,3 +195,12 @@ def test_the_teacher_is_asked_for_varied_forms_and_short_answers(tmp_path, teach
     assert len({r["fact_id"] for r in meal}) == 1 and sum(r["parent_id"] is None for r in meal) == 1
     assert card.dropped["answer_repeats_question"] >= 1 and card.dropped["wh_fragment"] >= 1
     assert not any(r["answer"].startswith("The daily meal allowance abroad is") for r in rows)
+
+
+def test_the_teacher_is_asked_for_the_configured_answer_form():
+    from framework import prompts
+
+    sentence = prompts.qa_from_passage("Leave is 28 days.")[0]["content"]
+    short = prompts.qa_from_passage("Leave is 28 days.", answer_form="short")[0]["content"]
+    assert "one complete sentence" in sentence and "short fact itself" not in sentence
+    assert "short fact itself" in short and "one complete sentence" not in short

@@ -190,7 +190,8 @@ def _llm_fact(chunk_text: str, question: str) -> str:
 
 
 def llm_pairs(teacher, chunk_texts: Sequence[str], *, max_new_tokens: int = 160, attempts: int = 2,
-              show_progress: bool = False, per_chunk: int = 6) -> tuple[list[list[QAPair] | None], Counter]:
+              show_progress: bool = False, per_chunk: int = 6,
+              answer_form: str = "sentence") -> tuple[list[list[QAPair] | None], Counter]:
     """Generated pairs per chunk (None where the teacher failed) and counts: replies that never
     parsed, failed requests, retries.
 
@@ -206,7 +207,8 @@ def llm_pairs(teacher, chunk_texts: Sequence[str], *, max_new_tokens: int = 160,
             break
         if attempt:
             stats["parse_retries"] += len(todo)
-        replies = ask_teacher(teacher, [prompts.qa_from_passage(chunk_texts[i], strict=attempt > 0, n=per_chunk)
+        replies = ask_teacher(teacher, [prompts.qa_from_passage(chunk_texts[i], strict=attempt > 0, n=per_chunk,
+                                                                answer_form=answer_form)
                                         for i in todo],
                               max_new_tokens=max_new_tokens, description=f"synthesize (llm, try {attempt + 1})",
                               show_progress=show_progress)
@@ -241,5 +243,5 @@ def generate_per_chunk(chunks: list[Chunk], cfg: DatasetConfig, teacher: Callabl
     t = cfg.teacher
     per_chunk, stats = llm_pairs(teacher(), [c.text for c in chunks], max_new_tokens=t.max_new_tokens,
                                  attempts=t.parse_attempts, show_progress=show_progress,
-                                 per_chunk=min(8, cfg.max_questions_per_chunk))
+                                 per_chunk=min(8, cfg.max_questions_per_chunk), answer_form=cfg.answer_form)
     return [None if ps is None else ps[: cfg.max_questions_per_chunk] for ps in per_chunk], stats

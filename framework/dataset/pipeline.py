@@ -63,7 +63,7 @@ def generation_fingerprint(cfg: DatasetConfig, generator_model: str) -> str:
     if cfg.generator == "llm":
         t = cfg.teacher
         parts["teacher"] = [t.base_url, t.api_model, t.model if t.model != "generator" else generator_model,
-                            t.max_new_tokens, t.parse_attempts, prompts.LLM_QA_INSTRUCTION,
+                            t.max_new_tokens, t.parse_attempts, prompts.LLM_QA_INSTRUCTION, prompts.LLM_ANSWER_RULES[cfg.answer_form],
                             prompts.LLM_PARAPHRASE_INSTRUCTION]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
