@@ -177,7 +177,8 @@ class TeacherConfig(_Section):
     http_retries: int = Field(default=3, ge=0, le=10)
     retry_backoff_s: float = Field(default=0.5, ge=0.0, le=60.0)
     parse_attempts: int = Field(default=2, ge=1, le=10)
-    max_new_tokens: int = Field(default=160, ge=8, le=4096)
+    # room for the several question/answer blocks the synthesis prompt asks for per passage
+    max_new_tokens: int = Field(default=400, ge=8, le=4096)
     concurrency: int = Field(default=4, ge=1, le=64)
 
     @model_validator(mode="after")
@@ -194,6 +195,8 @@ class DatasetConfig(_Section):
     generator: Literal["extractive", "llm"] = "extractive"
     teacher: TeacherConfig = TeacherConfig()
     max_questions_per_chunk: int = Field(default=12, ge=1)
+    # what the extractive generator's rows answer with: the source sentence, or the key span alone
+    answer_form: Literal["sentence", "short"] = "sentence"
     paraphrases: int = Field(default=2, ge=0, le=10)
     imports: list[str] = Field(default=[], alias="import")
     eval_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
@@ -212,6 +215,9 @@ class DatasetConfig(_Section):
     audience: list[GroupName] = []
     min_examples: int = Field(default=20, ge=1)
     raft: RaftConfig = RaftConfig()
+    # share of the eligible chunks (held-out documents excepted) also trained as plain text: the passage itself
+    # as the answer to "quote the passage of <title> that starts with ...", mixed among the question rows
+    raw_text_share: float = Field(default=0.0, ge=0.0, le=1.0)
     seed: int = 0
 
 

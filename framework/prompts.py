@@ -29,15 +29,31 @@ CONTEXT_ITEM = "[{n}] {title}: {text}"
 CONTEXT_QUESTION = "Question: {question}"
 
 LLM_QA_INSTRUCTION = (
-    "Read the passage and write one question an employee could ask about it, "
-    "then the answer copied from the passage.\n\nPassage: {passage}\n\n"
-    "Reply exactly in this format:\nQuestion: ...\nAnswer: ..."
+    "Read the passage and write up to {n} questions an employee could ask about its facts, each followed by "
+    "its answer.\n"
+    "- Ask each important fact (a number, name, date, place, term or rule) in two or three different ways: "
+    "a who/what/when/where/how many question; the same fact asked from the other side (give the answer and ask "
+    "what it belongs to); and a question with its words and clauses in another order than the passage's.\n"
+    "- {answer_rule}\n"
+    "- Never answer a question with its own words, and never leave a blank such as 'what.' in a question.\n"
+    "- If the passage says several things about one person, product or place, add one question asking what the "
+    "passage says about it, answered with those sentences.\n\nPassage: {passage}\n\n"
+    "Reply exactly in this format, one block per question:\nQuestion: ...\nAnswer: ..."
 )
 # Added when a reply did not follow the format: the retry asks again, more strictly.
+# `dataset.answer_form`: what each answer is (the same choice the extractive generator makes)
+LLM_ANSWER_RULES = {
+    "sentence": "Answer with one complete sentence that states the fact, its number with the unit, name, date or "
+                "term copied from the passage.",
+    "short": "Answer with the short fact itself (the number with its unit, the name, the date, the term) copied from "
+             "the passage, or with one sentence of the passage when the question needs it.",
+}
 LLM_QA_STRICT = "\n\nYour reply must start with 'Question:' and contain a line starting with 'Answer:'."
 
 LLM_PARAPHRASE_INSTRUCTION = (
-    "Rewrite the question below in {n} different ways that keep its meaning. "
+    "Rewrite the question below in {n} different ways that keep its meaning and its answer. Vary them: use "
+    "another question word (who, what, when, where, which, how), put the clauses in another order, use other "
+    "words for the same things, and ask it as an employee would in a chat. "
     "Write one rewritten question per line, each ending with a question mark, and nothing else.\n\n"
     "Question: {question}"
 )
@@ -83,13 +99,23 @@ def with_context(question: str, sources: Sequence[Source]) -> list[dict]:
     return [{"role": "user", "content": content}]
 
 
-def qa_from_passage(passage: str, *, strict: bool = False) -> list[dict]:
-    content = LLM_QA_INSTRUCTION.format(passage=passage) + (LLM_QA_STRICT if strict else "")
+def qa_from_passage(passage: str, *, strict: bool = False, n: int = 6, answer_form: str = "sentence") -> list[dict]:
+    content = (LLM_QA_INSTRUCTION.format(passage=passage, n=n, answer_rule=LLM_ANSWER_RULES[answer_form])
+               + (LLM_QA_STRICT if strict else ""))
     return [{"role": "user", "content": content}]
 
 
 def paraphrase_question(question: str, n: int) -> list[dict]:
     return [{"role": "user", "content": LLM_PARAPHRASE_INSTRUCTION.format(n=n, question=question)}]
+
+
+# A plain-text training row (`dataset.raw_text_share`): the passage is the answer, so the adapter reads the
+# document's own wording as well as the questions about it.
+RAW_TEXT_PROMPT = "Quote the passage of {title} that starts with \"{start}\"."
+
+
+def raw_text(title: str, start: str) -> list[dict]:
+    return [{"role": "user", "content": RAW_TEXT_PROMPT.format(title=title or "the documents", start=start)}]
 
 
 # Prompt variants an A/B experiment arm may choose (`experiments[].arms[].prompt`): a name from these tables,

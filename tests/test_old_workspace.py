@@ -52,9 +52,12 @@ def test_old_dataset_version_and_adapter_serve_and_train_on(old):
     assert ref.manifest.dataset["hash"] == old_card.hash
     answer = project.ask("what is the meal limit ?", mode="combined", user="sam", groups=["staff"])
     assert answer.adapter == "t-v0001" and answer.sources
-    card = project.synthesize()  # reuses the old version's generation cache
+    card = project.synthesize()
     assert card.version == "v0002" and card.incremental["previous_version"] == "v0001"
-    assert card.incremental["chunks_generated"] == 0 and card.incremental["chunks_reused"] > 0
+    # the extractive rules changed since this workspace was written (a new generation fingerprint): its cached
+    # pairs, asked the old way, are generated again rather than reused
+    assert card.generation_fingerprint != old_card.generation_fingerprint
+    assert card.incremental["chunks_generated"] > 0 and card.incremental["chunks_reused"] == 0
     assert project.finetune().version == "v0002"
     shown = CliRunner().invoke(app, ["adapters", "show", "t@v0001", "-c", str(folder / "ragtune.yaml"),
                                      *[a for o in overrides for a in ("--set", o)], "--json"])

@@ -9,7 +9,7 @@ from framework.dataset.filters import DatasetTooSmallError, filter_pairs
 from framework.dataset.generators import QAPair, extractive_pairs, parse_llm_reply
 from framework.dataset.split import split_pairs
 from framework.project import Project, load_config_dict
-from framework.text import sentences
+from framework.text import sentences, words
 
 
 def test_extractive_questions_come_with_copied_answers():
@@ -18,11 +18,15 @@ def test_extractive_questions_come_with_copied_answers():
     pairs = extractive_pairs(text)
     questions = {p.question for p in pairs}
     assert "What is the expense tool called?" in questions
-    assert "Must employees submit receipts within 30 days?" in questions
+    assert "What must employees do?" in questions
     assert "The meal limit is how much per day?" in questions
     assert "Employees must submit receipts within how many days?" in questions
     assert any("on which day" in q for q in questions)
-    assert all(p.answer in text or p.answer.rstrip(".") in text for p in pairs)
+    # every answer is copied from the chunk: short answers verbatim, sentences possibly with a clause moved
+    assert all(p.answer.rstrip(".").lower() in text.lower() for p in pairs if len(p.answer.split()) <= 4)
+    assert all(set(words(p.answer)) <= set(words(text)) for p in pairs)
+    # a yes/no question restating the rule would be answered by its own words: not generated
+    assert "Must employees submit receipts within 30 days?" not in questions
 
 
 def test_sentences_skip_headings_and_split_bullets():
@@ -156,12 +160,12 @@ def test_extractive_covers_definitions_rules_numbers_dates_and_entities():
             "The open enrollment period starts on November 1, 2024 for all staff.\n"
             "Employees can enroll in Northwind Health Plus during open enrollment.\n"
             "The wellness program was launched in 2019 by the benefits team.")
-    kinds = {p.kind: p.question for p in extractive_pairs(text)}
-    assert kinds["definition"] in ("What does PTO stand for?", "What does balance billing mean?")
+    kinds = {p.kind.split(":")[0]: p.question for p in extractive_pairs(text) if p.kind.endswith(":echo")}
+    assert kinds["acronym"] == "What does PTO stand for?" and kinds["definition"] == "What does balance billing mean?"
     assert {q for q in (p.question for p in extractive_pairs(text))} >= {
         "What does PTO stand for?", "What does balance billing mean?",
-        "The open enrollment period starts on what date for all staff?", "Can employees enroll in Northwind Health Plus during open "
-        "enrollment?", "Employees can enroll in what during open enrollment?",
+        "The open enrollment period starts on what date for all staff?",
+        "Employees can enroll in what during open enrollment?",
         "The wellness program was launched in which year by the benefits team?"}
     assert "number" in kinds and extractive_pairs(text) == extractive_pairs(text)  # deterministic
 

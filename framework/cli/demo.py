@@ -18,6 +18,7 @@ from framework.evaluation.report import write_report
 from framework.evaluation.run import evaluate
 from framework.project import Project, load_config
 from framework.records import ANSWER_MODES
+from framework.runtime.device import peak_resident_bytes
 
 SIDE_BY_SIDE = ("How long do I have to hand in my receipts?", "What does the cheapest Lumen Ledger plan cost?")
 
@@ -32,12 +33,15 @@ def run_demo(*, workspace: Path, overrides: Sequence[str] = (), say: Callable[[s
     cfg = load_config(demo_dir() / "ragtune.yaml", [f"workspace={Path(workspace).expanduser().resolve()}", *overrides])
     project = Project(cfg, show_progress=show_progress)
     timings: dict[str, float] = {}
+    peaks: dict[str, float] = {}  # the process's peak resident memory at the end of each step, GB
 
     def step(name: str, fn):
         say(f"[{name}]")
         start = time.perf_counter()
         result = fn()
         timings[name] = round(time.perf_counter() - start, 1)
+        peaks[name] = round(peak_resident_bytes() / 1e9, 2)
+        say(f"  {name}: {timings[name]} s; peak resident memory so far {peaks[name]} GB")
         return result
 
     report = step("ingest", project.ingest)
@@ -50,6 +54,7 @@ def run_demo(*, workspace: Path, overrides: Sequence[str] = (), say: Callable[[s
     result = step("evaluate", lambda: evaluate(project.router, rows, modes=ANSWER_MODES, embedder=project.embedder,
                                                show_progress=show_progress))
     md = write_report(project.workspace, result, rows, title="ragtune demo",
-                      extra={"timings_s": timings, "dataset": dict(card.split), "adapter": dict(manifest.metrics)})
-    return {"project": project, "result": dataclasses.replace(result, report=md), "timings": timings, "card": card,
+                      extra={"timings_s": timings, "peak_memory_gb": peaks, "dataset": dict(card.split), "adapter": dict(manifest.metrics)})
+    return {"project": project, "result": dataclasses.replace(result, report=md), "timings": timings,
+            "peak_memory_gb": peaks, "card": card,
             "manifest": manifest}

@@ -66,6 +66,20 @@ class DatasetCard:
         return cls.from_dict(json.loads(path.read_text()))
 
 
+def rows_by_kind(rows: list[dict]) -> dict:
+    """Rows per mode and kind: the fact kind and phrasing form ('number:fronted'), 'entity:profile', 'raw_text'.
+
+    Example:
+        >>> rows_by_kind([{"mode": "finetuned", "generator": "extractive:number:echo"}])
+        {'finetuned': {'number:echo': 1}}
+    """
+    out: dict[str, Counter] = {}
+    for r in rows:
+        kind = r["generator"].split(":", 1)[1] if ":" in r["generator"] else r["generator"]
+        out.setdefault(r["mode"], Counter())[kind] += 1
+    return {mode: dict(sorted(c.items())) for mode, c in sorted(out.items())}
+
+
 def build_card(cfg: DatasetConfig, *, chunks: int, eligible: int, generated: Counter, dropped: Counter, kept: list,
                train: list[dict], evals: list[dict], extra: dict) -> dict:
     """What card.json says: counts per generator, filter, split and mode, the documents used, the config."""
@@ -82,7 +96,8 @@ def build_card(cfg: DatasetConfig, *, chunks: int, eligible: int, generated: Cou
                                                  if r["mode"] == "finetuned").items())),
         "split": {"train": len(train), "eval": len(evals),
                   "train_by_mode": {m: sum(r["mode"] == m for r in train) for m in ("finetuned", "combined")},
-                  "eval_by_kind": dict(sorted(Counter(r.get("split_kind", "") for r in evals).items()))},
+                  "eval_by_kind": dict(sorted(Counter(r.get("split_kind", "") for r in evals).items())),
+                  "train_by_kind": rows_by_kind(train)},
         "documents": dict(sorted({(r["doc_id"], r["doc_hash"]) for r in train + evals if r["doc_id"]})),
         **extra,
         "config": cfg.model_dump(by_alias=True),

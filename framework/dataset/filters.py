@@ -21,8 +21,12 @@ from typing import Callable, Sequence
 from framework.config import DatasetConfig
 from framework.dataset.near_dup import JaccardIndex
 from framework.records import PUBLIC_GROUP, Chunk, QAPair, Source
+from framework.text import content_words
 
-FILTERS = ("too_short", "too_long", "unsupported_answer", "duplicate", "near_duplicate", "round_trip", "pii")
+FILTERS = ("too_short", "too_long", "unsupported_answer", "answer_repeats_question", "wh_fragment", "duplicate",
+           "near_duplicate", "round_trip", "pii")
+# a wh-word left where a span was cut out, or a question that is only a wh-word: "... founded by what."
+_WH_FRAGMENT = re.compile(r"\b(?:what|which|who|whom)\s*[.!]|^\W*(?:what|which|who|whom|how)\W*$", re.IGNORECASE)
 
 
 class DatasetTooSmallError(RuntimeError):
@@ -36,6 +40,26 @@ def _norm_tokens(text: str) -> list[str]:
 def readable_by_audience(acl: Sequence[str], audience: Sequence[str]) -> bool:
     """Weights cannot enforce ACLs: train only on what every audience group may read."""
     return PUBLIC_GROUP in acl or (bool(audience) and set(audience) <= set(acl))
+
+
+def repeats_question(question: str, answer: str) -> bool:
+    """The answer says nothing the question does not: every content word of it is in the question.
+
+    A cloze question whose answer is its own sentence teaches recitation, not the fact.
+
+    Example:
+        >>> repeats_question("Must employees submit receipts within 30 days?", "Employees must submit receipts within 30 days.")
+        True
+        >>> repeats_question("Employees must submit receipts within how many days?", "30 days.")
+        False
+    """
+    said = set(content_words(answer))
+    return bool(said) and said <= set(content_words(question))
+
+
+def wh_fragment(question: str, answer: str) -> bool:
+    """A question or answer holding a bare wh-word fragment ('... by what.'), or an empty answer."""
+    return bool(_WH_FRAGMENT.search(question) or _WH_FRAGMENT.search(answer)) or not answer.strip(" .?!")
 
 
 def _support(answer: str, chunk_text: str) -> float:
@@ -61,6 +85,12 @@ def filter_pairs(pairs: list[tuple[Chunk, QAPair]], cfg: DatasetConfig,
             continue
         if len(p.question) > cfg.max_question_chars or len(p.answer) > cfg.max_answer_chars:
             dropped["too_long"] += 1
+            continue
+        if repeats_question(p.question, p.answer):
+            dropped["answer_repeats_question"] += 1
+            continue
+        if wh_fragment(p.question, p.answer):
+            dropped["wh_fragment"] += 1
             continue
         support = _support(p.answer, chunk.text)
         if support < cfg.support_threshold:

@@ -79,3 +79,24 @@ def format_examples(pairs: list[tuple[Chunk, QAPair]], *, generator: str, raft: 
                                oracle_probability=raft.oracle_probability, rng=rng)
             out.append(_example(chunk, p, "combined", prompts.with_context(p.question, ctx), generator, scores or {}))
     return out
+
+
+def raw_text_rows(chunks: Sequence[Chunk], share: float, *, seed: int) -> list[dict]:
+    """Plain-text rows for about `share` of the chunks (chosen by a hash of chunk id and seed).
+
+    The passage itself is the answer, prompted by its title and first words; these rows
+    carry no question, fact or scores, and count as `raw_text` in the card.
+    """
+    if share <= 0:
+        return []
+    out = []
+    for chunk in chunks:
+        draw = int(hashlib.sha256(f"{seed}:{chunk.id}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        text = chunk.text.strip()
+        if draw >= share or not text:
+            continue
+        start = " ".join(text.split()[:8])
+        pair = QAPair(start, text, "raw_text", f"raw:{chunk.id}")
+        out.append(_example(chunk, pair, "finetuned", prompts.raw_text(chunk.title, start), "extractive", {}))
+        out[-1]["generator"] = "raw_text"
+    return out

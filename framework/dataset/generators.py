@@ -1,12 +1,13 @@
 """Question/answer generators: one pair or more per fact in a chunk.
 
-`extractive` is model-free and deterministic: it finds statements in a chunk (a
-definition: a thing is, means or is called something, an acronym; a rule with
-must/may/cannot; an amount, count, year, date, day or time; a named entity; an
-address) and turns each into several questions whose answer is the statement itself,
-copied from the chunk. Several phrasings per fact are what let a finetuned model
-recall the fact when it is asked differently (Ovadia et al. 2023). Lines wrapped by a
-PDF's page width are joined back into sentences first.
+`extractive` is model-free and deterministic: it finds the facts of a chunk (a key span
+of a sentence: an amount, count, date, year, time, day, address or name; a definition, a
+name given with "is called", an acronym, a rule with must/should) and asks each one in
+several phrasings with short answers copied from the chunk (framework.dataset.phrasings),
+plus one entity-centred family per name the chunk mentions more than once
+(framework.dataset.entities). A per-chunk cap takes the phrasings round-robin, so every
+fact is trained before any fact gets a fifth wording. Lines wrapped by a PDF's page width
+are joined back into sentences first.
 
 `llm` asks a teacher model (framework.dataset.teacher) for a question and answer per chunk
 and parses its reply; a reply with a question but no answer gets the chunk sentence
@@ -15,8 +16,8 @@ stricter reminder (`dataset.teacher.parse_attempts` in all), then skipped and co
 
 Example:
     >>> pairs = extractive_pairs("Employees must submit receipts within 30 days.")
-    >>> pairs[0].question
-    'Must employees submit receipts within 30 days?'
+    >>> sorted(p.question for p in pairs if p.kind.startswith("number"))[0]
+    'Can you tell me within how many days employees must submit receipts?'
 """
 
 from __future__ import annotations
@@ -24,93 +25,76 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
+from dataclasses import replace
 from typing import Callable, Sequence
 
 from framework import prompts
 from framework.config import DatasetConfig
+from framework.dataset.entities import entity_families
+from framework.dataset.phrasings import called_name, span_family, term_families
+from framework.dataset.spans import find_spans, is_prose
 from framework.records import Chunk, QAPair
-from framework.text import sentences
-
-_MODAL = re.compile(r"^(?P<subj>[^,;:]{2,80}?) (?P<modal>must not|must|should|cannot|can|may not|may|will) "
-                    r"(?P<rest>.+)$")
-_COPULA = re.compile(r"^(?P<subj>[^,;:]{2,80}?) (?P<verb>is|are) (?P<rest>.+)$")
-_CALLED = re.compile(r"^(?P<subj>[^,;:]{2,80}?) (?P<verb>is|are) (?P<how>called|named|known as) (?P<name>.+)$")
-_AMOUNT = re.compile(r"\b\d[\d,.]*\s*(?:EUR|euros?|USD|%)(?=\W|$)|(?:EUR|€|\$)\s?\d[\d,.]*")
-_COUNT = re.compile(r"(?<![\d:])\b(?P<num>\d[\d,.]*)(?![\d:])(?P<unit>(?:\s+[a-z-]+){1,2})")
-_YEAR = re.compile(r"\b(?:in |since )?(?:19|20)\d\d\b")
-_WEEKDAY = re.compile(r"\b(?:every |each |on )?(?:second )?(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)s?\b")
-_TIME = re.compile(r"\b\d{1,2}:\d{2}\b(?:\s*(?:to|-|and)\s*\d{1,2}:\d{2})?")
-_MONTH = r"(?:January|February|March|April|May|June|July|August|September|October|November|December)"
-_DATE = re.compile(rf"\b{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s+\d{{4}})?\b|\b\d{{1,2}}(?:st|nd|rd|th)?\s+{_MONTH}"
-                   rf"(?:\s+\d{{4}})?\b|\b(?:19|20)\d\d-\d\d-\d\d\b|\b\d{{1,2}}/\d{{1,2}}/(?:19|20)?\d\d\b")
-_DEFINE = re.compile(r"^(?P<subj>[^,;:]{2,60}?) (?P<verb>means|refers to|stands for|is defined as|covers|includes) "
-                     r"(?P<rest>.+)$")
-_DEFINE_Q = {"means": "What does {s} mean?", "refers to": "What does {s} refer to?",
-             "stands for": "What does {s} stand for?", "is defined as": "How is {s} defined?",
-             "covers": "What does {s} cover?", "includes": "What does {s} include?"}
-_ACRONYM = re.compile(r"\b(?:[A-Z][a-z]+ ){1,5}[A-Z][a-z]+ \((?P<short>[A-Z]{2,6})\)")
-_ENTITY = re.compile(r"(?<![\w-])[a-z]+,? (?P<ent>(?:[A-Z][A-Za-z&-]+ (?:of |and |for )?){1,4}[A-Z][A-Za-z&-]+)")
-_EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+\.[\w.-]+\b")
-_CHANNEL = re.compile(r"(?<!\w)#[a-z0-9][a-z0-9_-]+")
-_DETERMINERS = ("The ", "A ", "An ", "Every ", "Each ", "All ", "Our ")
-
+from framework.text import sentences, words
 
 def _proper_words(text: str) -> set[str]:
     """Words written capitalised after a sentence's first word: names to keep capitalised."""
     return {w for s in sentences(text) for w in re.findall(r"(?<=\s)[A-Z][\w-]*", s)}
 
 
-def _lower_first(phrase: str, proper: set[str]) -> str:
-    """'The policy' -> 'the policy' and 'At least' -> 'at least'; 'Lumen Ledger' stays."""
-    words = phrase.split(" ")
-    if words[0] in proper or any(c.isupper() for c in words[0][1:]) or (len(words) > 1 and words[1][:1].isupper()):
-        return phrase
-    return phrase[0].lower() + phrase[1:]
+def _sentence_answers(fam: list[QAPair], sentence: str) -> list[QAPair]:
+    """The family with the source sentence as every answer (a reordered form keeps its reordered sentence)."""
+    answer = sentence if sentence.endswith((".", "!")) else sentence + "."
+    return [p if p.kind.endswith(":reordered") else replace(p, answer=answer) for p in fam]
 
 
-def _echo(sentence: str, match: re.Match, wh: str, group: int | str = 0) -> str:
-    """Replace the matched span with a wh-phrase: 'Leave is 28 days.' -> 'Leave is how many days?'"""
-    return (sentence[: match.start(group)] + wh + sentence[match.end(group):]).rstrip(" .!") + "?"
+def fact_families(text: str, *, title: str = "", answer_form: str = "sentence") -> list[list[QAPair]]:
+    """Every fact of a chunk as a family of phrasings (framework.dataset.phrasings), in reading order,
+    then one entity family per name the chunk mentions in two sentences or more.
 
-
-def extractive_pairs(text: str) -> list[QAPair]:
-    pairs: list[QAPair] = []
+    `answer_form: sentence` answers each phrasing with the source sentence (what a reader expects
+    from an assistant, and what one-sentence reference answers look like); `short` with the key
+    span alone where the form allows (`28 calendar days.`).
+    """
     proper = _proper_words(text)
+    out: list[list[QAPair]] = []
     for s in sentences(text):
+        s = s.replace("**", "").replace("__", "").strip()
         body = s.rstrip(".!")
-        if s.endswith("?"):
+        if s.endswith("?") or not is_prose(s):
             continue
-        found: list[tuple[str, str]] = []
-        if m := _CALLED.match(body):
-            found.append((f"What {m['verb']} {_lower_first(m['subj'], proper)} {m['how']}?", "name"))
-        elif m := _COPULA.match(body):
-            if len(m["subj"].split()) <= 8:
-                found.append((f"What {m['verb']} {_lower_first(m['subj'], proper)}?", "definition"))
-        if m := _DEFINE.match(body):
-            found.append((_DEFINE_Q[m["verb"]].format(s=_lower_first(m["subj"], proper)), "definition"))
-        if m := _ACRONYM.search(s):
-            found.append((f"What does {m['short']} stand for?", "definition"))
-        if m := _MODAL.match(body):
-            modal = m["modal"].split()[0]
-            found.append((f"{modal.capitalize()} {_lower_first(m['subj'], proper)} {m['rest']}?", "rule"))
-        if m := _DATE.search(s):
-            found.append((_echo(s, m, "what date"), "date"))
-        elif m := _AMOUNT.search(s):
-            found.append((_echo(s, m, "how much"), "amount"))
-        elif m := _YEAR.search(s):
-            found.append((_echo(s, m, "in which year"), "year"))
-        elif m := _COUNT.search(s):
-            unit = m["unit"].strip()
-            found.append((_echo(s, m, f"how many {unit}"), "number"))
-        if m := _ENTITY.search(s):
-            found.append((_echo(s, m, "what", "ent"), "entity"))
-        for pattern, wh, kind in ((_WEEKDAY, "on which day", "day"), (_TIME, "at what time", "time"),
-                                  (_EMAIL, "which e-mail address", "contact"), (_CHANNEL, "which Slack channel", "contact")):
-            if m := pattern.search(s):
-                found.append((_echo(s, m, wh), kind))
-        answer = s if s.endswith((".", "!")) else s + "."
-        pairs.extend(QAPair(q[0].upper() + q[1:], answer, kind, s) for q, kind in found)
-    return pairs
+        found = term_families(s, title=title, proper=proper)
+        called = called_name(body)
+        for span in find_spans(body, proper=proper):
+            if called and called[0] <= span.start < called[1]:
+                continue
+            if fam := span_family(s, span, title=title, proper=proper):
+                found.append(fam)
+        out.extend(_sentence_answers(f, s) if answer_form == "sentence" else f for f in found)
+    return out + entity_families(text, title=title, proper=proper)
+
+
+def select_rows(families: list[list[QAPair]], cap: int) -> list[QAPair]:
+    """At most `cap` pairs: every fact's first phrasing, then every fact's second, and so on.
+
+    A per-chunk budget keeps training time in check; taking phrasings round-robin spends it
+    on every fact before it spends it on a fifth rewording of one.
+    """
+    out: list[QAPair] = []
+    depth = max((len(f) for f in families), default=0)
+    for i in range(depth):
+        for fam in families:
+            if i < len(fam):
+                if len(out) == cap:
+                    return out
+                out.append(fam[i])
+    return out
+
+
+def extractive_pairs(text: str, *, title: str = "", cap: int | None = None,
+                     answer_form: str = "sentence") -> list[QAPair]:
+    """The chunk's question/answer pairs, every fact in several phrasings; at most `cap` (round-robin)."""
+    families = fact_families(text, title=title, answer_form=answer_form)
+    return select_rows(families, cap) if cap else [p for fam in families for p in fam]
 
 
 _QA_BLOCK = re.compile(r"(?im)^[\s>]*(?:\d+[.)]\s*)?(?:Question|Q)\s*\d*\s*:")
@@ -178,11 +162,27 @@ def answer_from_chunk(question: str, chunk_text: str) -> str | None:
 
 
 def _llm_reply_pairs(reply: str, chunk_text: str) -> list[QAPair]:
-    parsed = [QAPair(q, a, "llm", _llm_fact(chunk_text, q)) for q, a in parse_llm_pairs(reply)]
+    parsed = _llm_families([QAPair(q, a, "llm", _llm_fact(chunk_text, q)) for q, a in parse_llm_pairs(reply)],
+                           chunk_text)
     if parsed or not (m := _BARE_Q.search(reply.replace("**", ""))):
         return parsed
     answer = answer_from_chunk(m["q"], chunk_text)
     return [QAPair(m["q"].strip(), answer, "extracted_answer", _llm_fact(chunk_text, m["q"]))] if answer else []
+
+
+def _llm_families(pairs: list[QAPair], chunk_text: str) -> list[QAPair]:
+    """Questions the teacher answered with the same short answer ask one fact: they share the fact, and
+    the first is the parent of the others, so the split can hold out one phrasing of a trained fact."""
+    first: dict[str, QAPair] = {}
+    out = []
+    for p in pairs:
+        key = " ".join(words(p.answer))
+        if key in first and len(p.answer.split()) <= 12:
+            p = replace(p, fact=first[key].fact, parent=first[key].qid)
+        else:
+            first.setdefault(key, p)
+        out.append(p)
+    return out
 
 
 def _llm_fact(chunk_text: str, question: str) -> str:
@@ -190,7 +190,8 @@ def _llm_fact(chunk_text: str, question: str) -> str:
 
 
 def llm_pairs(teacher, chunk_texts: Sequence[str], *, max_new_tokens: int = 160, attempts: int = 2,
-              show_progress: bool = False) -> tuple[list[list[QAPair] | None], Counter]:
+              show_progress: bool = False, per_chunk: int = 6,
+              answer_form: str = "sentence") -> tuple[list[list[QAPair] | None], Counter]:
     """Generated pairs per chunk (None where the teacher failed) and counts: replies that never
     parsed, failed requests, retries.
 
@@ -206,7 +207,9 @@ def llm_pairs(teacher, chunk_texts: Sequence[str], *, max_new_tokens: int = 160,
             break
         if attempt:
             stats["parse_retries"] += len(todo)
-        replies = ask_teacher(teacher, [prompts.qa_from_passage(chunk_texts[i], strict=attempt > 0) for i in todo],
+        replies = ask_teacher(teacher, [prompts.qa_from_passage(chunk_texts[i], strict=attempt > 0, n=per_chunk,
+                                                                answer_form=answer_form)
+                                        for i in todo],
                               max_new_tokens=max_new_tokens, description=f"synthesize (llm, try {attempt + 1})",
                               show_progress=show_progress)
         retry = []
@@ -233,10 +236,12 @@ def generate_per_chunk(chunks: list[Chunk], cfg: DatasetConfig, teacher: Callabl
     from framework.runtime.progress import track
 
     if cfg.generator == "extractive":
-        per_chunk = [extractive_pairs(c.text)[: cfg.max_questions_per_chunk]
+        per_chunk = [extractive_pairs(c.text, title=c.title, cap=cfg.max_questions_per_chunk,
+                                      answer_form=cfg.answer_form)
                      for c in track(chunks, "synthesize (extractive)", enabled=show_progress)]
         return per_chunk, Counter()
     t = cfg.teacher
     per_chunk, stats = llm_pairs(teacher(), [c.text for c in chunks], max_new_tokens=t.max_new_tokens,
-                                 attempts=t.parse_attempts, show_progress=show_progress)
+                                 attempts=t.parse_attempts, show_progress=show_progress,
+                                 per_chunk=min(8, cfg.max_questions_per_chunk), answer_form=cfg.answer_form)
     return [None if ps is None else ps[: cfg.max_questions_per_chunk] for ps in per_chunk], stats

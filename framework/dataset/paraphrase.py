@@ -42,7 +42,7 @@ def _templates(question: str, title: str) -> list[str]:
     if (m := _WHAT_IS.match(question)) and not re.search(r"\b(?:called|named|known as)$", m["rest"]):
         out.append(f"Do you know what {m['rest']} {m['verb']}?")
     body = question.rstrip("?")
-    if title:
+    if title and title.lower() not in question.lower():
         out.append(f"According to {title}, {_lower_first(question)}")
     out.append(f"{body}, according to the company documents?")
     out.append(f"I would like to know: {_lower_first(question)}")

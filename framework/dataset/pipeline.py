@@ -40,7 +40,7 @@ from framework.dataset.filters import (
     readable_by_audience,
     round_trip_filter,
 )
-from framework.dataset.formatting import format_examples, uniform_row
+from framework.dataset.formatting import format_examples, raw_text_rows, uniform_row
 from framework.dataset.generators import generate_per_chunk
 from framework.dataset.imports import read_import
 from framework.dataset.paraphrase import llm_paraphrases, template_paraphrases
@@ -52,17 +52,18 @@ log = logging.getLogger(__name__)
 # Bump when the extractive rules change, so cached pairs are regenerated. Redacting chunks before
 # generation needed no bump: a chunk holding personal data has a new cache key (its redacted text's
 # hash), so it is generated again, and a chunk without any keeps its cached pairs.
-_FORMAT_VERSION = 3
+_FORMAT_VERSION = 4
 
 
 def generation_fingerprint(cfg: DatasetConfig, generator_model: str) -> str:
     """What the cached pairs depend on; another value regenerates every chunk."""
     parts = {"v": _FORMAT_VERSION, "generator": cfg.generator, "max_q": cfg.max_questions_per_chunk,
+             "answer_form": cfg.answer_form,
              "paraphrases": cfg.paraphrases, "pii": [cfg.pii_mode, cfg.pii_patterns, cfg.pii_phone_region, cfg.pii_allow]}
     if cfg.generator == "llm":
         t = cfg.teacher
         parts["teacher"] = [t.base_url, t.api_model, t.model if t.model != "generator" else generator_model,
-                            t.max_new_tokens, t.parse_attempts, prompts.LLM_QA_INSTRUCTION,
+                            t.max_new_tokens, t.parse_attempts, prompts.LLM_QA_INSTRUCTION, prompts.LLM_ANSWER_RULES[cfg.answer_form],
                             prompts.LLM_PARAPHRASE_INSTRUCTION]
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -103,7 +104,8 @@ def _generate(chunks: list[Chunk], cfg: DatasetConfig, teacher: Callable, scrub:
     per_chunk = [None if ps is None else scrub.pairs(ps) for ps in per_chunk]
     if cfg.paraphrases:
         if cfg.generator == "extractive":
-            variants = [[v for p in ps for v in template_paraphrases(p, cfg.paraphrases, title=c.title)]
+            # each fact already comes in several phrasings: templates reword only each family's first question
+            variants = [[v for p in ps if p.parent is None for v in template_paraphrases(p, cfg.paraphrases, title=c.title)]
                         if ps else ps for c, ps in zip(chunks, per_chunk)]
         else:
             flat = [(i, p) for i, ps in enumerate(per_chunk) for p in ps or []]
@@ -202,7 +204,9 @@ def _rows(kept: list, cfg: DatasetConfig, heldout: set[str], distractors, scores
     evals = format_examples([(c, p) for c, p, _ in eval_triples], generator=cfg.generator,
                                raft=cfg.raft.model_copy(update={"fraction": 0.0}), retrieve=distractors, rng=rng,
                                scores=scores, split_kinds=[k for _, _, k in eval_triples])
-    train = [uniform_row(r) for r in scrub.rows(train) + imports]
+    trained_chunks = {c.id: c for c, _ in train_pairs}
+    raw = raw_text_rows(list(trained_chunks.values()), cfg.raw_text_share, seed=cfg.seed)
+    train = [uniform_row(r) for r in scrub.rows(train + raw) + imports]
     return train, [uniform_row(r) for r in scrub.rows(evals)], len(train_pairs)
 
 

@@ -105,6 +105,15 @@ def available_ram_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+def peak_resident_bytes() -> int:
+    """The most memory this process has held resident so far (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
 def describe_device(device: str) -> str:
     """'cpu' or 'cuda:0 (NVIDIA H100 80GB HBM3)' for startup lines and metadata."""
     if not is_cuda(device):
