@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import tempfile
+import threading
 import zipfile
+from contextlib import contextmanager
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -253,3 +257,35 @@ def two_audiences_config(tmp_path_factory, tiny_model) -> dict:
         assert project.finetune(promote=True).audience == tuple(audience)
     project.close()
     return cfg
+
+
+@contextmanager
+def local_http_server(handler: type, **state):
+    """A real HTTP server on 127.0.0.1 (a free port) answering with `handler` from a thread; `state` becomes
+    attributes of the server (what handlers record or share). Shut down and closed on exit."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    for name, value in state.items():
+        setattr(server, name, value)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def send_json(handler, status: int, payload) -> None:
+    """Write `payload` as a JSON response from a BaseHTTPRequestHandler."""
+    data = json.dumps(payload).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
+def send_chat_reply(handler, content: str) -> None:
+    """An OpenAI chat-completion response holding one assistant message."""
+    send_json(handler, 200, {"choices": [{"message": {"role": "assistant", "content": content}}]})

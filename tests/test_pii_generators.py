@@ -10,11 +10,10 @@ searched for each planted string and its digits-only form.
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
-from conftest import project_config
+from conftest import local_http_server, project_config, send_chat_reply
 
 from framework.config import DatasetConfig
 from framework.dataset.redaction import Redactor
@@ -91,24 +90,13 @@ class _LeakyTeacher(BaseHTTPRequestHandler):
             passage = prompt.split("Passage: ", 1)[1].split("\n\nReply exactly", 1)[0]
             first = re.split(r"(?<=[.!?])\s+", passage.replace("\n", " ").strip())[0]
             reply = f"Question: What does the directory say about {altered[2]}?\nAnswer: {first} Also {altered[0]}."
-        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": reply}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_chat_reply(self, reply)
 
 
 @pytest.fixture
 def leaky_teacher():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _LeakyTeacher)
-    server.prompts = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with local_http_server(_LeakyTeacher, prompts=[]) as server:
+        yield server
 
 
 def _leaks(text: str) -> list[str]:

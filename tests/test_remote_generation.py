@@ -4,13 +4,12 @@
 from __future__ import annotations
 
 import json
-import threading
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 import yaml
-from conftest import project_config
+from conftest import local_http_server, project_config
 from typer.testing import CliRunner
 
 from framework.adapters.manifest import AdapterManifest
@@ -47,14 +46,8 @@ class _Endpoint(BaseHTTPRequestHandler):
 
 @contextmanager
 def endpoint():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Endpoint)
-    server.seen = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with local_http_server(_Endpoint, seen=[]) as server:
         yield f"http://127.0.0.1:{server.server_address[1]}/v1", server
-    finally:
-        server.shutdown()
 
 
 def _publish(root, name, audience=()):

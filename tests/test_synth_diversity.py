@@ -2,12 +2,11 @@
 
 import json
 import re
-import threading
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
-from conftest import make_chunk, project_config
+from conftest import local_http_server, make_chunk, project_config, send_chat_reply
 
 from framework.config import DatasetConfig
 from framework.dataset.entities import entity_families
@@ -152,24 +151,13 @@ class _Teacher(BaseHTTPRequestHandler):
                  "Question: Is the daily meal allowance abroad 60 EUR?\nAnswer: The daily meal allowance abroad is 60 EUR.\n"
                  "Question: Who leads the travel desk?\nAnswer: Amira Haddad.\n"
                  "Question: Flights are booked through what?\nAnswer: what.")
-        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": reply}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_chat_reply(self, reply)
 
 
 @pytest.fixture
 def teacher_server():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Teacher)
-    server.prompts = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with local_http_server(_Teacher, prompts=[]) as server:
+        yield server
 
 
 def test_the_teacher_is_asked_for_varied_forms_and_short_answers(tmp_path, teacher_server):

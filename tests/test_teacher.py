@@ -3,10 +3,10 @@
 import json
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
-from conftest import project_config
+from conftest import local_http_server, project_config, send_chat_reply, send_json
 
 from framework.dataset.filters import DatasetTooSmallError
 from framework.dataset.teacher import OpenAICompatibleTeacher, TeacherConfigError
@@ -35,15 +35,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(503 if "BROKEN" in prompt else 500, {"error": "overloaded"})
         if "GARBLED" in prompt:
             return self._send(200, {"unexpected": True})
-        self._send(200, {"choices": [{"message": {"role": "assistant", "content": _reply(prompt)}}]})
+        send_chat_reply(self, _reply(prompt))
 
     def _send(self, status, payload):
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, payload)
 
 
 def _reply(prompt: str) -> str:
@@ -60,14 +55,8 @@ def _reply(prompt: str) -> str:
 
 @pytest.fixture
 def fake_openai():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.lock, server.requests, server.flaky_seen = threading.Lock(), [], 0
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(timeout=5)
+    with local_http_server(_Handler, lock=threading.Lock(), requests=[], flaky_seen=0) as server:
+        yield server
 
 
 def _url(server) -> str:
